@@ -1,0 +1,3 @@
+//! The system layer: every system call of both programs lives below here.
+
+pub mod sockpath;
