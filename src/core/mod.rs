@@ -1,1 +1,500 @@
-//! placeholder
+//! The supervisor core: the service table and every decision nitro makes.
+//!
+//! The core is deterministic. It gets the time as an argument and reaches
+//! the world only through the narrow [`Os`] trait (spawn, kill, pipes,
+//! reading files of the service directory, sending events), so the whole
+//! state machine runs in tests against a fake `Os` on a fake clock. We call
+//! the trait instead of returning action values because the result of a
+//! spawn (a pid, a fork error or an exec error) decides the very next
+//! transition.
+//!
+//! - `service`: one service record.
+//! - `machine`: the state machine of SPEC section 3.
+//! - `scan`: directory scans, instances and log wiring.
+//! - here: the table, control requests and the system phases.
+
+mod machine;
+mod scan;
+mod service;
+
+use crate::proto::{self, Request, State};
+use crate::spat::{Full, Writer};
+
+pub use service::{Name, Proc, Service, Timer};
+
+pub type Fd = i32;
+pub type Pid = i32;
+/// Milliseconds on a monotonic clock.
+pub type Millis = u64;
+
+/// `run` must be UP this long after it started when it has no
+/// `notification-fd`.
+pub const READY_TIMEOUT_MS: Millis = 2000;
+/// A `run` that lived less than this is restarted only after as long.
+pub const RESPAWN_DELAY_MS: Millis = 1000;
+/// Wait after a failed fork, pipe or a temporary exec failure.
+pub const SPAWN_RETRY_MS: Millis = 2000;
+/// Default time from the stop signal to SIGKILL.
+pub const STOP_TIMEOUT_MS: Millis = 7000;
+/// Default time `finish` may run.
+pub const FINISH_TIMEOUT_MS: Millis = 7000;
+/// Default number of services supervised at once.
+pub const DEFAULT_MAX_SERVICES: usize = 500;
+
+/// Which program of a service to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prog {
+    Setup,
+    Run,
+    Finish,
+}
+
+impl Prog {
+    pub fn file(self) -> &'static str {
+        match self {
+            Prog::Setup => "setup",
+            Prog::Run => "run",
+            Prog::Finish => "finish",
+        }
+    }
+}
+
+/// Everything needed to start one program of a service.
+#[derive(Debug, Clone, Copy)]
+pub struct Spawn<'a> {
+    /// Directory (relative to the service directory) to run in.
+    pub dir: &'a [u8],
+    pub prog: Prog,
+    /// Arguments after argv[0].
+    pub args: &'a [&'a [u8]],
+    /// stdin: this fd, or /dev/null.
+    pub stdin: Option<Fd>,
+    /// stdout: this fd, or nitro's own stdout.
+    pub stdout: Option<Fd>,
+    /// stderr goes where stdout goes (the global logger), not nitro's stderr.
+    pub stderr_to_stdout: bool,
+    /// Readiness pipe: (fd number in the child, write end in nitro).
+    pub notify: Option<(i32, Fd)>,
+}
+
+/// Why a spawn failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnError {
+    /// fork (or the exec-report pipe) failed: errno.
+    Fork(i32),
+    /// execve failed in the child: errno.
+    Exec(i32),
+}
+
+/// Result of reading a readiness pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadResult {
+    Data(usize),
+    Eof,
+    /// Nothing there right now (EAGAIN) or an error: keep waiting.
+    Nothing,
+}
+
+/// The side effects the core asks for. Paths are relative to the service
+/// directory.
+pub trait Os {
+    fn spawn(&mut self, spawn: &Spawn) -> Result<Pid, SpawnError>;
+    fn kill(&mut self, pid: Pid, signal: i32);
+    /// A close-on-exec pipe: (read end, write end), or errno.
+    fn pipe(&mut self) -> Result<(Fd, Fd), i32>;
+    fn close(&mut self, fd: Fd);
+    fn read(&mut self, fd: Fd, buf: &mut [u8]) -> ReadResult;
+    /// Sends the event `[len, 0, state, name]` to matching `notify/` sockets.
+    fn notify(&mut self, name: &[u8], state: State);
+    /// One line on stderr, `- nitro: …`.
+    fn warn(&mut self, message: core::fmt::Arguments);
+    /// Whether `dir/file` exists (following symlinks); `file` may be empty.
+    fn exists(&mut self, dir: &[u8], file: &[u8]) -> bool;
+    /// Reads `dir/file` into `buf`: bytes read, `None` if it cannot be read.
+    fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize>;
+    /// Target of the symlink `dir/file`, `None` if it is not a symlink.
+    fn read_link(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize>;
+    /// Starts listing the service directory.
+    fn scan_start(&mut self);
+    /// The next entry name, `None` at the end.
+    fn scan_next(&mut self, buf: &mut [u8; 256]) -> Option<usize>;
+}
+
+/// Fixed parameters of a supervisor.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub max_services: usize,
+    pub nitro_pid: Pid,
+    /// Descriptor limit: notification fds at or beyond it are refused.
+    pub fd_limit: i32,
+}
+
+/// Where the whole system is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// Stopping everything; `reboot` says what happens at the end.
+    Stopping {
+        reboot: bool,
+    },
+}
+
+/// Work requested by a control command, done after the reply is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub rescan: bool,
+    pub shutdown: Option<bool>,
+}
+
+pub struct Supervisor {
+    config: Config,
+    /// Fixed-capacity slots; `None` is free. Slots never move, so a slot
+    /// index names a service for logger links and LIST paging.
+    slots: Vec<Option<Service>>,
+    phase: Phase,
+    scan_gen: u32,
+    pending: Pending,
+    total_reaps: u32,
+    total_sv_reaps: u32,
+}
+
+impl Supervisor {
+    pub fn new(config: Config) -> Supervisor {
+        let mut slots = Vec::with_capacity(config.max_services);
+        slots.resize_with(config.max_services, || None);
+        Supervisor {
+            config,
+            slots,
+            phase: Phase::Running,
+            scan_gen: 0,
+            pending: Pending::default(),
+            total_reaps: 0,
+            total_sv_reaps: 0,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The services in slot order.
+    pub fn services(&self) -> impl Iterator<Item = (usize, &Service)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+    }
+
+    pub fn find(&self, name: &[u8]) -> Option<usize> {
+        self.services()
+            .find(|(_, s)| s.name.as_bytes() == name)
+            .map(|(i, _)| i)
+    }
+
+    fn sv(&self, i: usize) -> &Service {
+        self.slots[i].as_ref().expect("slot in use")
+    }
+
+    fn sv_mut(&mut self, i: usize) -> &mut Service {
+        self.slots[i].as_mut().expect("slot in use")
+    }
+
+    fn count(&self) -> usize {
+        self.services().count()
+    }
+
+    /// Adds a service in state DOWN; `None` (with a warning) when the table
+    /// is full or the name cannot be a service.
+    fn add(&mut self, os: &mut dyn Os, name: &[u8], now: Millis) -> Option<usize> {
+        let name = Name::new(name)?;
+        let Some(free) = self.slots.iter().position(Option::is_none) else {
+            os.warn(format_args!(
+                "too many services, not adding {} (limit {})",
+                name, self.config.max_services
+            ));
+            return None;
+        };
+        let mut service = Service::new(name, now);
+        service.seen = self.scan_gen;
+        self.slots[free] = Some(service);
+        Some(free)
+    }
+
+    /// Drops a service that is DOWN, releasing its descriptors and every
+    /// logger link to it.
+    fn forget(&mut self, os: &mut dyn Os, i: usize) {
+        let Some(service) = self.slots[i].take() else {
+            return;
+        };
+        for fd in [
+            service.ready_fd,
+            service.log_pipe.map(|p| p.0),
+            service.log_pipe.map(|p| p.1),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            os.close(fd);
+        }
+        if let Some(l) = service.logger {
+            self.set_logger_users(l, -1);
+        }
+        for other in self.slots.iter_mut().flatten() {
+            if other.logger == Some(i) {
+                other.logger = None;
+            }
+        }
+    }
+
+    /// Whether a service name refers to something startable on disk.
+    fn startable(&self, os: &mut dyn Os, name: &[u8]) -> bool {
+        if !proto::valid_name(name) {
+            return false;
+        }
+        match proto::split_instance(name) {
+            Some((template, _)) => scan::is_service_dir(os, template),
+            None => !name.ends_with(b"@") && scan::is_service_dir(os, name),
+        }
+    }
+
+    /// Looks a requested name up, adding it when it is startable on disk
+    /// and `create` allows.
+    fn lookup(&mut self, os: &mut dyn Os, name: &[u8], create: bool, now: Millis) -> Option<usize> {
+        if let Some(i) = self.find(name) {
+            return Some(i);
+        }
+        if create && self.startable(os, name) {
+            self.add(os, name, now)
+        } else {
+            None
+        }
+    }
+
+    /// Handles one control datagram. Returns the length of the reply written
+    /// into `reply`, or `None` when the datagram is dropped.
+    pub fn handle_request(
+        &mut self,
+        os: &mut dyn Os,
+        datagram: &[u8],
+        reply: &mut [u8],
+        now: Millis,
+    ) -> Option<usize> {
+        let request = proto::parse_request(datagram)?;
+        let mut w = Writer::new(reply);
+        // A reply always fits: replies other than LIST are a few dozen
+        // bytes, and LIST pages itself.
+        let _ = self.answer(os, request, &mut w, now);
+        Some(w.len())
+    }
+
+    fn answer(
+        &mut self,
+        os: &mut dyn Os,
+        request: Request,
+        w: &mut Writer,
+        now: Millis,
+    ) -> Result<(), Full> {
+        match request {
+            Request::Up(name) | Request::Down(name) | Request::Restart(name) => {
+                let create = !matches!(request, Request::Down(_));
+                let Some(i) = self.lookup(os, name, create, now) else {
+                    return w.packet(proto::TAG_ESRCH, &[]);
+                };
+                match request {
+                    Request::Up(_) => self.want_up(os, i, now),
+                    Request::Down(_) => self.want_down(os, i, now),
+                    _ => self.want_restart(os, i, now),
+                }
+                // The service may have been forgotten on the way down.
+                if let Some(service) = &self.slots[i] {
+                    os.notify(service.name.as_bytes(), service.state);
+                }
+                w.packet(proto::TAG_OK, &[])
+            }
+            Request::Ready(name) => match self.find(name) {
+                Some(i) => {
+                    self.became_ready(os, i, now);
+                    w.packet(proto::TAG_OK, &[])
+                }
+                None => w.packet(proto::TAG_ESRCH, &[]),
+            },
+            Request::Signal { signal, name } => match self.find(name) {
+                Some(i) if self.sv(i).run_pid() > 0 => {
+                    os.kill(self.sv(i).pid, signal as i32);
+                    w.packet(proto::TAG_OK, &[])
+                }
+                _ => w.packet(proto::TAG_ESRCH, &[]),
+            },
+            Request::Query(name) => match self.find(name) {
+                Some(i) => {
+                    let service = self.sv(i);
+                    write_status(w, service, now)?;
+                    w.u32(proto::TAG_RESTARTS, service.restarts)
+                }
+                None => w.packet(proto::TAG_ESRCH, &[]),
+            },
+            Request::List { start } => self.list(w, start as usize, now),
+            Request::Info => {
+                let pid = self.config.nitro_pid as u32;
+                w.u32(proto::TAG_NITRO_PID, pid)?;
+                w.u32(proto::TAG_PID, pid)?;
+                w.u32(proto::TAG_MAX_SERVICE, self.count() as u32)?;
+                w.u32(proto::TAG_TOTAL_REAPS, self.total_reaps)?;
+                w.u32(proto::TAG_TOTAL_SV_REAPS, self.total_sv_reaps)
+            }
+            Request::Rescan => {
+                self.pending.rescan = true;
+                w.packet(proto::TAG_OK, &[])
+            }
+            Request::Shutdown | Request::Reboot => {
+                self.pending.shutdown = Some(request == Request::Reboot);
+                w.packet(proto::TAG_OK, &[])
+            }
+            Request::Unknown => w.packet(proto::TAG_ENOSYS, &[]),
+        }
+    }
+
+    /// One LIST page: whole SERVICE frames from slot `start` on, then
+    /// LIST_NEXT if some did not fit.
+    fn list(&self, w: &mut Writer, start: usize, now: Millis) -> Result<(), Full> {
+        const LIST_NEXT_LEN: usize = crate::spat::HEADER_LEN + 4;
+        for (i, service) in self.services().skip_while(|(i, _)| *i < start) {
+            let before = w.len();
+            let fits = w.remaining() >= LIST_NEXT_LEN
+                && write_frame(w, service, now).is_ok()
+                && w.remaining() >= LIST_NEXT_LEN;
+            if !fits {
+                w.truncate(before);
+                return w.u32(proto::TAG_LIST_NEXT, i as u32);
+            }
+        }
+        Ok(())
+    }
+
+    /// Control commands that act after their reply went out.
+    pub fn take_pending(&mut self) -> Pending {
+        core::mem::take(&mut self.pending)
+    }
+
+    /// Starts the system shutdown (or changes what happens at its end).
+    pub fn shutdown(&mut self, os: &mut dyn Os, reboot: bool, now: Millis) {
+        self.phase = Phase::Stopping { reboot };
+        self.stop_step(os, now);
+    }
+
+    /// Advances the shutdown: ordinary services first, loggers once
+    /// nothing else is left.
+    fn stop_step(&mut self, os: &mut dyn Os, now: Millis) {
+        if !matches!(self.phase, Phase::Stopping { .. }) {
+            return;
+        }
+        let others_left = (0..self.slots.len())
+            .any(|i| self.slots[i].is_some() && !self.is_logger(i) && !self.sv(i).is_stopped());
+        for i in 0..self.slots.len() {
+            let Some(service) = &self.slots[i] else {
+                continue;
+            };
+            let stopping = matches!(service.state, State::Down | State::Fatal | State::Shutdown);
+            if !stopping && (!others_left || !self.is_logger(i)) {
+                self.want_down(os, i, now);
+            }
+        }
+    }
+
+    /// Whether the shutdown is complete: every service stopped.
+    pub fn stopped(&self) -> bool {
+        matches!(self.phase, Phase::Stopping { .. }) && self.services().all(|(_, s)| s.is_stopped())
+    }
+
+    /// Whether some other service logs into slot `i`.
+    fn is_logger(&self, i: usize) -> bool {
+        let service = self.sv(i);
+        service.log_users > 0 || service.name.as_bytes() == scan::GLOBAL_LOGGER
+    }
+
+    /// A child was reaped.
+    pub fn on_exit(&mut self, os: &mut dyn Os, pid: Pid, wstatus: i32, now: Millis) {
+        self.total_reaps = self.total_reaps.wrapping_add(1);
+        let Some(i) = self
+            .services()
+            .find(|(_, s)| s.pid == pid && pid > 0)
+            .map(|(i, _)| i)
+        else {
+            return;
+        };
+        self.total_sv_reaps = self.total_sv_reaps.wrapping_add(1);
+        self.process_exited(os, i, wstatus, now);
+        self.stop_step(os, now);
+    }
+
+    /// The earliest deadline of any service.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.services()
+            .filter(|(_, s)| s.timer != Timer::None)
+            .map(|(_, s)| s.deadline)
+            .min()
+    }
+
+    /// Fires every deadline that has passed.
+    pub fn on_timers(&mut self, os: &mut dyn Os, now: Millis) {
+        for i in 0..self.slots.len() {
+            let due =
+                matches!(&self.slots[i], Some(s) if s.timer != Timer::None && s.deadline <= now);
+            if due {
+                self.timer_fired(os, i, now);
+            }
+        }
+        self.stop_step(os, now);
+    }
+
+    /// Readiness pipes to watch: (slot, fd).
+    pub fn ready_fds(&self) -> impl Iterator<Item = (usize, Fd)> + '_ {
+        self.services()
+            .filter_map(|(i, s)| s.ready_fd.map(|fd| (i, fd)))
+    }
+
+    /// The readiness pipe of slot `i` can be read.
+    pub fn on_ready_fd(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        let Some(fd) = self
+            .slots
+            .get(i)
+            .and_then(|s| s.as_ref())
+            .and_then(|s| s.ready_fd)
+        else {
+            return;
+        };
+        let mut buf = [0u8; 64];
+        match os.read(fd, &mut buf) {
+            ReadResult::Data(n) if buf[..n].contains(&b'\n') => self.became_ready(os, i, now),
+            ReadResult::Data(_) | ReadResult::Nothing => {}
+            ReadResult::Eof => self.close_ready_fd(os, i),
+        }
+    }
+
+    fn close_ready_fd(&mut self, os: &mut dyn Os, i: usize) {
+        if let Some(fd) = self.sv_mut(i).ready_fd.take() {
+            os.close(fd);
+        }
+    }
+}
+
+/// STATE, PID, WSTATUS and UPTIME of a service.
+fn write_status(w: &mut Writer, service: &Service, now: Millis) -> Result<(), Full> {
+    w.u8(proto::TAG_STATE, service.state as u8)?;
+    w.u32(proto::TAG_PID, service.run_pid() as u32)?;
+    w.i32(proto::TAG_WSTATUS, service.wstatus)?;
+    let uptime = now.saturating_sub(service.changed_at) / 1000;
+    w.u32(proto::TAG_UPTIME, uptime.min(u32::MAX as u64) as u32)
+}
+
+/// One SERVICE frame of a LIST reply.
+fn write_frame(w: &mut Writer, service: &Service, now: Millis) -> Result<(), Full> {
+    w.open(proto::TAG_SERVICE)?;
+    w.packet(proto::TAG_NAME, service.name.as_bytes())?;
+    write_status(w, service, now)?;
+    w.u32(proto::TAG_RESTARTS, service.restarts)?;
+    w.close(proto::TAG_SERVICE)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,3 +1,92 @@
-//! The system layer: every system call of both programs lives below here.
+//! The system layer: every system call of both programs lives below here,
+//! each `unsafe` block with the reason it is sound.
 
+pub mod control;
+pub mod os;
+pub mod signals;
 pub mod sockpath;
+pub mod spawn;
+
+use std::ffi::CStr;
+
+/// The calling thread's errno.
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Milliseconds on the monotonic clock, which does not count suspend and
+/// does not move with the wall clock.
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// Closes a descriptor we own; errors (EINTR, EBADF) leave nothing to do.
+pub fn close(fd: i32) {
+    // SAFETY: closing an fd has no memory-safety preconditions.
+    unsafe { libc::close(fd) };
+}
+
+/// Builds `dir/file` (or just `dir` when `file` is empty) as a C string in
+/// `buf`; `None` if it does not fit or contains a NUL.
+pub fn join_path<'b>(buf: &'b mut [u8], dir: &[u8], file: &[u8]) -> Option<&'b CStr> {
+    let sep = usize::from(!file.is_empty());
+    let len = dir.len() + sep + file.len();
+    if len + 1 > buf.len() {
+        return None;
+    }
+    buf[..dir.len()].copy_from_slice(dir);
+    if sep == 1 {
+        buf[dir.len()] = b'/';
+    }
+    buf[dir.len() + sep..len].copy_from_slice(file);
+    buf[len] = 0;
+    CStr::from_bytes_with_nul(&buf[..=len]).ok()
+}
+
+/// Writes a whole message to stderr, ignoring errors (there is nowhere
+/// else to report them).
+pub fn write_stderr(bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // SAFETY: rest is a valid readable slice.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n <= 0 {
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        rest = &rest[n as usize..];
+    }
+}
+
+/// Formats one line `- nitro: …` into a stack buffer and writes it to
+/// stderr in one write, without allocating.
+pub fn warn(message: core::fmt::Arguments) {
+    struct Line {
+        buf: [u8; 512],
+        len: usize,
+    }
+    impl core::fmt::Write for Line {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let room = self.buf.len() - 1 - self.len;
+            let n = s.len().min(room);
+            self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.len += n;
+            Ok(())
+        }
+    }
+    let mut line = Line {
+        buf: [0; 512],
+        len: 0,
+    };
+    let _ = core::fmt::write(&mut line, format_args!("- nitro: {}", message));
+    line.buf[line.len] = b'\n';
+    write_stderr(&line.buf[..=line.len]);
+}

@@ -1,0 +1,511 @@
+//! The state machine of SPEC section 3: every transition of a service goes
+//! through the functions here.
+
+use crate::proto::{self, State};
+
+use super::{
+    FINISH_TIMEOUT_MS, Millis, Os, Phase, Proc, Prog, READY_TIMEOUT_MS, RESPAWN_DELAY_MS,
+    SPAWN_RETRY_MS, STOP_TIMEOUT_MS, Spawn, SpawnError, Supervisor, Timer,
+};
+
+/// exec errors that may go away by themselves: DELAY, not FATAL.
+fn temporary_exec_error(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EAGAIN | libc::EIO | libc::EMFILE | libc::ENOMEM | libc::ETXTBSY
+    )
+}
+
+/// Writes a decimal number into `buf`, returning the digits.
+fn decimal(buf: &mut [u8; 12], value: i64) -> &[u8] {
+    let mut n = value.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    &buf[at..]
+}
+
+/// Parses the digits of a file the way the C nitro does: other bytes are
+/// skipped; `None` when there is no digit at all.
+pub(super) fn digits(bytes: &[u8]) -> Option<u64> {
+    let mut value: Option<u64> = None;
+    for &b in bytes.iter().filter(|b| b.is_ascii_digit()) {
+        value = Some(
+            value
+                .unwrap_or(0)
+                .saturating_mul(10)
+                .saturating_add((b - b'0') as u64),
+        );
+    }
+    value
+}
+
+impl Supervisor {
+    pub(super) fn set_state(&mut self, os: &mut dyn Os, i: usize, state: State, now: Millis) {
+        let service = self.sv_mut(i);
+        if service.state == state {
+            return;
+        }
+        service.state = state;
+        // UPTIME counts from the last start or stop, not from readiness or
+        // the stop request.
+        if !matches!(state, State::Up | State::Shutdown | State::Restart) {
+            service.changed_at = now;
+        }
+        os.notify(service.name.as_bytes(), state);
+    }
+
+    fn set_timer(&mut self, i: usize, timer: Timer, at: Millis) {
+        let service = self.sv_mut(i);
+        service.timer = timer;
+        service.deadline = at;
+    }
+
+    /// want up: `up`, a new service found by a scan, a logger needed.
+    pub(super) fn want_up(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        match self.sv(i).state {
+            State::Down | State::Fatal | State::Delay => self.start(os, i, now),
+            State::Shutdown => self.set_state(os, i, State::Restart, now),
+            _ => {}
+        }
+    }
+
+    /// want down: `down`, gone from disk, shutdown.
+    pub(super) fn want_down(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        match self.sv(i).state {
+            State::Setup | State::Starting | State::Up | State::Shutdown | State::Restart => {
+                self.stop(os, i, State::Shutdown, now)
+            }
+            State::Oneshot => {
+                self.set_state(os, i, State::Shutdown, now);
+                self.run_finish(os, i, 0, 0, now);
+            }
+            State::Fatal | State::Delay | State::Down => {
+                if self.sv(i).proc == Proc::None {
+                    self.set_timer(i, Timer::None, 0);
+                }
+                self.set_state(os, i, State::Down, now);
+                self.maybe_forget(os, i);
+            }
+        }
+    }
+
+    /// want restart.
+    pub(super) fn want_restart(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        match self.sv(i).state {
+            State::Setup | State::Starting | State::Up | State::Restart | State::Shutdown => {
+                self.stop(os, i, State::Restart, now)
+            }
+            State::Oneshot => {
+                self.set_state(os, i, State::Restart, now);
+                self.run_finish(os, i, 0, 0, now);
+            }
+            State::Down | State::Fatal | State::Delay => self.start(os, i, now),
+        }
+    }
+
+    /// Signals whatever runs and moves to SHUTDOWN or RESTART; SIGKILL
+    /// follows after the stop timeout. A running `finish` is left alone.
+    fn stop(&mut self, os: &mut dyn Os, i: usize, target: State, now: Millis) {
+        let (proc, pid) = (self.sv(i).proc, self.sv(i).pid);
+        match proc {
+            Proc::Setup => {
+                os.kill(pid, libc::SIGTERM);
+                os.kill(pid, libc::SIGCONT);
+            }
+            Proc::Run => {
+                let signal = self.down_signal(os, i);
+                os.kill(pid, signal);
+                os.kill(pid, libc::SIGCONT);
+            }
+            Proc::Finish | Proc::None => {}
+        }
+        if matches!(proc, Proc::Setup | Proc::Run) && self.sv(i).timer != Timer::Kill {
+            let timeout = self.timeout(os, i, b"timeout-kill", STOP_TIMEOUT_MS);
+            self.set_timer(i, Timer::Kill, now + timeout);
+        }
+        self.set_state(os, i, target, now);
+        if proc == Proc::None {
+            // Nothing to wait for (e.g. setup already gone).
+            self.finished(os, i, now);
+        }
+    }
+
+    /// The signal of the `down-signal` file, SIGTERM by default.
+    fn down_signal(&self, os: &mut dyn Os, i: usize) -> i32 {
+        let mut buf = [0u8; 1];
+        match os.read_file(self.sv(i).name.dir(), b"down-signal", &mut buf) {
+            Some(1) => proto::signal_for_letter(buf[0]).unwrap_or_else(|| {
+                os.warn(format_args!(
+                    "{}: unknown down-signal {:?}, using SIGTERM",
+                    self.sv(i).name,
+                    buf[0] as char
+                ));
+                libc::SIGTERM
+            }),
+            _ => libc::SIGTERM,
+        }
+    }
+
+    /// A per-service timeout file in milliseconds, or `default`.
+    fn timeout(&self, os: &mut dyn Os, i: usize, file: &[u8], default: Millis) -> Millis {
+        let mut buf = [0u8; 24];
+        let Some(n) = os.read_file(self.sv(i).name.dir(), file, &mut buf) else {
+            return default;
+        };
+        let text = buf[..n].trim_ascii();
+        match core::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse::<Millis>().ok())
+        {
+            Some(ms) => ms,
+            None => {
+                os.warn(format_args!(
+                    "{}: bad {}, using {} ms",
+                    self.sv(i).name,
+                    core::str::from_utf8(file).unwrap_or("timeout"),
+                    default
+                ));
+                default
+            }
+        }
+    }
+
+    /// start: bring up the logger chain, then `setup` or `run`.
+    pub(super) fn start(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        self.set_timer(i, Timer::None, 0);
+        self.resolve_logger(os, i, now);
+        // Loggers first, walked iteratively: a chain cannot recurse and a
+        // loop ends at the first service already coming up.
+        let mut next = self.sv(i).logger;
+        for _ in 0..self.slots.len() {
+            let Some(l) = next else { break };
+            if l == i || !matches!(self.sv(l).state, State::Down | State::Fatal | State::Delay) {
+                break;
+            }
+            self.resolve_logger(os, l, now);
+            self.start_one(os, l, now);
+            next = self.sv(l).logger;
+        }
+        self.start_one(os, i, now);
+    }
+
+    fn start_one(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        self.set_timer(i, Timer::None, 0);
+        if self.sv(i).name.as_bytes() == super::scan::GLOBAL_LOGGER {
+            // The global logger reads its own pipe, which every service
+            // without a logger writes into while it runs.
+            self.ensure_log_pipe(os, i);
+        }
+        if !os.exists(self.sv(i).name.dir(), b"setup") {
+            self.launch(os, i, now);
+            return;
+        }
+        match self.spawn(os, i, Prog::Setup, &[], None) {
+            Ok(pid) => {
+                let service = self.sv_mut(i);
+                service.proc = Proc::Setup;
+                service.pid = pid;
+                self.set_state(os, i, State::Setup, now);
+            }
+            Err(error) => self.spawn_failed(os, i, Prog::Setup, error, now),
+        }
+    }
+
+    /// launch: `run`, or ONESHOT without one.
+    fn launch(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        let dir = self.sv(i).name.dir();
+        if !os.exists(dir, b"") {
+            os.warn(format_args!(
+                "{}: service directory is gone",
+                self.sv(i).name
+            ));
+            self.set_state(os, i, State::Fatal, now);
+            return;
+        }
+        if !os.exists(dir, b"run") {
+            self.set_state(os, i, State::Oneshot, now);
+            return;
+        }
+        let notify_fd = self.notification_fd(os, i);
+        let pipe = match notify_fd {
+            Some(_) => match os.pipe() {
+                Ok(pipe) => Some(pipe),
+                Err(errno) => {
+                    os.warn(format_args!(
+                        "{}: cannot create readiness pipe: errno {}",
+                        self.sv(i).name,
+                        errno
+                    ));
+                    self.delay(os, i, SPAWN_RETRY_MS, now);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let notify = notify_fd.zip(pipe).map(|(n, (_, write))| (n, write));
+        let result = self.spawn(os, i, Prog::Run, &[], notify);
+        if let Some((read, write)) = pipe {
+            os.close(write);
+            if result.is_err() {
+                os.close(read);
+            }
+        }
+        match result {
+            Ok(pid) => {
+                let service = self.sv_mut(i);
+                service.proc = Proc::Run;
+                service.pid = pid;
+                service.run_started = now;
+                service.ready_fd = pipe.map(|(read, _)| read);
+                self.set_state(os, i, State::Starting, now);
+                if !os.exists(self.sv(i).name.dir(), b"notification-fd") {
+                    self.set_timer(i, Timer::Ready, now + READY_TIMEOUT_MS);
+                }
+            }
+            Err(error) => self.spawn_failed(os, i, Prog::Run, error, now),
+        }
+    }
+
+    /// The readiness fd `run` gets, from `notification-fd`: `None` for no
+    /// pipe (absent file, 0, or an unusable number).
+    fn notification_fd(&self, os: &mut dyn Os, i: usize) -> Option<i32> {
+        let mut buf = [0u8; 32];
+        let n = os.read_file(self.sv(i).name.dir(), b"notification-fd", &mut buf)?;
+        let fd = digits(&buf[..n]).unwrap_or(0);
+        if fd == 0 {
+            return None;
+        }
+        if fd < 3 || fd >= self.config.fd_limit.max(0) as u64 {
+            os.warn(format_args!(
+                "{}: unusable notification-fd {}, waiting for nitroctl ready",
+                self.sv(i).name,
+                fd
+            ));
+            return None;
+        }
+        Some(fd as i32)
+    }
+
+    fn spawn_failed(
+        &mut self,
+        os: &mut dyn Os,
+        i: usize,
+        prog: Prog,
+        error: SpawnError,
+        now: Millis,
+    ) {
+        let name = self.sv(i).name;
+        let what = prog.file();
+        match error {
+            SpawnError::Fork(errno) => {
+                os.warn(format_args!(
+                    "{}: cannot start {}: errno {}",
+                    name, what, errno
+                ));
+                self.delay(os, i, SPAWN_RETRY_MS, now);
+            }
+            SpawnError::Exec(errno) if temporary_exec_error(errno) => {
+                os.warn(format_args!(
+                    "{}: cannot exec {}: errno {}",
+                    name, what, errno
+                ));
+                self.delay(os, i, SPAWN_RETRY_MS, now);
+            }
+            SpawnError::Exec(errno) => {
+                os.warn(format_args!(
+                    "{}: cannot exec {}: errno {}",
+                    name, what, errno
+                ));
+                self.set_state(os, i, State::Fatal, now);
+                if prog == Prog::Run {
+                    self.sv_mut(i).wstatus = -1;
+                    self.run_finish(os, i, 111, 0, now);
+                }
+            }
+        }
+    }
+
+    /// DELAY: start again after `ms`.
+    fn delay(&mut self, os: &mut dyn Os, i: usize, ms: Millis, now: Millis) {
+        self.set_state(os, i, State::Delay, now);
+        self.set_timer(i, Timer::Respawn, now + ms);
+    }
+
+    /// Spawns a program of service `i` with its arguments and fds.
+    fn spawn(
+        &mut self,
+        os: &mut dyn Os,
+        i: usize,
+        prog: Prog,
+        extra: &[&[u8]],
+        notify: Option<(i32, super::Fd)>,
+    ) -> Result<super::Pid, SpawnError> {
+        let (stdin, stdout, stderr_to_stdout) = self.stdio(i);
+        let service = self.sv(i);
+        let mut args: [&[u8]; 3] = [&[]; 3];
+        let mut argc = 0;
+        for arg in extra.iter().copied().chain(service.name.param()) {
+            args[argc] = arg;
+            argc += 1;
+        }
+        os.spawn(&Spawn {
+            dir: service.name.dir(),
+            prog,
+            args: &args[..argc],
+            stdin,
+            stdout,
+            stderr_to_stdout,
+            notify,
+        })
+    }
+
+    /// `finish` with its two status arguments, or straight to its end.
+    fn run_finish(&mut self, os: &mut dyn Os, i: usize, status: i64, signal: i64, now: Millis) {
+        self.close_ready_fd(os, i);
+        let service = self.sv_mut(i);
+        service.proc = Proc::None;
+        service.pid = 0;
+        if os.exists(self.sv(i).name.dir(), b"finish") {
+            let mut status_buf = [0u8; 12];
+            let mut signal_buf = [0u8; 12];
+            let args = [
+                decimal(&mut status_buf, status),
+                decimal(&mut signal_buf, signal),
+            ];
+            match self.spawn(os, i, Prog::Finish, &args, None) {
+                Ok(pid) => {
+                    let service = self.sv_mut(i);
+                    service.proc = Proc::Finish;
+                    service.pid = pid;
+                    let timeout = self.timeout(os, i, b"timeout-finish", FINISH_TIMEOUT_MS);
+                    self.set_timer(i, Timer::KillFinish, now + timeout);
+                    return;
+                }
+                Err(error) => {
+                    let name = self.sv(i).name;
+                    os.warn(format_args!("{}: cannot run finish: {:?}", name, error));
+                }
+            }
+        }
+        self.finished(os, i, now);
+    }
+
+    /// A process of service `i` ended with `wstatus`.
+    pub(super) fn process_exited(&mut self, os: &mut dyn Os, i: usize, wstatus: i32, now: Millis) {
+        let proc = self.sv(i).proc;
+        {
+            let service = self.sv_mut(i);
+            service.proc = Proc::None;
+            service.pid = 0;
+        }
+        match proc {
+            Proc::Setup => {
+                self.set_timer(i, Timer::None, 0);
+                if matches!(self.sv(i).state, State::Shutdown | State::Restart) {
+                    self.finished(os, i, now);
+                } else if libc::WIFEXITED(wstatus) && libc::WEXITSTATUS(wstatus) == 0 {
+                    self.launch(os, i, now);
+                } else if libc::WIFEXITED(wstatus) && libc::WEXITSTATUS(wstatus) == 111 {
+                    self.set_state(os, i, State::Fatal, now);
+                } else {
+                    self.delay(os, i, RESPAWN_DELAY_MS, now);
+                }
+            }
+            Proc::Run => {
+                self.set_timer(i, Timer::None, 0);
+                self.sv_mut(i).wstatus = wstatus;
+                if self.sv(i).state == State::Up {
+                    self.set_state(os, i, State::Restart, now);
+                }
+                let (status, signal) = if libc::WIFSIGNALED(wstatus) {
+                    (-1, libc::WTERMSIG(wstatus) as i64)
+                } else {
+                    (libc::WEXITSTATUS(wstatus) as i64, 0)
+                };
+                self.run_finish(os, i, status, signal, now);
+            }
+            Proc::Finish => {
+                self.set_timer(i, Timer::None, 0);
+                self.finished(os, i, now);
+            }
+            Proc::None => {}
+        }
+    }
+
+    /// The end of `finish` (or of the stop, when there is none).
+    fn finished(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        match self.sv(i).state {
+            State::Restart | State::Starting | State::Up => {
+                self.set_state(os, i, State::Down, now);
+                if self.phase != Phase::Running {
+                    return;
+                }
+                self.sv_mut(i).restarts = self.sv(i).restarts.wrapping_add(1);
+                if now.saturating_sub(self.sv(i).run_started) < RESPAWN_DELAY_MS {
+                    self.delay(os, i, RESPAWN_DELAY_MS, now);
+                } else {
+                    self.start(os, i, now);
+                }
+            }
+            State::Shutdown | State::Oneshot | State::Setup | State::Delay | State::Down => {
+                self.set_state(os, i, State::Down, now);
+                self.maybe_forget(os, i);
+            }
+            State::Fatal => {}
+        }
+    }
+
+    /// A service gone from disk is forgotten once it is DOWN.
+    fn maybe_forget(&mut self, os: &mut dyn Os, i: usize) {
+        let service = self.sv(i);
+        if service.forget && service.is_stopped() && !self.is_logger(i) {
+            self.forget(os, i);
+        }
+    }
+
+    /// A STARTING service signalled readiness.
+    pub(super) fn became_ready(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        self.close_ready_fd(os, i);
+        if self.sv(i).state == State::Starting {
+            self.set_timer(i, Timer::None, 0);
+            self.set_state(os, i, State::Up, now);
+        }
+    }
+
+    pub(super) fn timer_fired(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        let timer = self.sv(i).timer;
+        self.set_timer(i, Timer::None, 0);
+        match timer {
+            Timer::None => {}
+            Timer::Ready => self.became_ready(os, i, now),
+            Timer::Respawn => {
+                if self.sv(i).state == State::Delay && self.phase == Phase::Running {
+                    self.start(os, i, now);
+                }
+            }
+            Timer::Kill | Timer::KillFinish => {
+                let pid = self.sv(i).pid;
+                if pid > 0 {
+                    os.kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}

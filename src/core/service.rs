@@ -1,0 +1,156 @@
+//! One supervised service: its name, state and the process it runs.
+
+use crate::proto::{self, NAME_MAX, State};
+
+use super::{Fd, Millis, Pid};
+
+/// A service name in a fixed buffer: nothing is allocated per service.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Name {
+    bytes: [u8; NAME_MAX],
+    len: u8,
+}
+
+impl Name {
+    /// `None` if `name` does not fit (64 bytes or more).
+    pub fn new(name: &[u8]) -> Option<Name> {
+        if name.len() >= NAME_MAX {
+            return None;
+        }
+        let mut bytes = [0; NAME_MAX];
+        bytes[..name.len()].copy_from_slice(name);
+        Some(Name {
+            bytes,
+            len: name.len() as u8,
+        })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// The directory holding this service's files: the template's for an
+    /// instance, its own otherwise.
+    pub fn dir(&self) -> &[u8] {
+        match proto::split_instance(self.as_bytes()) {
+            Some((template, _)) => template,
+            None => self.as_bytes(),
+        }
+    }
+
+    /// The instance parameter, if this is an instance.
+    pub fn param(&self) -> Option<&[u8]> {
+        proto::split_instance(self.as_bytes()).map(|(_, param)| param)
+    }
+}
+
+impl core::fmt::Display for Name {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        Bytes(self.as_bytes()).fmt(f)
+    }
+}
+
+/// Shows bytes as text without allocating, invalid UTF-8 as U+FFFD.
+pub struct Bytes<'a>(pub &'a [u8]);
+
+impl core::fmt::Display for Bytes<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{fffd}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which of the service's programs is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proc {
+    None,
+    Setup,
+    Run,
+    Finish,
+}
+
+/// What the service's one deadline means when it passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    None,
+    /// No `notification-fd`: UP this long after `run` started.
+    Ready,
+    /// DELAY is over: start again.
+    Respawn,
+    /// The stop signal went unheeded: SIGKILL.
+    Kill,
+    /// `finish` ran too long: SIGKILL.
+    KillFinish,
+}
+
+pub struct Service {
+    pub name: Name,
+    pub state: State,
+    pub proc: Proc,
+    /// Pid of the running program (`proc`), 0 when none.
+    pub pid: Pid,
+    /// Raw wait status of the last `run` (-1: exec failed).
+    pub wstatus: i32,
+    /// When the service last started or stopped (for UPTIME).
+    pub changed_at: Millis,
+    /// When `run` was last launched (for the respawn delay).
+    pub run_started: Millis,
+    pub timer: Timer,
+    pub deadline: Millis,
+    /// Read end of the readiness pipe while waiting for a newline.
+    pub ready_fd: Option<Fd>,
+    /// This service's own log pipe (read, write) once something logs to it.
+    pub log_pipe: Option<(Fd, Fd)>,
+    /// Slot of the service this one logs into.
+    pub logger: Option<usize>,
+    /// How many services log into this one.
+    pub log_users: u32,
+    /// Scan generation in which the directory entry was last seen.
+    pub seen: u32,
+    /// Forget the service once it is DOWN (gone from disk).
+    pub forget: bool,
+    /// Automatic restarts since the service was added.
+    pub restarts: u32,
+}
+
+impl Service {
+    pub fn new(name: Name, now: Millis) -> Service {
+        Service {
+            name,
+            state: State::Down,
+            proc: Proc::None,
+            pid: 0,
+            wstatus: 0,
+            changed_at: now,
+            run_started: now,
+            timer: Timer::None,
+            deadline: 0,
+            ready_fd: None,
+            log_pipe: None,
+            logger: None,
+            log_users: 0,
+            seen: 0,
+            forget: false,
+            restarts: 0,
+        }
+    }
+
+    /// The pid shown to clients: the `run` process only.
+    pub fn run_pid(&self) -> Pid {
+        if self.proc == Proc::Run { self.pid } else { 0 }
+    }
+
+    pub fn is_instance(&self) -> bool {
+        self.name.param().is_some()
+    }
+
+    /// Down for good or for now: nothing runs and nothing is pending.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.state, State::Down | State::Fatal) && self.proc == Proc::None
+    }
+}

@@ -1,0 +1,306 @@
+//! The real `Os` of the core: processes, pipes, the service directory
+//! (nitro's working directory) and the event sockets in `notify/`.
+
+use std::ffi::CStr;
+
+use crate::core::{self, Fd, Pid, ReadResult, Spawn, SpawnError};
+use crate::proto::{NAME_MAX, State};
+
+use super::spawn::Spawner;
+use super::{errno, join_path};
+
+/// Reads raw directory entries into a fixed buffer (no allocation).
+struct DirReader {
+    fd: Fd,
+    buf: [u8; 4096],
+    len: usize,
+    at: usize,
+}
+
+impl DirReader {
+    fn new() -> DirReader {
+        DirReader {
+            fd: -1,
+            buf: [0; 4096],
+            len: 0,
+            at: 0,
+        }
+    }
+
+    /// Starts over at the first entry of `fd`.
+    fn rewind(&mut self, fd: Fd) {
+        self.fd = fd;
+        self.len = 0;
+        self.at = 0;
+        // SAFETY: lseek on a directory fd we own.
+        unsafe { libc::lseek(fd, 0, libc::SEEK_SET) };
+    }
+
+    /// The next entry name other than `.` and `..`.
+    fn next(&mut self) -> Option<&[u8]> {
+        loop {
+            if self.at >= self.len {
+                // SAFETY: buf is valid for its length; fd is a directory.
+                let n = unsafe {
+                    libc::syscall(
+                        libc::SYS_getdents64,
+                        self.fd,
+                        self.buf.as_mut_ptr(),
+                        self.buf.len(),
+                    )
+                };
+                if n <= 0 {
+                    return None;
+                }
+                self.len = n as usize;
+                self.at = 0;
+            }
+            // linux_dirent64: ino u64, off i64, reclen u16, type u8, name.
+            let entry = &self.buf[self.at..self.len];
+            if entry.len() < 20 {
+                self.at = self.len;
+                continue;
+            }
+            let reclen = u16::from_ne_bytes([entry[16], entry[17]]) as usize;
+            if reclen < 20 || reclen > entry.len() {
+                self.at = self.len;
+                continue;
+            }
+            self.at += reclen;
+            let raw = &entry[19..reclen];
+            let name_len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+            if name_len == 0 || &raw[..name_len] == b"." || &raw[..name_len] == b".." {
+                continue;
+            }
+            let start = self.at - reclen + 19;
+            return Some(&self.buf[start..start + name_len]);
+        }
+    }
+}
+
+pub struct RealOs {
+    spawner: Spawner,
+    /// The service directory, opened once (nitro's cwd).
+    service_dir: Fd,
+    scan: DirReader,
+    /// `notify/`, opened once; events are sent to `/proc/self/fd/N/<entry>`
+    /// so the path always fits in `sun_path`.
+    notify_dir: Fd,
+    notify_scan: DirReader,
+    /// Unbound datagram socket events are sent from.
+    event_socket: Fd,
+}
+
+impl RealOs {
+    /// `notify_dir` is the path of the `notify/` directory.
+    pub fn new(notify_dir: &CStr) -> std::io::Result<RealOs> {
+        let open_dir = |path: &CStr| {
+            // SAFETY: path is a valid C string.
+            let fd = unsafe {
+                libc::open(
+                    path.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(fd)
+            }
+        };
+        // SAFETY: plain socket creation.
+        let event_socket = unsafe {
+            libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        };
+        if event_socket < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(RealOs {
+            spawner: Spawner::new()?,
+            service_dir: open_dir(c".")?,
+            scan: DirReader::new(),
+            notify_dir: open_dir(notify_dir)?,
+            notify_scan: DirReader::new(),
+            event_socket,
+        })
+    }
+
+    /// Sends `event` to the socket `notify/<entry>`; removes it if nobody
+    /// listens there any more.
+    fn send_event(&self, entry: &[u8], event: &[u8]) {
+        // SAFETY: a zeroed sockaddr_un is valid.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let mut path = [0u8; 108];
+        let mut prefix = [0u8; 32];
+        let prefix = fmt_fd_dir(&mut prefix, self.notify_dir);
+        let Some(path) = join_path(&mut path, prefix, entry) else {
+            return;
+        };
+        for (dst, &src) in addr.sun_path.iter_mut().zip(path.to_bytes_with_nul()) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: event and addr are valid for the lengths given.
+        let sent = unsafe {
+            libc::sendto(
+                self.event_socket,
+                event.as_ptr().cast(),
+                event.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                (&addr as *const libc::sockaddr_un).cast(),
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 && errno() == libc::ECONNREFUSED {
+            let mut name = [0u8; 260];
+            if let Some(name) = join_path(&mut name, entry, b"") {
+                // SAFETY: name is a valid C string relative to notify_dir.
+                unsafe { libc::unlinkat(self.notify_dir, name.as_ptr(), 0) };
+            }
+        }
+    }
+}
+
+/// `/proc/self/fd/N` for a directory fd.
+fn fmt_fd_dir(buf: &mut [u8; 32], fd: Fd) -> &[u8] {
+    let prefix = b"/proc/self/fd/";
+    buf[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 10];
+    let mut n = fd.max(0) as u32;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for k in 0..len {
+        buf[prefix.len() + k] = digits[len - 1 - k];
+    }
+    &buf[..prefix.len() + len]
+}
+
+impl core::Os for RealOs {
+    fn spawn(&mut self, spawn: &Spawn) -> Result<Pid, SpawnError> {
+        self.spawner.spawn(spawn)
+    }
+
+    fn kill(&mut self, pid: Pid, signal: i32) {
+        if pid > 0 {
+            // SAFETY: signalling a pid has no memory-safety preconditions.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
+    fn pipe(&mut self) -> Result<(Fd, Fd), i32> {
+        let mut fds = [0i32; 2];
+        // SAFETY: fds is a valid array of two ints.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            return Err(errno());
+        }
+        Ok((fds[0], fds[1]))
+    }
+
+    fn close(&mut self, fd: Fd) {
+        super::close(fd);
+    }
+
+    fn read(&mut self, fd: Fd, buf: &mut [u8]) -> ReadResult {
+        // SAFETY: buf is valid for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        match n {
+            0 => ReadResult::Eof,
+            n if n > 0 => ReadResult::Data(n as usize),
+            _ => ReadResult::Nothing,
+        }
+    }
+
+    fn notify(&mut self, name: &[u8], state: State) {
+        let mut event = [0u8; 3 + NAME_MAX];
+        let len = name.len().min(NAME_MAX);
+        event[..2].copy_from_slice(&(len as u16).to_le_bytes());
+        event[2] = state as u8;
+        event[3..3 + len].copy_from_slice(&name[..len]);
+        self.notify_scan.rewind(self.notify_dir);
+        let mut entry = [0u8; 256];
+        while let Some(found) = self.notify_scan.next() {
+            let matches = match found.iter().position(|&b| b == b',') {
+                Some(comma) => &found[..comma] == b"ALL" || &found[..comma] == name,
+                None => false,
+            };
+            if matches && found.len() < entry.len() {
+                let n = found.len();
+                entry[..n].copy_from_slice(found);
+                self.send_event(&entry[..n], &event[..3 + len]);
+            }
+        }
+    }
+
+    fn warn(&mut self, message: std::fmt::Arguments) {
+        super::warn(message);
+    }
+
+    fn exists(&mut self, dir: &[u8], file: &[u8]) -> bool {
+        let mut buf = [0u8; 256];
+        match join_path(&mut buf, dir, file) {
+            // SAFETY: path is a valid C string.
+            Some(path) => unsafe {
+                libc::faccessat(self.service_dir, path.as_ptr(), libc::F_OK, 0) == 0
+            },
+            None => false,
+        }
+    }
+
+    fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
+        let mut path = [0u8; 256];
+        let path = join_path(&mut path, dir, file)?;
+        // Non-blocking, so that a FIFO in a service directory cannot stall nitro.
+        // SAFETY: path is a valid C string.
+        let fd = unsafe {
+            libc::openat(
+                self.service_dir,
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: buf is valid for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        super::close(fd);
+        if n < 0 { None } else { Some(n as usize) }
+    }
+
+    fn read_link(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
+        let mut path = [0u8; 256];
+        let path = join_path(&mut path, dir, file)?;
+        // SAFETY: path is a valid C string and buf valid for its length.
+        let n = unsafe {
+            libc::readlinkat(
+                self.service_dir,
+                path.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 { None } else { Some(n as usize) }
+    }
+
+    fn scan_start(&mut self) {
+        self.scan.rewind(self.service_dir);
+    }
+
+    fn scan_next(&mut self, buf: &mut [u8; 256]) -> Option<usize> {
+        let name = self.scan.next()?;
+        let n = name.len().min(buf.len());
+        buf[..n].copy_from_slice(&name[..n]);
+        Some(n)
+    }
+}

@@ -1,0 +1,164 @@
+//! Starting a service's program: fork, give the child exactly its fds,
+//! default signal handling and its own session, exec. Exec failures come
+//! back exactly through a close-on-exec pipe.
+
+use std::ffi::{CString, c_char};
+
+use crate::core::{Fd, Pid, Spawn, SpawnError};
+
+use super::{errno, signals};
+
+/// PATH for children when nitro's environment has none.
+const DEFAULT_PATH: &str = "PATH=/usr/bin:/bin:/usr/sbin:/sbin";
+/// Room for argv strings: program path, up to three arguments.
+const ARG_ROOM: usize = 256;
+
+/// What every spawn shares, prepared once at startup.
+pub struct Spawner {
+    /// Keeps the environment strings alive for `envp`.
+    _env: Vec<CString>,
+    envp: Vec<*const c_char>,
+    devnull: Fd,
+}
+
+impl Spawner {
+    pub fn new() -> std::io::Result<Spawner> {
+        let mut env: Vec<CString> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut entry = k.into_encoded_bytes();
+                entry.push(b'=');
+                entry.extend_from_slice(v.as_encoded_bytes());
+                CString::new(entry).ok()
+            })
+            .collect();
+        if std::env::var_os("PATH").is_none() {
+            env.push(CString::new(DEFAULT_PATH).expect("no NUL"));
+        }
+        let mut envp: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        // SAFETY: the path is a valid C string.
+        let devnull = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if devnull < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Spawner {
+            _env: env,
+            envp,
+            devnull,
+        })
+    }
+
+    pub fn spawn(&self, spawn: &Spawn) -> Result<Pid, SpawnError> {
+        // Everything the child needs is built before fork.
+        let mut dir_buf = [0u8; 128];
+        let dir = super::join_path(&mut dir_buf, spawn.dir, b"")
+            .ok_or(SpawnError::Exec(libc::ENAMETOOLONG))?;
+        let mut strings = [0u8; ARG_ROOM];
+        let mut argv: [*const c_char; 6] = [std::ptr::null(); 6];
+        let mut used = 0;
+        let mut prog_path = [0u8; 16];
+        let prog = super::join_path(&mut prog_path, b".", spawn.prog.file().as_bytes())
+            .ok_or(SpawnError::Exec(libc::ENAMETOOLONG))?;
+        argv[0] = prog.as_ptr();
+        for (n, arg) in spawn.args.iter().take(argv.len() - 2).enumerate() {
+            if used + arg.len() + 1 > strings.len() || arg.contains(&0) {
+                return Err(SpawnError::Exec(libc::E2BIG));
+            }
+            strings[used..used + arg.len()].copy_from_slice(arg);
+            strings[used + arg.len()] = 0;
+            argv[n + 1] = strings[used..].as_ptr().cast();
+            used += arg.len() + 1;
+        }
+
+        let mut report = [0i32; 2];
+        // SAFETY: report is a valid array of two ints.
+        if unsafe { libc::pipe2(report.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            return Err(SpawnError::Fork(errno()));
+        }
+        let mask = signals::block_all();
+        // SAFETY: nitro is single-threaded; the child only calls
+        // async-signal-safe functions on memory prepared above.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: in the child, see `child`.
+            unsafe { self.child(spawn, dir.as_ptr(), &argv, report[1]) }
+        }
+        let fork_errno = errno();
+        signals::restore(&mask);
+        super::close(report[1]);
+        if pid < 0 {
+            super::close(report[0]);
+            return Err(SpawnError::Fork(fork_errno));
+        }
+        let mut exec_errno = [0u8; 4];
+        let n = loop {
+            // SAFETY: exec_errno is a valid writable buffer.
+            let n = unsafe { libc::read(report[0], exec_errno.as_mut_ptr().cast(), 4) };
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            break n;
+        };
+        super::close(report[0]);
+        if n == 4 {
+            // The child wrote why exec failed and exits at once: reap it
+            // here so it never shows up as a service exit.
+            // SAFETY: pid is our child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            return Err(SpawnError::Exec(i32::from_ne_bytes(exec_errno)));
+        }
+        Ok(pid)
+    }
+
+    /// The child side of fork: only async-signal-safe calls, then exec.
+    ///
+    /// # Safety
+    /// Must only be called in a freshly forked child of a single-threaded
+    /// process, with `dir` and `argv` valid C strings.
+    unsafe fn child(
+        &self,
+        spawn: &Spawn,
+        dir: *const c_char,
+        argv: &[*const c_char; 6],
+        report: Fd,
+    ) -> ! {
+        // SAFETY: all calls below are async-signal-safe and get valid
+        // arguments; on any failure the errno is reported and we _exit.
+        unsafe {
+            // Nothing nitro holds survives exec, even descriptors nitro
+            // inherited without close-on-exec.
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            for signal in 1..libc::SIGRTMAX() {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            libc::setsid();
+            let ok = libc::dup2(spawn.stdin.unwrap_or(self.devnull), 0) >= 0
+                && spawn.stdout.is_none_or(|fd| libc::dup2(fd, 1) >= 0)
+                && (!spawn.stderr_to_stdout || libc::dup2(1, 2) >= 0)
+                && spawn.notify.is_none_or(|(target, fd)| {
+                    if target == fd {
+                        libc::fcntl(fd, libc::F_SETFD, 0) >= 0
+                    } else {
+                        libc::dup2(fd, target) >= 0
+                    }
+                })
+                && libc::chdir(dir) == 0;
+            if ok {
+                libc::execve(argv[0], argv.as_ptr(), self.envp.as_ptr());
+            }
+            let code = errno().to_ne_bytes();
+            libc::write(report, code.as_ptr().cast(), 4);
+            libc::_exit(111)
+        }
+    }
+}
