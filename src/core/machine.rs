@@ -483,7 +483,8 @@ impl Supervisor {
     /// A STARTING service signalled readiness.
     pub(super) fn became_ready(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
         self.close_ready_fd(os, i);
-        if self.sv(i).state == State::Starting {
+        // Only a live `run` can be ready (not its `finish`).
+        if self.sv(i).state == State::Starting && self.sv(i).proc == Proc::Run {
             self.set_timer(i, Timer::None, 0);
             self.set_state(os, i, State::Up, now);
         }

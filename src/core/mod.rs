@@ -395,7 +395,10 @@ impl Supervisor {
                 continue;
             };
             let stopping = matches!(service.state, State::Down | State::Fatal | State::Shutdown);
-            if !stopping && (!others_left || !self.is_logger(i)) {
+            // A logger with nothing running (DELAY) cannot lose data: it
+            // goes DOWN at once, since it will not be started again.
+            let holds_back = others_left && self.is_logger(i) && service.proc != Proc::None;
+            if !stopping && !holds_back {
                 self.want_down(os, i, now);
             }
         }

@@ -1,1 +1,839 @@
+//! Simulation tests of the core: a fake `Os` records every side effect,
+//! time is a number we move by hand.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::*;
+use crate::spat::{Item, Reader};
+
+/// A recorded spawn: (dir, prog, args, stdin, stdout, pid).
+type Spawned = (Vec<u8>, Prog, Vec<Vec<u8>>, Option<Fd>, Option<Fd>, Pid);
+
+#[derive(Default)]
+struct FakeOs {
+    /// Files by path ("dir/file"); directories are "dir/" entries.
+    files: BTreeMap<Vec<u8>, Vec<u8>>,
+    links: BTreeMap<Vec<u8>, Vec<u8>>,
+    next_pid: Pid,
+    next_fd: Fd,
+    open_fds: BTreeSet<Fd>,
+    spawns: Vec<Spawned>,
+    kills: Vec<(Pid, i32)>,
+    events: Vec<(Vec<u8>, State)>,
+    warnings: usize,
+    /// exec errors to return for "dir/prog".
+    exec_errors: HashMap<Vec<u8>, i32>,
+    readiness: HashMap<Fd, Vec<ReadResult>>,
+    scan: Vec<Vec<u8>>,
+}
+
+fn path(dir: &[u8], file: &[u8]) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    p.push(b'/');
+    p.extend_from_slice(file);
+    p
+}
+
+impl FakeOs {
+    fn service(&mut self, name: &str, files: &[(&str, &str)]) {
+        self.files.insert(path(name.as_bytes(), b""), vec![]);
+        for (file, content) in files {
+            self.files.insert(
+                path(name.as_bytes(), file.as_bytes()),
+                content.as_bytes().to_vec(),
+            );
+        }
+    }
+
+    fn remove_service(&mut self, name: &str) {
+        let prefix = path(name.as_bytes(), b"");
+        self.files.retain(|k, _| !k.starts_with(&prefix));
+    }
+
+    fn link(&mut self, name: &str, file: &str, target: &str) {
+        self.links.insert(
+            path(name.as_bytes(), file.as_bytes()),
+            target.as_bytes().to_vec(),
+        );
+    }
+
+    fn last_spawn(&self, dir: &str, prog: Prog) -> Option<&Spawned> {
+        self.spawns
+            .iter()
+            .rev()
+            .find(|s| s.0 == dir.as_bytes() && s.1 == prog)
+    }
+
+    fn pid_of(&self, dir: &str, prog: Prog) -> Pid {
+        self.last_spawn(dir, prog).expect("spawned").5
+    }
+
+    fn events_of(&self, name: &str) -> Vec<State> {
+        self.events
+            .iter()
+            .filter(|(n, _)| n == name.as_bytes())
+            .map(|(_, s)| *s)
+            .collect()
+    }
+}
+
+impl Os for FakeOs {
+    fn spawn(&mut self, spawn: &Spawn) -> Result<Pid, SpawnError> {
+        if let Some(&errno) = self
+            .exec_errors
+            .get(&path(spawn.dir, spawn.prog.file().as_bytes()))
+        {
+            return Err(SpawnError::Exec(errno));
+        }
+        self.next_pid += 1;
+        let pid = self.next_pid + 1000;
+        self.spawns.push((
+            spawn.dir.to_vec(),
+            spawn.prog,
+            spawn.args.iter().map(|a| a.to_vec()).collect(),
+            spawn.stdin,
+            spawn.stdout,
+            pid,
+        ));
+        Ok(pid)
+    }
+    fn kill(&mut self, pid: Pid, signal: i32) {
+        self.kills.push((pid, signal));
+    }
+    fn pipe(&mut self) -> Result<(Fd, Fd), i32> {
+        self.next_fd += 2;
+        let (r, w) = (self.next_fd + 100, self.next_fd + 101);
+        self.open_fds.insert(r);
+        self.open_fds.insert(w);
+        Ok((r, w))
+    }
+    fn close(&mut self, fd: Fd) {
+        assert!(
+            self.open_fds.remove(&fd),
+            "closing fd {fd} that is not open"
+        );
+    }
+    fn read(&mut self, fd: Fd, buf: &mut [u8]) -> ReadResult {
+        match self
+            .readiness
+            .get_mut(&fd)
+            .and_then(|q| (!q.is_empty()).then(|| q.remove(0)))
+        {
+            Some(ReadResult::Data(n)) => {
+                buf[..n].fill(b'\n');
+                ReadResult::Data(n)
+            }
+            Some(other) => other,
+            None => ReadResult::Nothing,
+        }
+    }
+    fn notify(&mut self, name: &[u8], state: State) {
+        self.events.push((name.to_vec(), state));
+    }
+    fn warn(&mut self, _message: core::fmt::Arguments) {
+        self.warnings += 1;
+    }
+    fn exists(&mut self, dir: &[u8], file: &[u8]) -> bool {
+        self.files.contains_key(&path(dir, file)) || self.links.contains_key(&path(dir, file))
+    }
+    fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
+        let content = self.files.get(&path(dir, file))?;
+        let n = content.len().min(buf.len());
+        buf[..n].copy_from_slice(&content[..n]);
+        Some(n)
+    }
+    fn read_link(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
+        let target = self.links.get(&path(dir, file))?;
+        buf[..target.len()].copy_from_slice(target);
+        Some(target.len())
+    }
+    fn scan_start(&mut self) {
+        let mut names: BTreeSet<Vec<u8>> = BTreeSet::new();
+        for key in self.files.keys() {
+            let dir = key.split(|&b| b == b'/').next().unwrap();
+            names.insert(dir.to_vec());
+        }
+        self.scan = names.into_iter().rev().collect();
+    }
+    fn scan_next(&mut self, buf: &mut [u8; 256]) -> Option<usize> {
+        let name = self.scan.pop()?;
+        buf[..name.len()].copy_from_slice(&name);
+        Some(name.len())
+    }
+}
+
+const EXITED_0: i32 = 0;
+fn exited(code: i32) -> i32 {
+    code << 8
+}
+fn killed(signal: i32) -> i32 {
+    signal
+}
+
+struct Sim {
+    os: FakeOs,
+    sup: Supervisor,
+    now: Millis,
+}
+
+impl Sim {
+    fn new(os: FakeOs) -> Sim {
+        Sim::with_max(os, 50)
+    }
+
+    fn with_max(os: FakeOs, max_services: usize) -> Sim {
+        let mut sim = Sim {
+            os,
+            sup: Supervisor::new(Config {
+                max_services,
+                nitro_pid: 42,
+                fd_limit: 1024,
+            }),
+            now: 10_000,
+        };
+        sim.sup.boot(&mut sim.os, sim.now);
+        sim.check();
+        sim
+    }
+
+    fn state(&self, name: &str) -> State {
+        let i = self.sup.find(name.as_bytes()).expect("known service");
+        self.sup.sv(i).state
+    }
+
+    fn advance(&mut self, ms: Millis) {
+        let end = self.now + ms;
+        while let Some(deadline) = self.sup.next_deadline().filter(|&d| d <= end) {
+            self.now = deadline.max(self.now);
+            self.sup.on_timers(&mut self.os, self.now);
+            self.check();
+        }
+        self.now = end;
+    }
+
+    fn exit(&mut self, pid: Pid, wstatus: i32) {
+        self.sup.on_exit(&mut self.os, pid, wstatus, self.now);
+        self.check();
+    }
+
+    fn request(&mut self, datagram: &[u8]) -> Vec<u8> {
+        let mut reply = [0u8; 4096];
+        let n = self
+            .sup
+            .handle_request(&mut self.os, datagram, &mut reply, self.now)
+            .expect("well-formed request");
+        let pending = self.sup.take_pending();
+        if pending.rescan {
+            self.sup.rescan(&mut self.os, self.now);
+        }
+        if let Some(reboot) = pending.shutdown {
+            self.sup.shutdown(&mut self.os, reboot, self.now);
+        }
+        self.check();
+        reply[..n].to_vec()
+    }
+
+    fn command(&mut self, tag: u8, name: &str) -> Vec<u8> {
+        let mut d = (name.len() as u16).to_le_bytes().to_vec();
+        d.push(tag);
+        d.extend_from_slice(name.as_bytes());
+        self.request(&d)
+    }
+
+    /// Invariants after every step.
+    fn check(&self) {
+        let mut pids = BTreeSet::new();
+        let mut fds = BTreeSet::new();
+        for (_, s) in self.sup.services() {
+            match s.state {
+                State::Down | State::Fatal | State::Delay | State::Oneshot => {
+                    assert_eq!(s.run_pid(), 0, "{} is {:?} with a run pid", s.name, s.state)
+                }
+                // `run` ended while STARTING: the state stays while `finish` runs.
+                State::Starting => {
+                    assert!(s.pid > 0, "{} is STARTING with nothing running", s.name)
+                }
+                State::Up => assert!(s.run_pid() > 0, "{} is UP without a pid", s.name),
+                State::Setup => assert_eq!(s.proc, Proc::Setup),
+                _ => {}
+            }
+            assert_eq!(s.proc == Proc::None, s.pid == 0);
+            if s.pid != 0 {
+                assert!(pids.insert(s.pid), "pid {} twice", s.pid);
+            }
+            for fd in [s.ready_fd, s.log_pipe.map(|p| p.0), s.log_pipe.map(|p| p.1)]
+                .into_iter()
+                .flatten()
+            {
+                assert!(fds.insert(fd));
+            }
+            if s.state == State::Delay {
+                assert_eq!(s.timer, Timer::Respawn);
+            }
+        }
+        assert_eq!(
+            fds, self.os.open_fds,
+            "descriptors held by services = descriptors open"
+        );
+    }
+}
+
+fn simple(files: &[(&str, &str)]) -> FakeOs {
+    let mut os = FakeOs::default();
+    os.service("a", files);
+    os
+}
+
+#[test]
+fn run_becomes_up_after_two_seconds_without_notification_fd() {
+    let mut sim = Sim::new(simple(&[("run", "")]));
+    assert_eq!(sim.state("a"), State::Starting);
+    sim.advance(1999);
+    assert_eq!(sim.state("a"), State::Starting);
+    sim.advance(1);
+    assert_eq!(sim.state("a"), State::Up);
+    assert_eq!(sim.os.events_of("a"), [State::Starting, State::Up]);
+}
+
+#[test]
+fn readiness_by_pipe_needs_a_newline() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", "3\n")]));
+    let (i, fd) = sim.sup.ready_fds().next().expect("a readiness pipe");
+    sim.advance(5000);
+    assert_eq!(
+        sim.state("a"),
+        State::Starting,
+        "no default timeout with a pipe"
+    );
+    sim.os
+        .readiness
+        .insert(fd, vec![ReadResult::Nothing, ReadResult::Data(1)]);
+    sim.sup.on_ready_fd(&mut sim.os, i, sim.now);
+    assert_eq!(sim.state("a"), State::Starting);
+    sim.sup.on_ready_fd(&mut sim.os, i, sim.now);
+    assert_eq!(sim.state("a"), State::Up);
+    assert_eq!(sim.sup.ready_fds().count(), 0, "pipe closed once ready");
+    sim.check();
+}
+
+#[test]
+fn readiness_pipe_closed_without_newline_stays_starting() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", "3")]));
+    let (i, fd) = sim.sup.ready_fds().next().unwrap();
+    sim.os.readiness.insert(fd, vec![ReadResult::Eof]);
+    sim.sup.on_ready_fd(&mut sim.os, i, sim.now);
+    assert_eq!(sim.state("a"), State::Starting);
+    assert_eq!(sim.sup.ready_fds().count(), 0);
+    sim.check();
+    sim.command(proto::TAG_READY, "a");
+    assert_eq!(sim.state("a"), State::Up);
+}
+
+#[test]
+fn notification_fd_zero_waits_for_ready_request() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", "0")]));
+    sim.advance(10_000);
+    assert_eq!(sim.state("a"), State::Starting);
+    assert_eq!(sim.command(proto::TAG_READY, "a"), [0, 0, proto::TAG_OK]);
+    assert_eq!(sim.state("a"), State::Up);
+}
+
+#[test]
+fn unusable_notification_fds_warn_and_wait_for_ready() {
+    for content in ["1", "2", "99999"] {
+        let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", content)]));
+        assert!(sim.os.warnings > 0, "{content}");
+        assert_eq!(sim.sup.ready_fds().count(), 0);
+        sim.advance(5000);
+        assert_eq!(sim.state("a"), State::Starting, "{content}");
+    }
+}
+
+#[test]
+fn setup_exit_status_decides() {
+    for (status, state) in [
+        (EXITED_0, State::Starting),
+        (exited(111), State::Fatal),
+        (exited(1), State::Delay),
+        (killed(libc::SIGKILL), State::Delay),
+    ] {
+        let mut sim = Sim::new(simple(&[("setup", ""), ("run", "")]));
+        assert_eq!(sim.state("a"), State::Setup);
+        let setup = sim.os.pid_of("a", Prog::Setup);
+        sim.exit(setup, status);
+        assert_eq!(sim.state("a"), state, "setup status {status}");
+        if state == State::Delay {
+            sim.advance(999);
+            assert_eq!(sim.state("a"), State::Delay);
+            sim.advance(1);
+            assert_eq!(sim.state("a"), State::Setup);
+        }
+    }
+}
+
+#[test]
+fn fast_exit_waits_the_respawn_delay_slow_exit_restarts_at_once() {
+    let mut sim = Sim::new(simple(&[("run", "")]));
+    let pid = sim.os.pid_of("a", Prog::Run);
+    sim.advance(500);
+    sim.exit(pid, exited(3));
+    assert_eq!(sim.state("a"), State::Delay);
+    sim.advance(1000);
+    assert_eq!(sim.state("a"), State::Starting);
+    let pid = sim.os.pid_of("a", Prog::Run);
+    sim.advance(3000);
+    sim.exit(pid, exited(3));
+    assert_eq!(sim.state("a"), State::Starting, "restarted at once");
+    assert_ne!(sim.os.pid_of("a", Prog::Run), pid);
+    assert_eq!(
+        sim.os.events_of("a"),
+        [
+            State::Starting,
+            State::Down,
+            State::Delay,
+            State::Starting,
+            State::Up,
+            State::Restart,
+            State::Down,
+            State::Starting
+        ]
+    );
+}
+
+#[test]
+fn finish_gets_status_signal_and_parameter() {
+    let mut os = FakeOs::default();
+    os.service("t@", &[("run", ""), ("finish", "")]);
+    os.files.insert(b"t@x y/".to_vec(), vec![]);
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.state("t@x y"), State::Starting);
+    let (_, _, args, ..) = sim.os.last_spawn("t@", Prog::Run).unwrap().clone();
+    assert_eq!(args, [b"x y".to_vec()]);
+    let pid = sim.os.pid_of("t@", Prog::Run);
+    sim.advance(3000);
+    sim.exit(pid, killed(libc::SIGTERM));
+    let (_, _, args, ..) = sim.os.last_spawn("t@", Prog::Finish).unwrap().clone();
+    assert_eq!(args, [b"-1".to_vec(), b"15".to_vec(), b"x y".to_vec()]);
+    assert_eq!(sim.state("t@x y"), State::Restart);
+    let finish = sim.os.pid_of("t@", Prog::Finish);
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("t@x y"), State::Starting);
+    let pid = sim.os.pid_of("t@", Prog::Run);
+    sim.advance(3000);
+    sim.exit(pid, exited(7));
+    let (_, _, args, ..) = sim.os.last_spawn("t@", Prog::Finish).unwrap().clone();
+    assert_eq!(args, [b"7".to_vec(), b"0".to_vec(), b"x y".to_vec()]);
+}
+
+#[test]
+fn exec_failure_is_fatal_or_delayed_by_errno() {
+    let mut os = simple(&[("run", ""), ("finish", "")]);
+    os.exec_errors.insert(b"a/run".to_vec(), libc::ENOEXEC);
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.state("a"), State::Fatal);
+    let (_, _, args, ..) = sim.os.last_spawn("a", Prog::Finish).unwrap().clone();
+    assert_eq!(args, [b"111".to_vec(), b"0".to_vec()]);
+    let finish = sim.os.pid_of("a", Prog::Finish);
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("a"), State::Fatal);
+    let i = sim.sup.find(b"a").unwrap();
+    assert_eq!(sim.sup.sv(i).wstatus, -1);
+
+    let mut os = simple(&[("run", "")]);
+    os.exec_errors.insert(b"a/run".to_vec(), libc::ETXTBSY);
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.state("a"), State::Delay);
+    sim.os.exec_errors.clear();
+    sim.advance(1999);
+    assert_eq!(sim.state("a"), State::Delay);
+    sim.advance(1);
+    assert_eq!(sim.state("a"), State::Starting);
+}
+
+#[test]
+fn down_signals_then_kills_after_the_timeout() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("down-signal", "hup")]));
+    let pid = sim.os.pid_of("a", Prog::Run);
+    sim.command(proto::TAG_DOWN, "a");
+    assert_eq!(sim.state("a"), State::Shutdown);
+    assert_eq!(sim.os.kills, [(pid, libc::SIGHUP), (pid, libc::SIGCONT)]);
+    sim.advance(6999);
+    assert_eq!(sim.os.kills.len(), 2);
+    sim.advance(1);
+    assert_eq!(sim.os.kills[2], (pid, libc::SIGKILL));
+    sim.exit(pid, killed(libc::SIGKILL));
+    assert_eq!(sim.state("a"), State::Down);
+}
+
+#[test]
+fn timeout_kill_file_sets_the_budget() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("timeout-kill", "500\n")]));
+    let pid = sim.os.pid_of("a", Prog::Run);
+    sim.command(proto::TAG_DOWN, "a");
+    sim.advance(500);
+    assert_eq!(sim.os.kills.last(), Some(&(pid, libc::SIGKILL)));
+}
+
+#[test]
+fn down_from_finish_cancels_a_restart() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("finish", "")]));
+    let pid = sim.os.pid_of("a", Prog::Run);
+    sim.advance(3000);
+    sim.exit(pid, exited(1));
+    assert_eq!(sim.state("a"), State::Restart);
+    sim.command(proto::TAG_DOWN, "a");
+    assert_eq!(sim.state("a"), State::Shutdown);
+    let finish = sim.os.pid_of("a", Prog::Finish);
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("a"), State::Down);
+    sim.advance(10_000);
+    assert_eq!(sim.state("a"), State::Down);
+}
+
+#[test]
+fn oneshot_lifecycle() {
+    let mut sim = Sim::new(simple(&[("setup", ""), ("finish", "")]));
+    let setup = sim.os.pid_of("a", Prog::Setup);
+    sim.exit(setup, EXITED_0);
+    assert_eq!(sim.state("a"), State::Oneshot);
+    sim.command(proto::TAG_DOWN, "a");
+    assert_eq!(sim.state("a"), State::Shutdown);
+    let (_, _, args, ..) = sim.os.last_spawn("a", Prog::Finish).unwrap().clone();
+    assert_eq!(args, [b"0".to_vec(), b"0".to_vec()]);
+    sim.exit(sim.os.pid_of("a", Prog::Finish), EXITED_0);
+    assert_eq!(sim.state("a"), State::Down);
+}
+
+#[test]
+fn want_up_during_shutdown_turns_into_restart() {
+    let mut sim = Sim::new(simple(&[("run", "")]));
+    let pid = sim.os.pid_of("a", Prog::Run);
+    sim.command(proto::TAG_DOWN, "a");
+    sim.command(proto::TAG_UP, "a");
+    assert_eq!(sim.state("a"), State::Restart);
+    sim.advance(3000);
+    sim.exit(pid, killed(libc::SIGTERM));
+    assert_eq!(sim.state("a"), State::Starting);
+}
+
+#[test]
+fn setup_exit_after_stop_request_skips_run() {
+    let mut sim = Sim::new(simple(&[("setup", ""), ("run", "")]));
+    let setup = sim.os.pid_of("a", Prog::Setup);
+    sim.command(proto::TAG_DOWN, "a");
+    assert_eq!(
+        sim.os.kills,
+        [(setup, libc::SIGTERM), (setup, libc::SIGCONT)]
+    );
+    sim.exit(setup, EXITED_0);
+    assert_eq!(sim.state("a"), State::Down);
+    assert!(sim.os.last_spawn("a", Prog::Run).is_none());
+}
+
+#[test]
+fn requests_announce_the_state_and_answer_like_the_c_nitro() {
+    let mut sim = Sim::new(simple(&[("run", "")]));
+    sim.advance(2000);
+    let before = sim.os.events.len();
+    assert_eq!(sim.command(proto::TAG_UP, "a"), [0, 0, proto::TAG_OK]);
+    assert_eq!(sim.os.events[before..], [(b"a".to_vec(), State::Up)]);
+    assert_eq!(
+        sim.command(proto::TAG_QUERY, "nosuch"),
+        [0, 0, proto::TAG_ESRCH]
+    );
+    assert_eq!(sim.request(&[0, 0, 200]), [0, 0, proto::TAG_ENOSYS]);
+    let query = sim.command(proto::TAG_QUERY, "a");
+    let pid = sim.os.pid_of("a", Prog::Run) as u32;
+    let mut expected = vec![1, 0, 0x66, 4, 4, 0, 0x67];
+    expected.extend_from_slice(&pid.to_le_bytes());
+    expected.extend_from_slice(&[4, 0, 0x68, 0, 0, 0, 0, 4, 0, 0x69, 2, 0, 0, 0]);
+    assert_eq!(&query[..expected.len()], expected, "standard packets first");
+    assert_eq!(sim.request(&[0, 0, 0x7b])[..7], [4, 0, 0x6a, 42, 0, 0, 0]);
+    // Malformed: dropped, no reply.
+    let mut reply = [0u8; 64];
+    assert_eq!(
+        sim.sup
+            .handle_request(&mut sim.os, &[5, 0, 0x79], &mut reply, sim.now),
+        None
+    );
+}
+
+#[test]
+fn names_outside_the_directory_are_esrch() {
+    let mut os = simple(&[("run", "")]);
+    os.service("t@", &[("run", "")]);
+    let mut sim = Sim::new(os);
+    for name in [
+        "../a",
+        "a/../a",
+        "/a",
+        "../t@x",
+        ".a",
+        "SYS",
+        "t@",
+        "t@x/y",
+        &"a".repeat(64),
+    ] {
+        assert_eq!(
+            sim.command(proto::TAG_UP, name),
+            [0, 0, proto::TAG_ESRCH],
+            "{name}"
+        );
+    }
+    assert_eq!(sim.command(proto::TAG_UP, "t@ok"), [0, 0, proto::TAG_OK]);
+    assert_eq!(
+        sim.command(proto::TAG_DOWN, "t@new"),
+        [0, 0, proto::TAG_ESRCH],
+        "DOWN does not create"
+    );
+}
+
+#[test]
+fn instances_on_demand_are_forgotten_on_rescan_once_down() {
+    let mut os = FakeOs::default();
+    os.service("t@", &[("run", "")]);
+    let mut sim = Sim::new(os);
+    sim.command(proto::TAG_UP, "t@1");
+    assert_eq!(sim.state("t@1"), State::Starting);
+    sim.command(proto::TAG_RESCAN, "");
+    assert!(sim.sup.find(b"t@1").is_some(), "running instances stay");
+    let pid = sim.os.pid_of("t@", Prog::Run);
+    sim.command(proto::TAG_DOWN, "t@1");
+    sim.exit(pid, killed(libc::SIGTERM));
+    assert_eq!(sim.state("t@1"), State::Down);
+    sim.command(proto::TAG_RESCAN, "");
+    assert!(sim.sup.find(b"t@1").is_none());
+}
+
+#[test]
+fn rescan_starts_new_and_forgets_removed_services() {
+    let mut sim = Sim::new(simple(&[("run", "")]));
+    sim.os.service("b", &[("run", "")]);
+    sim.os.service("c", &[("run", ""), ("down", "")]);
+    sim.os.service("d", &[]);
+    sim.command(proto::TAG_RESCAN, "");
+    assert_eq!(sim.state("b"), State::Starting);
+    assert_eq!(sim.state("c"), State::Down);
+    assert!(
+        sim.sup.find(b"d").is_none(),
+        "no run and no setup: not a service"
+    );
+    let pid = sim.os.pid_of("a", Prog::Run);
+    sim.os.remove_service("a");
+    sim.command(proto::TAG_RESCAN, "");
+    assert_eq!(sim.state("a"), State::Shutdown);
+    sim.exit(pid, killed(libc::SIGTERM));
+    assert!(sim.sup.find(b"a").is_none());
+}
+
+#[test]
+fn list_pages_hold_whole_frames_and_cover_every_service() {
+    let mut os = FakeOs::default();
+    for n in 0..300 {
+        os.service(&format!("service-with-a-long-name-{n:03}"), &[("run", "")]);
+    }
+    let mut sim = Sim::with_max(os, 500);
+    let mut seen = Vec::new();
+    let mut start = 0u32;
+    let mut pages = 0;
+    loop {
+        let mut d = vec![4, 0, proto::TAG_LIST];
+        d.extend_from_slice(&start.to_le_bytes());
+        let reply = sim.request(&d);
+        assert!(reply.len() <= 4096);
+        pages += 1;
+        let mut next = None;
+        let mut depth = 0;
+        for item in Reader::new(&reply) {
+            match item.expect("well-formed reply") {
+                Item::Open(_) => depth += 1,
+                Item::Close(_) => depth -= 1,
+                Item::Packet {
+                    tag: proto::TAG_NAME,
+                    payload,
+                } => seen.push(payload.to_vec()),
+                Item::Packet {
+                    tag: proto::TAG_LIST_NEXT,
+                    payload,
+                } => {
+                    assert_eq!(depth, 0);
+                    next = crate::spat::payload_u32(payload);
+                }
+                Item::Packet { .. } => {}
+            }
+        }
+        assert_eq!(depth, 0, "frames are whole");
+        match next {
+            Some(n) => start = n,
+            None => break,
+        }
+    }
+    assert!(pages > 1);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 300);
+}
+
+#[test]
+fn log_links_resolve_to_services_and_templates() {
+    let mut os = FakeOs::default();
+    os.service("logger@", &[("run", "")]);
+    os.service("plain", &[("run", "")]);
+    os.service("a", &[("run", "")]);
+    os.link("a", "log", "../logger@");
+    os.service("b", &[("run", "")]);
+    os.link("b", "log", "/etc/nitro/plain/");
+    let sim = Sim::new(os);
+    assert_eq!(sim.state("logger@a"), State::Starting);
+    let logger = sim.sup.find(b"logger@a").unwrap();
+    let (read, write) = sim.sup.sv(logger).log_pipe.unwrap();
+    assert_eq!(sim.os.last_spawn("a", Prog::Run).unwrap().4, Some(write));
+    assert_eq!(
+        sim.os.last_spawn("logger@", Prog::Run).unwrap().3,
+        Some(read)
+    );
+    let plain = sim.sup.find(b"plain").unwrap();
+    assert_eq!(sim.sup.sv(sim.sup.find(b"b").unwrap()).logger, Some(plain));
+}
+
+#[test]
+fn log_loops_and_self_links_do_not_hang() {
+    let mut os = FakeOs::default();
+    os.service("a", &[("run", "")]);
+    os.service("b", &[("run", "")]);
+    os.service("c", &[("run", "")]);
+    os.link("a", "log", "../b");
+    os.link("b", "log", "../a");
+    os.link("c", "log", "../c");
+    let sim = Sim::new(os);
+    assert_eq!(sim.state("a"), State::Starting);
+    assert_eq!(sim.state("b"), State::Starting);
+    assert_eq!(sim.state("c"), State::Starting);
+    assert!(sim.os.warnings > 0);
+}
+
+#[test]
+fn shutdown_stops_loggers_last() {
+    let mut os = FakeOs::default();
+    os.service("logger", &[("run", "")]);
+    os.service("a", &[("run", "")]);
+    os.link("a", "log", "../logger");
+    let mut sim = Sim::new(os);
+    let a = sim.os.pid_of("a", Prog::Run);
+    let logger = sim.os.pid_of("logger", Prog::Run);
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    assert_eq!(sim.state("a"), State::Shutdown);
+    assert_eq!(sim.state("logger"), State::Starting);
+    sim.exit(a, killed(libc::SIGTERM));
+    assert_eq!(sim.state("logger"), State::Shutdown);
+    assert!(!sim.sup.stopped());
+    sim.exit(logger, killed(libc::SIGTERM));
+    assert!(sim.sup.stopped());
+    // Nothing starts again during shutdown.
+    sim.command(proto::TAG_UP, "a");
+    assert_eq!(sim.state("a"), State::Down);
+}
+
+#[test]
+fn the_table_limit_refuses_more_services() {
+    let mut os = FakeOs::default();
+    for n in 0..5 {
+        os.service(&format!("s{n}"), &[("run", "")]);
+    }
+    let sim = Sim::with_max(os, 3);
+    assert_eq!(sim.sup.services().count(), 3);
+    assert!(sim.os.warnings >= 2);
+}
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Up(usize),
+        Down(usize),
+        Restart(usize),
+        Ready(usize),
+        /// Exit the n-th live process with a status.
+        Exit(usize, i32),
+        Advance(Millis),
+        Rescan,
+        Toggle(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0..6usize).prop_map(Step::Up),
+            (0..6usize).prop_map(Step::Down),
+            (0..6usize).prop_map(Step::Restart),
+            (0..6usize).prop_map(Step::Ready),
+            (
+                0..8usize,
+                prop_oneof![Just(0), Just(256), Just(111 << 8), Just(9)]
+            )
+                .prop_map(|(n, s)| Step::Exit(n, s)),
+            (0..9000u64).prop_map(Step::Advance),
+            Just(Step::Rescan),
+            (0..6usize).prop_map(Step::Toggle),
+        ]
+    }
+
+    const NAMES: [&str; 6] = ["a", "b", "c", "t@1", "log", "one"];
+
+    fn world() -> FakeOs {
+        let mut os = FakeOs::default();
+        os.service("a", &[("run", ""), ("finish", "")]);
+        os.service("b", &[("setup", ""), ("run", ""), ("notification-fd", "3")]);
+        os.service("c", &[("run", ""), ("notification-fd", "0"), ("down", "")]);
+        os.service("t@", &[("run", "")]);
+        os.service("log", &[("run", "")]);
+        os.service("one", &[("setup", ""), ("finish", "")]);
+        os.link("a", "log", "../log");
+        os.link("t@", "log", "../log");
+        os
+    }
+
+    proptest! {
+        #[test]
+        fn invariants_hold_and_shutdown_terminates(steps in proptest::collection::vec(step(), 1..80)) {
+            let mut sim = Sim::new(world());
+            for step in steps {
+                match step {
+                    Step::Up(n) => { sim.command(proto::TAG_UP, NAMES[n]); }
+                    Step::Down(n) => { sim.command(proto::TAG_DOWN, NAMES[n]); }
+                    Step::Restart(n) => { sim.command(proto::TAG_RESTART, NAMES[n]); }
+                    Step::Ready(n) => { sim.command(proto::TAG_READY, NAMES[n]); }
+                    Step::Exit(n, status) => {
+                        let pids: Vec<Pid> = sim.sup.services().filter(|(_, s)| s.pid > 0).map(|(_, s)| s.pid).collect();
+                        if !pids.is_empty() {
+                            sim.exit(pids[n % pids.len()], status);
+                        }
+                    }
+                    Step::Advance(ms) => sim.advance(ms),
+                    Step::Rescan => { sim.command(proto::TAG_RESCAN, ""); }
+                    Step::Toggle(n) => {
+                        let name = NAMES[n];
+                        if name.contains('@') { continue; }
+                        if sim.os.exists(name.as_bytes(), b"") {
+                            sim.os.remove_service(name);
+                        } else {
+                            sim.os.service(name, &[("run", "")]);
+                        }
+                    }
+                }
+            }
+            sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+            // Every process ends (by itself or by SIGKILL after its timeout).
+            for _ in 0..100 {
+                if sim.sup.stopped() { break; }
+                sim.advance(7000);
+                let pids: Vec<Pid> = sim.sup.services().filter(|(_, s)| s.pid > 0).map(|(_, s)| s.pid).collect();
+                for pid in pids {
+                    sim.exit(pid, killed(libc::SIGKILL));
+                }
+            }
+            prop_assert!(sim.sup.stopped(), "shutdown terminates");
+        }
+    }
+}
