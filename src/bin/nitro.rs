@@ -1,31 +1,45 @@
-//! nitro: the supervisor. Wiring only: arguments, set-up, and the loop
-//! poll → signals, children, requests, readiness, deadlines → core.
+//! nitro: the supervisor. Wiring only: arguments, set-up, the loop
+//! poll → signals, children, requests, readiness, deadlines → core, and
+//! the end of the system.
 
-use std::ffi::{CString, OsString};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nitro::core::{Config, DEFAULT_MAX_SERVICES, Phase, Supervisor};
+use nitro::core::{Config, DEFAULT_MAX_SERVICES, Supervisor};
 use nitro::proto::DATAGRAM_MAX;
 use nitro::sys::control::{ControlSocket, Sender, SetupError};
 use nitro::sys::os::RealOs;
 use nitro::sys::signals::SignalPipe;
-use nitro::sys::{self, now_ms, sockpath};
+use nitro::sys::{self, now_ms, pid1, sockpath};
 
 /// Status when nitro cannot start.
 const EXIT_FATAL: i32 = 111;
 /// Requests handled per wake-up, so a flood cannot starve the rest.
 const REQUESTS_PER_WAKEUP: usize = 64;
 
+/// Execs `path` (relative to the service directory) if it exists.
+fn exec_if_present(path: &std::ffi::CStr) {
+    let argv = [path.as_ptr(), std::ptr::null()];
+    // SAFETY: argv is a NUL-terminated array of valid C strings.
+    unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
+}
+
+/// An unrecoverable startup error: `SYS/fatal` takes over, else exit 111.
 fn fatal(message: std::fmt::Arguments) -> ! {
     sys::warn(message);
+    exec_if_present(c"SYS/fatal");
     std::process::exit(EXIT_FATAL)
 }
 
-/// The service directory: the argument, else `/etc/nitro` for root and
+/// The service directory: the argument (`S`/`single` mean the single-user
+/// directory to the real pid 1), else `/etc/nitro` for root and
 /// `${XDG_CONFIG_HOME:-$HOME/.config}/nitro` for other users.
-fn service_dir() -> PathBuf {
+fn service_dir(pid1: bool) -> PathBuf {
     if let Some(dir) = std::env::args_os().nth(1) {
+        if pid1 && (dir == "S" || dir == "single") {
+            return PathBuf::from("/etc/nitro.single");
+        }
         return PathBuf::from(dir);
     }
     // SAFETY: getuid has no preconditions.
@@ -62,7 +76,21 @@ fn fd_limit() -> i32 {
     limit.rlim_cur.min(i32::MAX as u64) as i32
 }
 
-/// Re-executes nitro for a reboot when it is not the real pid 1.
+/// `SYS/timeout-kill`: milliseconds between the final SIGTERM and SIGKILL.
+fn kill_all_timeout() -> u64 {
+    match std::fs::read_to_string("SYS/timeout-kill") {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+            sys::warn(format_args!(
+                "bad SYS/timeout-kill, using {} ms",
+                pid1::KILL_ALL_TIMEOUT_MS
+            ));
+            pid1::KILL_ALL_TIMEOUT_MS
+        }),
+        Err(_) => pid1::KILL_ALL_TIMEOUT_MS,
+    }
+}
+
+/// Re-executes nitro (a reboot when not the real pid 1).
 fn reexec(exe: &Path, dir: &Path) -> ! {
     let exe_c = CString::new(exe.as_os_str().as_bytes()).unwrap_or_default();
     let dir_c = CString::new(dir.as_os_str().as_bytes()).unwrap_or_default();
@@ -78,7 +106,24 @@ fn reexec(exe: &Path, dir: &Path) -> ! {
 }
 
 fn main() {
-    let dir = service_dir();
+    pid1::ensure_std_fds();
+    // SAFETY: getpid has no preconditions.
+    let nitro_pid = unsafe { libc::getpid() };
+    let is_pid1 = nitro_pid == 1;
+    let real_pid1 = is_pid1 && pid1::take_ctrl_alt_del();
+    if is_pid1 {
+        pid1::setup();
+    } else {
+        // Orphans of our services are reparented to us and reaped.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+    std::panic::set_hook(Box::new(|info| {
+        sys::warn(format_args!("panic: {}", info));
+        exec_if_present(c"SYS/fatal");
+    }));
+
+    let dir = service_dir(real_pid1);
     if let Err(e) = std::env::set_current_dir(&dir) {
         fatal(format_args!(
             "cannot use service directory {}: {}",
@@ -88,24 +133,20 @@ fn main() {
     }
     // Resolved now, so that a reboot can re-exec with absolute paths.
     let abs_dir = std::env::current_dir().unwrap_or_else(|_| dir.clone());
-    let exe = std::fs::read_link("/proc/self/exe")
-        .unwrap_or_else(|_| PathBuf::from(OsString::from_vec(b"/proc/self/exe".to_vec())));
-    // SAFETY: getpid has no preconditions.
-    let nitro_pid = unsafe { libc::getpid() };
-    if nitro_pid != 1 {
-        // Orphans of our services are reparented to us and reaped.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    }
+    let exe =
+        std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
 
     let signals = SignalPipe::install().unwrap_or_else(|e| fatal(format_args!("signals: {}", e)));
     let sock_path = sockpath::socket_path().unwrap_or_else(|e| fatal(format_args!("{}", e)));
     let control = match ControlSocket::bind(&sock_path) {
         Ok(control) => control,
-        Err(SetupError::Taken) => fatal(format_args!(
-            "{} is served by another nitro",
-            sock_path.display()
-        )),
+        Err(SetupError::Taken) => {
+            sys::warn(format_args!(
+                "{} is served by another nitro",
+                sock_path.display()
+            ));
+            std::process::exit(EXIT_FATAL)
+        }
         Err(SetupError::Other(message)) => fatal(format_args!("{}", message)),
     };
     let mut os = RealOs::new(&control.notify_dir).unwrap_or_else(|e| {
@@ -128,10 +169,7 @@ fn main() {
 
     sup.boot(&mut os, now_ms());
 
-    loop {
-        if sup.stopped() {
-            break;
-        }
+    while !sup.stopped() {
         pollfds.clear();
         ready_slots.clear();
         for fd in [signals.read_fd, control.fd] {
@@ -174,7 +212,11 @@ fn main() {
                 if arrived.hangup {
                     sup.rescan(&mut os, now);
                 }
-                if arrived.terminate || arrived.interrupt {
+                // The real pid 1 ignores SIGTERM; SIGINT is Ctrl-Alt-Delete.
+                if arrived.interrupt {
+                    sup.shutdown(&mut os, real_pid1, now);
+                }
+                if arrived.terminate && !real_pid1 {
                     sup.shutdown(&mut os, false, now);
                 }
             }
@@ -205,9 +247,22 @@ fn main() {
         sup.on_timers(&mut os, now);
     }
 
+    let reboot = sup.reboot_requested();
+    if is_pid1 {
+        pid1::kill_all(&signals, kill_all_timeout());
+        if real_pid1 {
+            pid1::run_final(os.spawner(), &signals, reboot);
+        }
+    }
     control.remove();
-    if sup.phase() == (Phase::Stopping { reboot: true }) {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    exec_if_present(c"SYS/reincarnate");
+    if real_pid1 {
+        pid1::halt_machine(reboot);
+    }
+    if reboot {
         reexec(&exe, &abs_dir);
     }
-    std::process::exit(0)
+    std::process::exit(sup.exit_status())
 }

@@ -4,8 +4,8 @@
 use crate::proto::{self, State};
 
 use super::{
-    FINISH_TIMEOUT_MS, Millis, Os, Phase, Proc, Prog, READY_TIMEOUT_MS, RESPAWN_DELAY_MS,
-    SPAWN_RETRY_MS, STOP_TIMEOUT_MS, Spawn, SpawnError, Supervisor, Timer,
+    FINISH_TIMEOUT_MS, Millis, Os, Proc, Prog, READY_TIMEOUT_MS, RESPAWN_DELAY_MS, SPAWN_RETRY_MS,
+    STOP_TIMEOUT_MS, Spawn, SpawnError, Supervisor, Timer,
 };
 
 /// exec errors that may go away by themselves: DELAY, not FATAL.
@@ -73,7 +73,7 @@ impl Supervisor {
 
     /// want up: `up`, a new service found by a scan, a logger needed.
     pub(super) fn want_up(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        if self.phase != Phase::Running {
+        if !self.starting_allowed() {
             return;
         }
         match self.sv(i).state {
@@ -105,7 +105,7 @@ impl Supervisor {
 
     /// want restart.
     pub(super) fn want_restart(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        if self.phase != Phase::Running {
+        if !self.starting_allowed() {
             return;
         }
         match self.sv(i).state {
@@ -236,7 +236,7 @@ impl Supervisor {
                 "{}: service directory is gone",
                 self.sv(i).name
             ));
-            self.set_state(os, i, State::Fatal, now);
+            self.fatal(os, i, now);
             return;
         }
         if !os.exists(dir, b"run") {
@@ -338,6 +338,7 @@ impl Supervisor {
                     self.sv_mut(i).wstatus = -1;
                     self.run_finish(os, i, 111, 0, now);
                 }
+                self.fatal(os, i, now);
             }
         }
     }
@@ -373,6 +374,7 @@ impl Supervisor {
             stdout,
             stderr_to_stdout,
             notify,
+            controlling_tty: false,
         })
     }
 
@@ -423,7 +425,7 @@ impl Supervisor {
                 } else if libc::WIFEXITED(wstatus) && libc::WEXITSTATUS(wstatus) == 0 {
                     self.launch(os, i, now);
                 } else if libc::WIFEXITED(wstatus) && libc::WEXITSTATUS(wstatus) == 111 {
-                    self.set_state(os, i, State::Fatal, now);
+                    self.fatal(os, i, now);
                 } else {
                     self.delay(os, i, RESPAWN_DELAY_MS, now);
                 }
@@ -431,6 +433,14 @@ impl Supervisor {
             Proc::Run => {
                 self.set_timer(i, Timer::None, 0);
                 self.sv_mut(i).wstatus = wstatus;
+                let on_its_own = matches!(self.sv(i).state, State::Starting | State::Up);
+                if on_its_own && self.is_main(os, i) {
+                    self.sv_mut(i).main_status = Some(if libc::WIFSIGNALED(wstatus) {
+                        128 + libc::WTERMSIG(wstatus)
+                    } else {
+                        libc::WEXITSTATUS(wstatus)
+                    });
+                }
                 if self.sv(i).state == State::Up {
                     self.set_state(os, i, State::Restart, now);
                 }
@@ -454,7 +464,12 @@ impl Supervisor {
         match self.sv(i).state {
             State::Restart | State::Starting | State::Up => {
                 self.set_state(os, i, State::Down, now);
-                if self.phase != Phase::Running {
+                if let Some(status) = self.sv_mut(i).main_status.take() {
+                    // A main service is not restarted: the system ends with it.
+                    self.main_ended(os, status, now);
+                    return;
+                }
+                if !self.starting_allowed() {
                     return;
                 }
                 self.sv_mut(i).restarts = self.sv(i).restarts.wrapping_add(1);
@@ -470,6 +485,19 @@ impl Supervisor {
             }
             State::Fatal => {}
         }
+    }
+
+    /// FATAL; a main service takes the system down with status 111.
+    fn fatal(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        self.set_state(os, i, State::Fatal, now);
+        if self.is_main(os, i) {
+            self.main_ended(os, 111, now);
+        }
+    }
+
+    /// Whether service `i` is a main service (a `main` file).
+    fn is_main(&self, os: &mut dyn Os, i: usize) -> bool {
+        os.exists(self.sv(i).name.dir(), b"main")
     }
 
     /// A service gone from disk is forgotten once it is DOWN.
@@ -497,7 +525,7 @@ impl Supervisor {
             Timer::None => {}
             Timer::Ready => self.became_ready(os, i, now),
             Timer::Respawn => {
-                if self.sv(i).state == State::Delay && self.phase == Phase::Running {
+                if self.sv(i).state == State::Delay && self.starting_allowed() {
                     self.start(os, i, now);
                 }
             }

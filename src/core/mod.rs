@@ -47,6 +47,8 @@ pub enum Prog {
     Setup,
     Run,
     Finish,
+    /// `SYS/final`, run by the shell after every process is gone.
+    Final,
 }
 
 impl Prog {
@@ -55,6 +57,7 @@ impl Prog {
             Prog::Setup => "setup",
             Prog::Run => "run",
             Prog::Finish => "finish",
+            Prog::Final => "final",
         }
     }
 }
@@ -75,6 +78,8 @@ pub struct Spawn<'a> {
     pub stderr_to_stdout: bool,
     /// Readiness pipe: (fd number in the child, write end in nitro).
     pub notify: Option<(i32, Fd)>,
+    /// Take the console (stdin) as controlling terminal (SYS scripts).
+    pub controlling_tty: bool,
 }
 
 /// Why a spawn failed.
@@ -129,14 +134,22 @@ pub struct Config {
     pub fd_limit: i32,
 }
 
+/// Time `SYS/finish` (and `SYS/final`) may run.
+pub const SYS_TIMEOUT_MS: Millis = 30_000;
+/// The name SYS's scripts are reported under.
+pub const SYS: &[u8] = b"SYS";
+
 /// Where the whole system is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// `SYS/setup` runs: services can be started or created down; the scan
+    /// comes after.
+    Boot,
     Running,
-    /// Stopping everything; `reboot` says what happens at the end.
-    Stopping {
-        reboot: bool,
-    },
+    /// `SYS/finish` runs: services can be stopped, not started.
+    Finishing,
+    /// Every service is being stopped.
+    Stopping,
 }
 
 /// Work requested by a control command, done after the reply is sent.
@@ -152,6 +165,14 @@ pub struct Supervisor {
     /// index names a service for logger links and LIST paging.
     slots: Vec<Option<Service>>,
     phase: Phase,
+    /// Whether the end of the shutdown is a reboot (the last request wins).
+    reboot: bool,
+    /// Pid of the running `SYS/setup` or `SYS/finish`, 0 when none.
+    sys_pid: Pid,
+    /// When `SYS/finish` is killed.
+    sys_deadline: Option<Millis>,
+    /// nitro's exit status, set by the first main service that ends.
+    exit_status: Option<i32>,
     scan_gen: u32,
     pending: Pending,
     total_reaps: u32,
@@ -165,7 +186,11 @@ impl Supervisor {
         Supervisor {
             config,
             slots,
-            phase: Phase::Running,
+            phase: Phase::Boot,
+            reboot: false,
+            sys_pid: 0,
+            sys_deadline: None,
+            exit_status: None,
             scan_gen: 0,
             pending: Pending::default(),
             total_reaps: 0,
@@ -175,6 +200,21 @@ impl Supervisor {
 
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// Whether the shutdown ends in a reboot.
+    pub fn reboot_requested(&self) -> bool {
+        self.reboot
+    }
+
+    /// nitro's exit status (SPEC section 8): the main service's, else 0.
+    pub fn exit_status(&self) -> i32 {
+        self.exit_status.unwrap_or(0)
+    }
+
+    /// Whether requests to start things are still honoured.
+    fn starting_allowed(&self) -> bool {
+        matches!(self.phase, Phase::Boot | Phase::Running)
     }
 
     /// The services in slot order.
@@ -296,7 +336,8 @@ impl Supervisor {
     ) -> Result<(), Full> {
         match request {
             Request::Up(name) | Request::Down(name) | Request::Restart(name) => {
-                let create = !matches!(request, Request::Down(_));
+                // DOWN creates services only while SYS/setup runs ("created down").
+                let create = !matches!(request, Request::Down(_)) || self.phase == Phase::Boot;
                 let Some(i) = self.lookup(os, name, create, now) else {
                     return w.packet(proto::TAG_ESRCH, &[]);
                 };
@@ -376,16 +417,110 @@ impl Supervisor {
         core::mem::take(&mut self.pending)
     }
 
-    /// Starts the system shutdown (or changes what happens at its end).
+    /// Starts the system shutdown (or changes what happens at its end):
+    /// `SYS/finish`, then every service.
     pub fn shutdown(&mut self, os: &mut dyn Os, reboot: bool, now: Millis) {
-        self.phase = Phase::Stopping { reboot };
+        self.reboot = reboot;
+        match self.phase {
+            Phase::Finishing | Phase::Stopping => return,
+            Phase::Boot if self.sys_pid > 0 => {
+                // SYS/setup is cut short; its exit no longer matters.
+                os.kill(self.sys_pid, libc::SIGTERM);
+                os.kill(self.sys_pid, libc::SIGCONT);
+                self.sys_pid = 0;
+                os.notify(SYS, State::Down);
+            }
+            Phase::Boot | Phase::Running => {}
+        }
+        self.phase = Phase::Stopping;
+        if os.exists(SYS, b"finish") {
+            let end: &[u8] = if reboot { b"reboot" } else { b"shutdown" };
+            match self.spawn_sys(os, Prog::Finish, &[b"0", b"0", end]) {
+                Ok(pid) => {
+                    self.phase = Phase::Finishing;
+                    self.sys_pid = pid;
+                    self.sys_deadline = Some(now + SYS_TIMEOUT_MS);
+                    os.notify(SYS, State::Shutdown);
+                    return;
+                }
+                Err(error) => os.warn(format_args!("cannot run SYS/finish: {:?}", error)),
+            }
+        }
         self.stop_step(os, now);
+    }
+
+    /// Runs a SYS script on the console.
+    fn spawn_sys(&self, os: &mut dyn Os, prog: Prog, args: &[&[u8]]) -> Result<Pid, SpawnError> {
+        os.spawn(&Spawn {
+            dir: SYS,
+            prog,
+            args,
+            stdin: Some(0),
+            stdout: None,
+            stderr_to_stdout: false,
+            notify: None,
+            controlling_tty: true,
+        })
+    }
+
+    /// First start: `SYS/setup` if there is one, else straight to the scan.
+    pub fn boot(&mut self, os: &mut dyn Os, now: Millis) {
+        if os.exists(SYS, b"setup") {
+            match self.spawn_sys(os, Prog::Setup, &[]) {
+                Ok(pid) => {
+                    self.sys_pid = pid;
+                    os.notify(SYS, State::Setup);
+                    return;
+                }
+                Err(error) => os.warn(format_args!("cannot run SYS/setup: {:?}", error)),
+            }
+        }
+        self.start_all(os, now);
+    }
+
+    /// After SYS/setup: the global logger, then everything in the directory.
+    fn start_all(&mut self, os: &mut dyn Os, now: Millis) {
+        self.phase = Phase::Running;
+        if let Some(i) = self.lookup(os, scan::GLOBAL_LOGGER, true, now) {
+            self.want_up(os, i, now);
+        }
+        self.rescan(os, now);
+    }
+
+    /// `SYS/setup` or `SYS/finish` ended.
+    fn sys_exited(&mut self, os: &mut dyn Os, wstatus: i32, now: Millis) {
+        self.sys_pid = 0;
+        self.sys_deadline = None;
+        os.notify(SYS, State::Down);
+        match self.phase {
+            Phase::Boot => {
+                os.warn(format_args!(
+                    "SYS/setup finished with wait status {}",
+                    wstatus
+                ));
+                self.start_all(os, now);
+            }
+            Phase::Finishing => {
+                self.phase = Phase::Stopping;
+                self.stop_step(os, now);
+            }
+            Phase::Running | Phase::Stopping => {}
+        }
+    }
+
+    /// A main service ended: its status becomes nitro's, and the system
+    /// goes down (the first main service to end decides).
+    fn main_ended(&mut self, os: &mut dyn Os, status: i32, now: Millis) {
+        if self.exit_status.is_none() && self.starting_allowed() {
+            self.exit_status = Some(status);
+            self.shutdown(os, false, now);
+        }
     }
 
     /// Advances the shutdown: ordinary services first, loggers once
     /// nothing else is left.
     fn stop_step(&mut self, os: &mut dyn Os, now: Millis) {
-        if !matches!(self.phase, Phase::Stopping { .. }) {
+        if self.phase != Phase::Stopping {
             return;
         }
         let others_left = (0..self.slots.len())
@@ -406,7 +541,7 @@ impl Supervisor {
 
     /// Whether the shutdown is complete: every service stopped.
     pub fn stopped(&self) -> bool {
-        matches!(self.phase, Phase::Stopping { .. }) && self.services().all(|(_, s)| s.is_stopped())
+        self.phase == Phase::Stopping && self.services().all(|(_, s)| s.is_stopped())
     }
 
     /// Whether some other service logs into slot `i`.
@@ -418,6 +553,10 @@ impl Supervisor {
     /// A child was reaped.
     pub fn on_exit(&mut self, os: &mut dyn Os, pid: Pid, wstatus: i32, now: Millis) {
         self.total_reaps = self.total_reaps.wrapping_add(1);
+        if pid == self.sys_pid && pid > 0 {
+            self.sys_exited(os, wstatus, now);
+            return;
+        }
         let Some(i) = self
             .services()
             .find(|(_, s)| s.pid == pid && pid > 0)
@@ -435,11 +574,17 @@ impl Supervisor {
         self.services()
             .filter(|(_, s)| s.timer != Timer::None)
             .map(|(_, s)| s.deadline)
+            .chain(self.sys_deadline)
             .min()
     }
 
     /// Fires every deadline that has passed.
     pub fn on_timers(&mut self, os: &mut dyn Os, now: Millis) {
+        if self.sys_deadline.is_some_and(|d| d <= now) {
+            self.sys_deadline = None;
+            os.warn(format_args!("SYS/finish takes too long, killing it"));
+            os.kill(self.sys_pid, libc::SIGKILL);
+        }
         for i in 0..self.slots.len() {
             let due =
                 matches!(&self.slots[i], Some(s) if s.timer != Timer::None && s.deadline <= now);

@@ -27,14 +27,6 @@ fn concat<'b>(buf: &'b mut [u8; 128], prefix: &[u8], suffix: &[u8]) -> Option<&'
 }
 
 impl Supervisor {
-    /// First start: the global logger, then everything in the directory.
-    pub fn boot(&mut self, os: &mut dyn Os, now: Millis) {
-        if let Some(i) = self.lookup(os, GLOBAL_LOGGER, true, now) {
-            self.want_up(os, i, now);
-        }
-        self.rescan(os, now);
-    }
-
     /// Rescan: start services new on disk, stop and forget those gone,
     /// forget unused instances, re-read log links.
     pub fn rescan(&mut self, os: &mut dyn Os, now: Millis) {

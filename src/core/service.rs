@@ -116,6 +116,9 @@ pub struct Service {
     pub forget: bool,
     /// Automatic restarts since the service was added.
     pub restarts: u32,
+    /// A main service's `run` ended on its own with this exit status;
+    /// the system goes down once `finish` is over.
+    pub main_status: Option<i32>,
 }
 
 impl Service {
@@ -137,6 +140,7 @@ impl Service {
             seen: 0,
             forget: false,
             restarts: 0,
+            main_status: None,
         }
     }
 

@@ -837,3 +837,94 @@ mod random {
         }
     }
 }
+
+#[test]
+fn sys_setup_runs_before_the_scan_and_can_create_services_down() {
+    let mut os = simple(&[("run", "")]);
+    os.service("b", &[("run", "")]);
+    os.service("SYS", &[("setup", "")]);
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.sup.phase(), Phase::Boot);
+    assert_eq!(sim.os.events, [(b"SYS".to_vec(), State::Setup)]);
+    assert!(sim.sup.find(b"a").is_none(), "no scan before SYS/setup ends");
+    assert_eq!(sim.command(proto::TAG_DOWN, "b"), [0, 0, proto::TAG_OK]);
+    assert_eq!(sim.state("b"), State::Down);
+    sim.exit(sim.os.pid_of("SYS", Prog::Setup), exited(1));
+    assert_eq!(sim.sup.phase(), Phase::Running);
+    assert_eq!(sim.state("a"), State::Starting);
+    assert_eq!(sim.state("b"), State::Down, "created down inside SYS/setup");
+}
+
+#[test]
+fn sys_finish_is_awaited_in_full_before_services_stop() {
+    let mut os = simple(&[("run", "")]);
+    os.service("SYS", &[("finish", "")]);
+    let mut sim = Sim::new(os);
+    let run = sim.os.pid_of("a", Prog::Run);
+    sim.request(&[0, 0, proto::TAG_REBOOT]);
+    assert_eq!(sim.sup.phase(), Phase::Finishing);
+    let (_, _, args, ..) = sim.os.last_spawn("SYS", Prog::Finish).unwrap().clone();
+    assert_eq!(args, [b"0".to_vec(), b"0".to_vec(), b"reboot".to_vec()]);
+    // Control traffic, stray children and time do not cut it short.
+    sim.request(&[0, 0, proto::TAG_LIST]);
+    sim.command(proto::TAG_QUERY, "a");
+    sim.exit(99_999, 0);
+    sim.advance(29_000);
+    assert_eq!(sim.state("a"), State::Up);
+    assert!(sim.os.kills.is_empty());
+    // Services can still be stopped, not started.
+    sim.command(proto::TAG_DOWN, "a");
+    assert_eq!(sim.state("a"), State::Shutdown);
+    sim.command(proto::TAG_UP, "a");
+    assert_eq!(sim.state("a"), State::Shutdown);
+    sim.exit(sim.os.pid_of("SYS", Prog::Finish), 0);
+    assert_eq!(sim.sup.phase(), Phase::Stopping);
+    sim.exit(run, killed(libc::SIGTERM));
+    assert!(sim.sup.stopped());
+    assert!(sim.sup.reboot_requested());
+}
+
+#[test]
+fn sys_finish_is_killed_after_thirty_seconds() {
+    let mut os = simple(&[("run", "")]);
+    os.service("SYS", &[("finish", "")]);
+    let mut sim = Sim::new(os);
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    let finish = sim.os.pid_of("SYS", Prog::Finish);
+    sim.advance(SYS_TIMEOUT_MS);
+    assert_eq!(sim.os.kills, [(finish, libc::SIGKILL)]);
+}
+
+#[test]
+fn main_service_ending_decides_the_exit_status() {
+    for (wstatus, expected) in [(exited(3), 3), (killed(libc::SIGKILL), 137)] {
+        let mut os = simple(&[("run", ""), ("main", ""), ("finish", "")]);
+        os.service("other", &[("run", "")]);
+        let mut sim = Sim::new(os);
+        sim.advance(3000);
+        sim.exit(sim.os.pid_of("a", Prog::Run), wstatus);
+        assert_eq!(sim.sup.phase(), Phase::Running, "finish runs first");
+        sim.exit(sim.os.pid_of("a", Prog::Finish), 0);
+        assert_eq!(sim.state("a"), State::Down, "not restarted");
+        assert_eq!(sim.sup.phase(), Phase::Stopping);
+        assert_eq!(sim.sup.exit_status(), expected);
+        sim.exit(sim.os.pid_of("other", Prog::Run), killed(libc::SIGTERM));
+        assert!(sim.sup.stopped());
+    }
+}
+
+#[test]
+fn main_service_fatal_is_111_and_requested_stops_do_not_count() {
+    let mut os = simple(&[("run", ""), ("main", "")]);
+    os.exec_errors.insert(b"a/run".to_vec(), libc::EACCES);
+    let sim = Sim::new(os);
+    assert_eq!(sim.sup.phase(), Phase::Stopping);
+    assert_eq!(sim.sup.exit_status(), 111);
+
+    let mut sim = Sim::new(simple(&[("run", ""), ("main", "")]));
+    let run = sim.os.pid_of("a", Prog::Run);
+    sim.command(proto::TAG_RESTART, "a");
+    sim.exit(run, killed(libc::SIGTERM));
+    assert_eq!(sim.sup.phase(), Phase::Running);
+    assert_eq!(sim.state("a"), State::Delay);
+}

@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod os;
+pub mod pid1;
 pub mod signals;
 pub mod sockpath;
 pub mod spawn;

@@ -129,6 +129,11 @@ impl RealOs {
         })
     }
 
+    /// The spawner, for the programs the shell runs itself (`SYS/final`).
+    pub fn spawner(&self) -> &Spawner {
+        &self.spawner
+    }
+
     /// Sends `event` to the socket `notify/<entry>`; removes it if nobody
     /// listens there any more.
     fn send_event(&self, entry: &[u8], event: &[u8]) {

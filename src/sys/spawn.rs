@@ -142,6 +142,9 @@ impl Spawner {
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             libc::setsid();
+            if spawn.controlling_tty && libc::isatty(0) == 1 {
+                libc::ioctl(0, libc::TIOCSCTTY, 0);
+            }
             let ok = libc::dup2(spawn.stdin.unwrap_or(self.devnull), 0) >= 0
                 && spawn.stdout.is_none_or(|fd| libc::dup2(fd, 1) >= 0)
                 && (!spawn.stderr_to_stdout || libc::dup2(1, 2) >= 0)

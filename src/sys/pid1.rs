@@ -1,0 +1,196 @@
+//! Duties of pid 1 (SPEC section 8): mounts, the console, Ctrl-Alt-Delete,
+//! and the end of the system: killing every process, `SYS/final`,
+//! remounting read-only, reboot or power off.
+
+use std::time::Duration;
+
+use crate::core::{Millis, Prog, Spawn};
+
+use super::signals::SignalPipe;
+use super::spawn::Spawner;
+use super::{now_ms, warn};
+
+/// Default wait between the final SIGTERM to all processes and SIGKILL.
+pub const KILL_ALL_TIMEOUT_MS: Millis = 7000;
+
+/// Makes sure fds 0, 1 and 2 are open (started from /etc/ttys, say), so
+/// that files nitro opens never land on them.
+pub fn ensure_std_fds() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only queries the descriptor.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            // SAFETY: opening /dev/null with a valid C string; the lowest
+            // free descriptor, which is `fd`, is taken.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
+}
+
+/// Whether nitro is the real pid 1 of a machine: the kernel lets it turn
+/// Ctrl-Alt-Delete into SIGINT. In a pid namespace (a container) it refuses.
+pub fn take_ctrl_alt_del() -> bool {
+    // SAFETY: reboot with CAD_OFF only changes how Ctrl-Alt-Delete is delivered.
+    unsafe { libc::reboot(libc::RB_DISABLE_CAD) == 0 }
+}
+
+fn is_mount_point(path: &std::ffi::CStr, parent: &std::ffi::CStr) -> bool {
+    // SAFETY: zeroed stat buffers are valid; paths are valid C strings.
+    unsafe {
+        let mut a: libc::stat = std::mem::zeroed();
+        let mut b: libc::stat = std::mem::zeroed();
+        if libc::stat(path.as_ptr(), &mut a) < 0 || libc::stat(parent.as_ptr(), &mut b) < 0 {
+            return false;
+        }
+        a.st_dev != b.st_dev
+    }
+}
+
+/// Set-up of any pid 1: umask, `/dev` and `/run`, the console.
+/// Failures are ignored: containers usually lack the privilege.
+pub fn setup() {
+    // SAFETY: the calls get valid C strings and flags; failures are harmless.
+    unsafe {
+        libc::umask(0o022);
+        if libc::access(c"/dev/null".as_ptr(), libc::F_OK) != 0 && !is_mount_point(c"/dev", c"/") {
+            libc::mount(
+                c"dev".as_ptr(),
+                c"/dev".as_ptr(),
+                c"devtmpfs".as_ptr(),
+                libc::MS_NOSUID,
+                c"mode=0755".as_ptr().cast(),
+            );
+        }
+        if !is_mount_point(c"/run", c"/") {
+            libc::mount(
+                c"run".as_ptr(),
+                c"/run".as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c"mode=0755".as_ptr().cast(),
+            );
+        }
+        let console = libc::open(c"/dev/console".as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        if console >= 0 {
+            for fd in 0..3 {
+                libc::dup2(console, fd);
+            }
+            if console > 2 {
+                libc::close(console);
+            }
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 1);
+        }
+    }
+}
+
+/// Reaps every child that has exited; returns whether any child is left.
+fn reap_all() -> bool {
+    loop {
+        // SAFETY: waitpid with a null status pointer.
+        let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if pid > 0 {
+            continue;
+        }
+        return pid == 0;
+    }
+}
+
+/// Waits up to `ms` until no child is left, reaping as they go.
+fn wait_children(signals: &SignalPipe, ms: Millis) -> bool {
+    let deadline = now_ms() + ms;
+    loop {
+        if !reap_all() {
+            return true;
+        }
+        let now = now_ms();
+        if now >= deadline {
+            return false;
+        }
+        let mut pfd = libc::pollfd {
+            fd: signals.read_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: pfd is one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, (deadline - now).min(1000) as i32) };
+        signals.drain();
+    }
+}
+
+/// SIGTERM and SIGCONT to every process, SIGKILL after `grace_ms` (sent
+/// from a forked child: kill(-1) can block on a process stuck in the
+/// kernel), then another wait.
+pub fn kill_all(signals: &SignalPipe, grace_ms: Millis) {
+    warn(format_args!("sending SIGTERM to all processes"));
+    // SAFETY: signalling every process is what pid 1 does at the end.
+    unsafe {
+        libc::kill(-1, libc::SIGTERM);
+        libc::kill(-1, libc::SIGCONT);
+    }
+    if wait_children(signals, grace_ms) {
+        return;
+    }
+    warn(format_args!("sending SIGKILL to all processes"));
+    // SAFETY: the child only calls kill and _exit.
+    unsafe {
+        if libc::fork() == 0 {
+            libc::kill(-1, libc::SIGKILL);
+            libc::_exit(0);
+        }
+    }
+    if !wait_children(signals, grace_ms) {
+        warn(format_args!("some processes did not die"));
+    }
+}
+
+/// Runs `SYS/final shutdown|reboot` if it exists, killing it after 30 s.
+pub fn run_final(spawner: &Spawner, signals: &SignalPipe, reboot: bool) {
+    if !std::path::Path::new("SYS/final").exists() {
+        return;
+    }
+    let end: &[u8] = if reboot { b"reboot" } else { b"shutdown" };
+    let spawn = Spawn {
+        dir: crate::core::SYS,
+        prog: Prog::Final,
+        args: &[end],
+        stdin: Some(0),
+        stdout: None,
+        stderr_to_stdout: false,
+        notify: None,
+        controlling_tty: true,
+    };
+    match spawner.spawn(&spawn) {
+        Ok(pid) => {
+            if !wait_children(signals, crate::core::SYS_TIMEOUT_MS) {
+                // SAFETY: pid is our child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                wait_children(signals, 1000);
+            }
+        }
+        Err(error) => warn(format_args!("cannot run SYS/final: {:?}", error)),
+    }
+}
+
+/// The very end on a real machine: read-only root, sync, reboot or power off.
+pub fn halt_machine(reboot: bool) -> ! {
+    // SAFETY: remount, sync and reboot take valid arguments; this is the end.
+    unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REMOUNT | libc::MS_RDONLY,
+            std::ptr::null(),
+        );
+        libc::sync();
+        libc::reboot(if reboot {
+            libc::RB_AUTOBOOT
+        } else {
+            libc::RB_POWER_OFF
+        });
+    }
+    // Only reached if the kernel refused: nothing else is left to do.
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
