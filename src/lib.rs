@@ -7,7 +7,9 @@
 //!   logging wiring, rescan and shutdown. It talks to the world only
 //!   through the [`core::Os`] trait and gets the time as an argument.
 //! - [`sys`]: the only place that makes system calls.
+//! - [`alloc_count`]: the allocation counter behind the zero-allocation promise.
 
+pub mod alloc_count;
 pub mod core;
 pub mod proto;
 pub mod spat;

@@ -13,6 +13,9 @@ use nitro::sys::os::RealOs;
 use nitro::sys::signals::SignalPipe;
 use nitro::sys::{self, now_ms, pid1, sockpath};
 
+#[global_allocator]
+static ALLOCATOR: nitro::alloc_count::Counting = nitro::alloc_count::Counting;
+
 /// Status when nitro cannot start.
 const EXIT_FATAL: i32 = 111;
 /// Requests handled per wake-up, so a flood cannot starve the rest.
@@ -168,6 +171,8 @@ fn main() {
     let mut sender = Sender::default();
 
     sup.boot(&mut os, now_ms());
+    // From here on nothing is allocated; INFO shows the count.
+    nitro::alloc_count::arm();
 
     while !sup.stopped() {
         pollfds.clear();

@@ -123,6 +123,8 @@ pub trait Os {
     fn scan_start(&mut self);
     /// The next entry name, `None` at the end.
     fn scan_next(&mut self, buf: &mut [u8; 256]) -> Option<usize>;
+    /// Heap allocations since startup completed, if they are counted.
+    fn allocations(&self) -> Option<u32>;
 }
 
 /// Fixed parameters of a supervisor.
@@ -381,7 +383,11 @@ impl Supervisor {
                 w.u32(proto::TAG_PID, pid)?;
                 w.u32(proto::TAG_MAX_SERVICE, self.count() as u32)?;
                 w.u32(proto::TAG_TOTAL_REAPS, self.total_reaps)?;
-                w.u32(proto::TAG_TOTAL_SV_REAPS, self.total_sv_reaps)
+                w.u32(proto::TAG_TOTAL_SV_REAPS, self.total_sv_reaps)?;
+                match os.allocations() {
+                    Some(count) => w.u32(proto::TAG_ALLOCS, count),
+                    None => Ok(()),
+                }
             }
             Request::Rescan => {
                 self.pending.rescan = true;

@@ -160,6 +160,9 @@ impl Os for FakeOs {
         buf[..name.len()].copy_from_slice(&name);
         Some(name.len())
     }
+    fn allocations(&self) -> Option<u32> {
+        Some(7)
+    }
 }
 
 const EXITED_0: i32 = 0;
@@ -548,7 +551,13 @@ fn requests_announce_the_state_and_answer_like_the_c_nitro() {
     expected.extend_from_slice(&pid.to_le_bytes());
     expected.extend_from_slice(&[4, 0, 0x68, 0, 0, 0, 0, 4, 0, 0x69, 2, 0, 0, 0]);
     assert_eq!(&query[..expected.len()], expected, "standard packets first");
-    assert_eq!(sim.request(&[0, 0, 0x7b])[..7], [4, 0, 0x6a, 42, 0, 0, 0]);
+    let info = sim.request(&[0, 0, 0x7b]);
+    assert_eq!(info[..7], [4, 0, 0x6a, 42, 0, 0, 0]);
+    assert_eq!(
+        info[35..],
+        [4, 0, proto::TAG_ALLOCS, 7, 0, 0, 0],
+        "ALLOCS after the standard tags"
+    );
     // Malformed: dropped, no reply.
     let mut reply = [0u8; 64];
     assert_eq!(
@@ -846,7 +855,10 @@ fn sys_setup_runs_before_the_scan_and_can_create_services_down() {
     let mut sim = Sim::new(os);
     assert_eq!(sim.sup.phase(), Phase::Boot);
     assert_eq!(sim.os.events, [(b"SYS".to_vec(), State::Setup)]);
-    assert!(sim.sup.find(b"a").is_none(), "no scan before SYS/setup ends");
+    assert!(
+        sim.sup.find(b"a").is_none(),
+        "no scan before SYS/setup ends"
+    );
     assert_eq!(sim.command(proto::TAG_DOWN, "b"), [0, 0, proto::TAG_OK]);
     assert_eq!(sim.state("b"), State::Down);
     sim.exit(sim.os.pid_of("SYS", Prog::Setup), exited(1));

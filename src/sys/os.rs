@@ -298,6 +298,10 @@ impl core::Os for RealOs {
         if n < 0 { None } else { Some(n as usize) }
     }
 
+    fn allocations(&self) -> Option<u32> {
+        crate::alloc_count::allocations()
+    }
+
     fn scan_start(&mut self) {
         self.scan.rewind(self.service_dir);
     }
