@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Boots a tiny Linux in qemu with the static nitro as /init and checks, on
+# the serial console, that the system comes up and goes down in order.
+#
+#   tests/qemu/boot.sh NITRO NITROCTL WORKDIR SCENARIO
+#
+# SCENARIO: shutdown (nitroctl Shutdown), reboot (nitroctl Reboot) or cad
+# (kill -INT 1, what the kernel sends on Ctrl-Alt-Delete).
+# Needs qemu-system-x86_64, busybox (static), cpio and a kernel image: the
+# first of $NITRO_TEST_KERNEL, WORKDIR/vmlinuz, or one extracted from
+# Debian's linux-image package fetched with `apt-get download`.
+set -euo pipefail
+
+nitro=$1 nitroctl=$2 work=$3 scenario=$4
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+
+kernel=${NITRO_TEST_KERNEL:-$work/vmlinuz}
+if [ ! -e "$kernel" ]; then
+	pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+	(cd "$work" && apt-get download "$pkg" >/dev/null)
+	dpkg-deb --fsys-tarfile "$work"/"$pkg"_*.deb | tar -x -C "$work" --wildcards './boot/vmlinuz-*'
+	mv "$work"/boot/vmlinuz-* "$kernel"
+	rm -rf "$work"/boot "$work"/"$pkg"_*.deb
+fi
+
+root=$work/root-$scenario
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,etc/nitro,proc,sys,dev,run,tmp}
+cp "$nitro" "$root"/init
+cp "$nitroctl" "$root"/bin/nitroctl
+cp "$(command -v busybox)" "$root"/bin/busybox
+for applet in sh echo cat sleep mount kill ls mkdir seq; do
+	ln -s busybox "$root"/bin/$applet
+done
+
+sv=$root/etc/nitro
+script() { # script PATH BODY: an executable shell script
+	mkdir -p "$(dirname "$1")"
+	printf '#!/bin/sh\n%s\n' "$2" >"$1"
+	chmod +x "$1"
+}
+script "$sv"/SYS/setup 'mount -t proc proc /proc; echo "@@ SYS/setup ran"'
+script "$sv"/SYS/finish 'echo "@@ SYS/finish $*"'
+script "$sv"/SYS/final 'echo "@@ SYS/final $*"'
+echo 2000 >"$sv"/SYS/timeout-kill
+# A service with readiness on fd 3; it says when it is stopped.
+script "$sv"/ready/run 'trap "echo @@ ready stopped; exit 0" TERM; echo "@@ ready running"; echo >&3; while :; do sleep 1; done'
+echo 3 >"$sv"/ready/notification-fd
+# A one-shot.
+script "$sv"/oneshot/setup 'echo "@@ oneshot set up"'
+# A log chain: writer -> logger, the logger prefixes what it reads.
+script "$sv"/writer/run 'echo "line from writer"; exec sleep 100000'
+ln -s ../logger "$sv"/writer/log
+script "$sv"/logger/run 'while read -r line; do echo "@@ logged: $line"; done'
+# The driver: once everything is up, bring the machine down.
+case $scenario in
+shutdown) action='nitroctl Shutdown' ;;
+reboot) action='nitroctl Reboot' ;;
+cad) action='kill -INT 1' ;;
+*) echo "unknown scenario $scenario" >&2; exit 2 ;;
+esac
+script "$sv"/driver/setup "nitroctl -t 60 wait-up ready oneshot writer logger && echo '@@ all up' && $action"
+
+(cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 >"$work"/initrd-$scenario.gz
+
+log=$work/console-$scenario.log
+status=0
+timeout 120 qemu-system-x86_64 -m 256 -nographic -no-reboot \
+	-kernel "$kernel" -initrd "$work"/initrd-$scenario.gz \
+	-append "console=ttyS0 panic=-1 loglevel=3" </dev/null >"$log" 2>&1 || status=$?
+tr -d '\r' <"$log" | grep -a '@@\|nitro' || true
+if [ "$status" -ne 0 ]; then
+	echo "qemu did not exit by itself (status $status)" >&2
+	exit 1
+fi
+
+# The console must show these lines in this order.
+end=shutdown
+[ "$scenario" = shutdown ] || end=reboot
+expected=("@@ SYS/setup ran" "@@ all up" "@@ SYS/finish 0 0 $end" "@@ ready stopped" "@@ SYS/final $end")
+at=0
+while IFS= read -r line; do
+	if [ $at -lt ${#expected[@]} ] && [[ $line == *"${expected[$at]}"* ]]; then
+		at=$((at + 1))
+	fi
+done < <(tr -d '\r' <"$log")
+if [ $at -ne ${#expected[@]} ]; then
+	echo "missing, or out of order: ${expected[$at]}" >&2
+	exit 1
+fi
+for needed in "@@ ready running" "@@ oneshot set up" "@@ logged: line from writer"; do
+	grep -aq "$needed" "$log" || { echo "missing: $needed" >&2; exit 1; }
+done
+echo "boot $scenario: ok"
