@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nitro::core::{Config, DEFAULT_MAX_SERVICES, Supervisor};
 use nitro::proto::DATAGRAM_MAX;
@@ -28,10 +29,15 @@ fn exec_if_present(path: &std::ffi::CStr) {
     unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
 }
 
+/// Set once nitro works in its service directory, where `SYS/fatal` is.
+static IN_SERVICE_DIR: AtomicBool = AtomicBool::new(false);
+
 /// An unrecoverable startup error: `SYS/fatal` takes over, else exit 111.
 fn fatal(message: std::fmt::Arguments) -> ! {
     sys::warn(message);
-    exec_if_present(c"SYS/fatal");
+    if IN_SERVICE_DIR.load(Ordering::Relaxed) {
+        exec_if_present(c"SYS/fatal");
+    }
     std::process::exit(EXIT_FATAL)
 }
 
@@ -123,7 +129,9 @@ fn main() {
     }
     std::panic::set_hook(Box::new(|info| {
         sys::warn(format_args!("panic: {}", info));
-        exec_if_present(c"SYS/fatal");
+        if IN_SERVICE_DIR.load(Ordering::Relaxed) {
+            exec_if_present(c"SYS/fatal");
+        }
     }));
 
     let dir = service_dir(real_pid1);
