@@ -438,6 +438,10 @@ impl Supervisor {
             }
             Phase::Boot | Phase::Running => {}
         }
+        os.warn(format_args!(
+            "{}: stopping all services",
+            if reboot { "reboot" } else { "shutdown" }
+        ));
         self.phase = Phase::Stopping;
         if os.exists(SYS, b"finish") {
             let end: &[u8] = if reboot { b"reboot" } else { b"shutdown" };
