@@ -7,9 +7,11 @@
 //!   logging wiring, rescan and shutdown. It talks to the world only
 //!   through the [`core::Os`] trait and gets the time as an argument.
 //! - [`sys`]: the only place that makes system calls.
+//! - [`client`]: `nitroctl`'s side of the protocol and its output formats.
 //! - [`alloc_count`]: the allocation counter behind the zero-allocation promise.
 
 pub mod alloc_count;
+pub mod client;
 pub mod core;
 pub mod proto;
 pub mod spat;

@@ -1,0 +1,460 @@
+//! The client side of the protocol, for `nitroctl`: a datagram socket
+//! beside nitro's, decoding of replies, and the output formats (list line,
+//! JSON, Prometheus metrics).
+
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::proto::{self, State};
+use crate::spat::{self, Item, Reader, Writer};
+
+/// One service as a LIST frame or a QUERY reply describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    pub name: String,
+    pub state: Option<State>,
+    pub pid: u32,
+    pub wstatus: i32,
+    pub uptime: u32,
+    pub restarts: Option<u32>,
+}
+
+impl Status {
+    /// Applies one packet of a SERVICE frame or QUERY reply; unknown tags
+    /// are skipped.
+    fn apply(&mut self, tag: u8, payload: &[u8]) {
+        match tag {
+            proto::TAG_NAME => {
+                self.name = String::from_utf8_lossy(proto::request_name(payload)).into_owned()
+            }
+            proto::TAG_STATE => self.state = payload.first().and_then(|&s| State::from_wire(s)),
+            proto::TAG_PID => self.pid = spat::payload_u32(payload).unwrap_or(0),
+            proto::TAG_WSTATUS => self.wstatus = spat::payload_i32(payload).unwrap_or(0),
+            proto::TAG_UPTIME => self.uptime = spat::payload_u32(payload).unwrap_or(0),
+            proto::TAG_RESTARTS => self.restarts = spat::payload_u32(payload),
+            _ => {}
+        }
+    }
+
+    fn state_name(&self) -> &'static str {
+        self.state.map_or("?", State::name)
+    }
+
+    /// The exit code of the last `run`, if it exited.
+    pub fn exit_code(&self) -> Option<i32> {
+        (self.wstatus != -1 && libc::WIFEXITED(self.wstatus))
+            .then(|| libc::WEXITSTATUS(self.wstatus))
+    }
+
+    /// The signal that killed the last `run`, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        (self.wstatus != -1 && libc::WIFSIGNALED(self.wstatus))
+            .then(|| libc::WTERMSIG(self.wstatus))
+    }
+
+    /// `STATE name (pid N) (wstatus N) Ns`, as the C nitroctl prints it.
+    pub fn line(&self) -> String {
+        let mut line = format!("{} {}", self.state_name(), self.name);
+        if self.pid != 0 {
+            line.push_str(&format!(" (pid {})", self.pid));
+        }
+        line.push_str(&format!(" (wstatus {}) {}s", self.wstatus, self.uptime));
+        line
+    }
+
+    pub fn json(&self) -> String {
+        let opt = |v: Option<i32>| v.map_or("null".to_string(), |v| v.to_string());
+        format!(
+            "{{\"name\":{},\"state\":\"{}\",\"pid\":{},\"wstatus\":{},\"exit_code\":{},\"signal\":{},\"uptime\":{},\"restarts\":{}}}",
+            json_string(&self.name),
+            self.state_name(),
+            if self.pid == 0 {
+                "null".to_string()
+            } else {
+                self.pid.to_string()
+            },
+            self.wstatus,
+            opt(self.exit_code()),
+            opt(self.signal()),
+            self.uptime,
+            self.restarts.unwrap_or(0)
+        )
+    }
+}
+
+/// A JSON string literal.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A Prometheus label value.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The SERVICE frames of a LIST page, and LIST_NEXT if more remain.
+pub fn decode_list(reply: &[u8]) -> (Vec<Status>, Option<u32>) {
+    let mut services = Vec::new();
+    let mut next = None;
+    let mut current: Option<Status> = None;
+    for item in Reader::new(reply) {
+        let Ok(item) = item else { break };
+        match item {
+            Item::Open(proto::TAG_SERVICE) => current = Some(Status::default()),
+            Item::Close(proto::TAG_SERVICE) => services.extend(current.take()),
+            Item::Packet {
+                tag: proto::TAG_LIST_NEXT,
+                payload,
+            } if current.is_none() => next = spat::payload_u32(payload),
+            Item::Packet { tag, payload } => {
+                if let Some(status) = current.as_mut() {
+                    status.apply(tag, payload)
+                }
+            }
+            Item::Open(_) | Item::Close(_) => {}
+        }
+    }
+    (services, next)
+}
+
+/// A QUERY reply; `None` for ESRCH or garbage.
+pub fn decode_query(name: &str, reply: &[u8]) -> Option<Status> {
+    let mut status = Status {
+        name: name.to_string(),
+        ..Status::default()
+    };
+    for item in Reader::new(reply) {
+        match item {
+            Ok(Item::Packet {
+                tag: proto::TAG_ESRCH,
+                ..
+            })
+            | Err(_) => return None,
+            Ok(Item::Packet { tag, payload }) => status.apply(tag, payload),
+            Ok(_) => {}
+        }
+    }
+    status.state.map(|_| status)
+}
+
+/// INFO as `(key, value)` pairs, unknown tags as `# unknown tag 0xNN`.
+pub fn decode_info(reply: &[u8]) -> Vec<(String, Option<u32>)> {
+    let mut out = Vec::new();
+    for item in Reader::new(reply) {
+        let Ok(Item::Packet { tag, payload }) = item else {
+            continue;
+        };
+        let key = match tag {
+            proto::TAG_NITRO_PID => "nitro_pid",
+            proto::TAG_PID => "pid",
+            proto::TAG_MAX_SERVICE => "max_service",
+            proto::TAG_TOTAL_REAPS => "total_reaps",
+            proto::TAG_TOTAL_SV_REAPS => "total_sv_reaps",
+            proto::TAG_ALLOCS => "allocs",
+            _ => {
+                out.push((format!("# unknown tag 0x{tag:02x}"), None));
+                continue;
+            }
+        };
+        out.push((key.to_string(), spat::payload_u32(payload)));
+    }
+    out
+}
+
+/// `info` as one JSON object.
+pub fn info_json(info: &[(String, Option<u32>)]) -> String {
+    let fields: Vec<String> = info
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{}:{}", json_string(k), v)))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+/// The Prometheus text exposition of every service and of INFO.
+pub fn metrics(services: &[Status], info: &[(String, Option<u32>)]) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, value) in samples {
+            out.push_str(&format!("{name}{labels} {value}\n"));
+        }
+    };
+    let per = |f: &dyn Fn(&Status) -> String| -> Vec<(String, String)> {
+        services
+            .iter()
+            .map(|s| (format!("{{service=\"{}\"}}", label(&s.name)), f(s)))
+            .collect()
+    };
+    let mut states = Vec::new();
+    for s in services {
+        for state in State::ALL {
+            let on = u8::from(s.state == Some(state));
+            states.push((
+                format!(
+                    "{{service=\"{}\",state=\"{}\"}}",
+                    label(&s.name),
+                    state.name()
+                ),
+                on.to_string(),
+            ));
+        }
+    }
+    family(
+        "nitro_service_state",
+        "gauge",
+        "1 for the state the service is in, 0 for the others.",
+        states,
+    );
+    family(
+        "nitro_service_up",
+        "gauge",
+        "1 when the service is UP or ONESHOT.",
+        per(&|s| u8::from(matches!(s.state, Some(State::Up | State::Oneshot))).to_string()),
+    );
+    family(
+        "nitro_service_uptime_seconds",
+        "gauge",
+        "Seconds since the service last started or stopped.",
+        per(&|s| s.uptime.to_string()),
+    );
+    family(
+        "nitro_service_pid",
+        "gauge",
+        "Process id of run, 0 when none.",
+        per(&|s| s.pid.to_string()),
+    );
+    family(
+        "nitro_service_last_exit_status",
+        "gauge",
+        "Exit code of the last run, 128+signal if it was killed, -1 if it could not be executed.",
+        per(&|s| match (s.exit_code(), s.signal()) {
+            (Some(code), _) => code.to_string(),
+            (None, Some(signal)) => (128 + signal).to_string(),
+            _ => "-1".to_string(),
+        }),
+    );
+    family(
+        "nitro_service_restarts_total",
+        "counter",
+        "Automatic restarts since the service was added.",
+        per(&|s| s.restarts.unwrap_or(0).to_string()),
+    );
+    let global = |key: &str| info.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v);
+    family(
+        "nitro_services",
+        "gauge",
+        "Services known to nitro.",
+        vec![(String::new(), services.len().to_string())],
+    );
+    for (key, name, help) in [
+        (
+            "total_reaps",
+            "nitro_reaps_total",
+            "Child processes reaped.",
+        ),
+        (
+            "total_sv_reaps",
+            "nitro_service_reaps_total",
+            "Service processes reaped.",
+        ),
+    ] {
+        if let Some(v) = global(key) {
+            family(name, "counter", help, vec![(String::new(), v.to_string())]);
+        }
+    }
+    if let Some(v) = global("allocs") {
+        family(
+            "nitro_allocations_since_start",
+            "gauge",
+            "Heap allocations by nitro since its startup completed.",
+            vec![(String::new(), v.to_string())],
+        );
+    }
+    out
+}
+
+/// A request datagram: one packet.
+pub fn request(tag: u8, payload: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; spat::HEADER_LEN + payload.len()];
+    let mut w = Writer::new(&mut buf);
+    w.packet(tag, payload).expect("sized to fit");
+    buf
+}
+
+/// A socket to talk to nitro from, bound (for replies) and removed on drop.
+pub struct Client {
+    pub socket: UnixDatagram,
+    bound: Option<PathBuf>,
+    server: PathBuf,
+}
+
+impl Client {
+    /// Binds at `path` (a name in `notify/`, so events for it arrive too),
+    /// or to an abstract address when `path` is `None`.
+    pub fn new(server: &Path, path: Option<PathBuf>) -> io::Result<Client> {
+        let socket = match &path {
+            Some(path) => {
+                let _ = std::fs::remove_file(path);
+                UnixDatagram::bind(path)?
+            }
+            None => autobind()?,
+        };
+        Ok(Client {
+            socket,
+            bound: path,
+            server: server.to_owned(),
+        })
+    }
+
+    pub fn send(&self, datagram: &[u8]) -> io::Result<()> {
+        self.socket.send_to(datagram, &self.server).map(|_| ())
+    }
+
+    /// Sends and waits for a reply (skipping events), up to `timeout`.
+    pub fn call(&self, datagram: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+        self.send(datagram)?;
+        self.socket.set_read_timeout(Some(timeout))?;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = self.socket.recv(&mut buf)?;
+            if !is_event(&buf[..n]) {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(path) = &self.bound {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Whether a datagram is an event `[len, 0, state, name]` (tags 1–9).
+pub fn is_event(datagram: &[u8]) -> bool {
+    datagram.len() >= 3 && (1..=9).contains(&datagram[2])
+}
+
+/// Decodes an event into (state, name).
+pub fn decode_event(datagram: &[u8]) -> Option<(State, String)> {
+    match Reader::new(datagram).next()? {
+        Ok(Item::Packet { tag, payload }) => Some((
+            State::from_wire(tag)?,
+            String::from_utf8_lossy(payload).into_owned(),
+        )),
+        _ => None,
+    }
+}
+
+/// A datagram socket bound to a kernel-chosen abstract address, so nitro
+/// can reply without a file left behind.
+fn autobind() -> io::Result<UnixDatagram> {
+    let socket = UnixDatagram::unbound()?;
+    // SAFETY: binding with only the address family asks Linux to autobind;
+    // the fd stays owned by `socket`.
+    let rc = unsafe {
+        let addr = libc::sockaddr_un {
+            sun_family: libc::AF_UNIX as libc::sa_family_t,
+            sun_path: [0; 108],
+        };
+        libc::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            (&addr as *const libc::sockaddr_un).cast(),
+            std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The LIST reply of PROTOCOL-VECTORS.md (C nitro, names with NUL).
+    const C_LIST: &[u8] = &[
+        0xff, 0xff, 0x64, 0x07, 0x00, 0x65, b'b', b'e', b't', b'a', b'@', b'x', 0x00, 0x01, 0x00,
+        0x66, 0x04, 0x04, 0x00, 0x67, 0xa6, 0x0b, 0x00, 0x00, 0x04, 0x00, 0x68, 0x00, 0x00, 0x00,
+        0x00, 0x04, 0x00, 0x69, 0x03, 0x00, 0x00, 0x00, 0xfe, 0xff, 0x64, 0xff, 0xff, 0x64, 0x06,
+        0x00, 0x65, b'a', b'l', b'p', b'h', b'a', 0x00, 0x01, 0x00, 0x66, 0x04, 0x04, 0x00, 0x67,
+        0xa7, 0x0b, 0x00, 0x00, 0x04, 0x00, 0x68, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x69, 0x03,
+        0x00, 0x00, 0x00, 0xfe, 0xff, 0x64,
+    ];
+
+    #[test]
+    fn decodes_the_c_list_reply() {
+        let (services, next) = decode_list(C_LIST);
+        assert_eq!(next, None);
+        assert_eq!(services.len(), 2);
+        assert_eq!(services[0].name, "beta@x");
+        assert_eq!(services[0].line(), "UP beta@x (pid 2982) (wstatus 0) 3s");
+        assert_eq!(services[1].line(), "UP alpha (pid 2983) (wstatus 0) 3s");
+    }
+
+    #[test]
+    fn decodes_query_and_info() {
+        let q = [
+            1, 0, 0x66, 4, 4, 0, 0x67, 0xa7, 0x0b, 0, 0, 4, 0, 0x68, 0, 0, 0, 0, 4, 0, 0x69, 2, 0,
+            0, 0,
+        ];
+        let s = decode_query("alpha", &q).unwrap();
+        assert_eq!((s.state, s.pid, s.uptime), (Some(State::Up), 2983, 2));
+        assert_eq!(decode_query("x", &[0, 0, 0x51]), None);
+        let info = [
+            4, 0, 0x6a, 0xa5, 0x0b, 0, 0, 4, 0, 0x67, 0xa5, 0x0b, 0, 0, 4, 0, 0x6b, 2, 0, 0, 0, 4,
+            0, 0x6c, 0, 0, 0, 0, 4, 0, 0x6d, 0, 0, 0, 0, 0, 0, 0xc8,
+        ];
+        let decoded = decode_info(&info);
+        assert_eq!(decoded[0], ("nitro_pid".to_string(), Some(2981)));
+        assert_eq!(decoded[2], ("max_service".to_string(), Some(2)));
+        assert_eq!(decoded[5], ("# unknown tag 0xc8".to_string(), None));
+        assert_eq!(
+            info_json(&decoded[..2]),
+            "{\"nitro_pid\":2981,\"pid\":2981}"
+        );
+    }
+
+    #[test]
+    fn json_and_metrics_formats() {
+        let s = Status {
+            name: "we\"ird\n".into(),
+            state: Some(State::Down),
+            pid: 0,
+            wstatus: 9,
+            uptime: 5,
+            restarts: Some(2),
+        };
+        assert_eq!(
+            s.json(),
+            "{\"name\":\"we\\\"ird\\n\",\"state\":\"DOWN\",\"pid\":null,\"wstatus\":9,\"exit_code\":null,\"signal\":9,\"uptime\":5,\"restarts\":2}"
+        );
+        let m = metrics(&[s], &[("total_reaps".into(), Some(4))]);
+        assert!(m.contains("nitro_service_state{service=\"we\\\"ird\\n\",state=\"DOWN\"} 1\n"));
+        assert!(m.contains("nitro_service_last_exit_status{service=\"we\\\"ird\\n\"} 137\n"));
+        assert!(m.contains("# TYPE nitro_reaps_total counter\nnitro_reaps_total 4\n"));
+        assert!(!m.contains("nitro_allocations_since_start"));
+    }
+}
