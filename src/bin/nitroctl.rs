@@ -261,7 +261,8 @@ fn wait_spec(command: &str) -> Option<Wait> {
         "fast-start" => w(Some(proto::TAG_UP), starting, true, false),
         "fast-restart" | "r" => w(Some(proto::TAG_RESTART), starting, true, true),
         "fast-stop" => w(Some(proto::TAG_DOWN), stopping, false, false),
-        "wait-up" => w(None, |s| s == State::Up, true, false),
+        // A one-shot is "up" once ONESHOT (SPEC section 3), as for start.
+        "wait-up" => w(None, up, true, false),
         "wait-down" => w(None, down, false, false),
         "wait-starting" => w(None, starting, true, false),
         _ => return None,
