@@ -13,6 +13,15 @@ const DEFAULT_PATH: &str = "PATH=/usr/bin:/bin:/usr/sbin:/sbin";
 /// Room for argv strings: program path, up to three arguments.
 const ARG_ROOM: usize = 256;
 
+/// `struct sigaction` as the kernel's rt_sigaction takes it (x86_64).
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
 /// What every spawn shares, prepared once at startup.
 pub struct Spawner {
     /// Keeps the environment strings alive for `envp`.
@@ -133,10 +142,22 @@ impl Spawner {
                 u32::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
             );
-            for signal in 1..libc::SIGRTMAX() {
-                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                    libc::signal(signal, libc::SIG_DFL);
-                }
+            // The raw system call: glibc's sigaction refuses its own
+            // real-time signals (32, 33), whose dispositions survive exec too.
+            let default = KernelSigaction {
+                handler: libc::SIG_DFL,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            for signal in 1..=64 {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    &default as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8,
+                );
             }
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
