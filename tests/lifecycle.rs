@@ -165,7 +165,7 @@ fn stop_sends_the_down_signal_then_sigkill_after_seven_seconds() {
 
 #[test]
 fn down_from_finish_cancels_the_restart() {
-    let mut n = Nitro::start(|sv| {
+    let n = Nitro::start(|sv| {
         script(&sv.join("a/run"), "sleep 1.2; exit 1");
         script(
             &sv.join("a/finish"),
