@@ -25,14 +25,36 @@ const USAGE: &str = "usage: nitroctl [-t SECONDS] [-v] [--json] [COMMAND [SERVIC
 
 /// The signal that interrupted us, 0 if none.
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+/// Self-pipe: the handler writes here, so a poll wakes up whatever moment
+/// the signal arrives.
+static SIGNAL_PIPE: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
 
 extern "C" fn on_signal(signal: libc::c_int) {
     INTERRUPTED.store(signal, Ordering::Relaxed);
+    let byte = 0u8;
+    // SAFETY: write is async-signal-safe; the pipe is non-blocking.
+    unsafe {
+        libc::write(
+            SIGNAL_PIPE[1].load(Ordering::Relaxed),
+            (&byte as *const u8).cast(),
+            1,
+        )
+    };
 }
 
-/// SIGINT, SIGTERM and SIGHUP interrupt waiting (no SA_RESTART, so a
-/// blocking receive returns) and we clean up our sockets.
+/// The read end of the self-pipe, for poll.
+fn signal_fd() -> i32 {
+    SIGNAL_PIPE[0].load(Ordering::Relaxed)
+}
+
+/// SIGINT, SIGTERM and SIGHUP interrupt waiting, and we clean up our
+/// sockets.
 fn catch_signals() {
+    let mut fds = [-1i32; 2];
+    // SAFETY: fds is a valid array of two ints.
+    unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    SIGNAL_PIPE[0].store(fds[0], Ordering::Relaxed);
+    SIGNAL_PIPE[1].store(fds[1], Ordering::Relaxed);
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: the handler only stores into an atomic.
         unsafe {
@@ -398,8 +420,10 @@ fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         }
         let mut pollfds: Vec<libc::pollfd> = pending
             .iter()
-            .map(|&i| libc::pollfd {
-                fd: waiters[i].client.socket.as_raw_fd(),
+            .map(|&i| waiters[i].client.socket.as_raw_fd())
+            .chain([signal_fd()])
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
@@ -443,16 +467,23 @@ fn events(ctl: &Ctl) -> i32 {
                 format_args!("cannot bind in {}: {e}", ctl.notify_dir.display()),
             )
         });
+    let _ = client.socket.set_nonblocking(true);
     let mut buf = vec![0u8; 65536];
     loop {
-        match client.socket.recv(&mut buf) {
-            Ok(n) => {
-                if let Some((state, name)) = client::decode_event(&buf[..n]) {
-                    println!("{} {}", state.name(), name);
-                }
+        let mut pollfds = [client.socket.as_raw_fd(), signal_fd()].map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: pollfds is a valid array of its length.
+        unsafe { libc::poll(pollfds.as_mut_ptr(), 2, -1) };
+        if INTERRUPTED.load(Ordering::Relaxed) != 0 {
+            return 0;
+        }
+        while let Ok(n) = client.socket.recv(&mut buf) {
+            if let Some((state, name)) = client::decode_event(&buf[..n]) {
+                println!("{} {}", state.name(), name);
             }
-            Err(_) if INTERRUPTED.load(Ordering::Relaxed) != 0 => return 0,
-            Err(e) => fail(EXIT_OTHER, format_args!("events: {e}")),
         }
     }
 }

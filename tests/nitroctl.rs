@@ -1,0 +1,288 @@
+//! nitroctl's commands, options, outputs and exit statuses (SPEC section 9),
+//! against the real nitro.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use nitro::proto::State;
+use support::*;
+
+fn services(sv: &std::path::Path) {
+    script(
+        &sv.join("a/run"),
+        r#"trap 'echo usr1 >> "$T/a-signals"' USR1; while :; do sleep 0.05; done"#,
+    );
+    file(&sv.join("a/notification-fd"), "0");
+    script(&sv.join("b/run"), "echo >&3; exec sleep 1000");
+    file(&sv.join("b/notification-fd"), "3");
+    script(&sv.join("o/setup"), "true");
+    script(&sv.join("f/run"), "exit 1");
+    script(&sv.join("f/setup"), "exit 111");
+    file(&sv.join("f/down"), "");
+}
+
+#[test]
+fn list_info_and_their_formats() {
+    let mut n = Nitro::start(services);
+    n.wait_for("b", State::Up);
+    n.wait_for("o", State::Oneshot);
+    let (status, out, _) = n.ctl(&[]);
+    assert_eq!(status, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4);
+    assert!(lines[0].starts_with("STARTING a (pid "), "{out}");
+    assert!(lines[0].contains(") (wstatus 0) "), "{out}");
+    assert!(lines[2].starts_with("DOWN f (wstatus 0) "), "{out}");
+    assert!(
+        lines[3].starts_with("ONESHOT o (wstatus 0) ") && lines[3].ends_with('s'),
+        "{out}"
+    );
+    assert_eq!(n.ctl(&["l"]).1, out);
+    let (status, out, _) = n.ctl(&["list", "o", "b"]);
+    assert_eq!(status, 0);
+    assert!(
+        out.starts_with("ONESHOT o ") && out.lines().nth(1).unwrap().starts_with("UP b "),
+        "{out}"
+    );
+    let (_, info, _) = n.ctl(&["info"]);
+    let keys: Vec<&str> = info.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "nitro_pid",
+            "pid",
+            "max_service",
+            "total_reaps",
+            "total_sv_reaps",
+            "allocs"
+        ]
+    );
+}
+
+#[test]
+fn json_output_parses() {
+    let mut n = Nitro::start(services);
+    n.wait_for("b", State::Up);
+    let (status, out, _) = n.ctl(&["--json", "list"]);
+    assert_eq!(status, 0);
+    assert!(
+        out.starts_with("[{\"name\":\"a\",\"state\":\"STARTING\",\"pid\":"),
+        "{out}"
+    );
+    assert!(out.contains("{\"name\":\"f\",\"state\":\"DOWN\",\"pid\":null,\"wstatus\":0,\"exit_code\":0,\"signal\":null,"), "{out}");
+    let checked = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys; d=json.load(sys.stdin); assert len(d)==4 and d[1]['state']=='UP'",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(out.as_bytes())?;
+            c.wait()
+        });
+    if let Ok(status) = checked {
+        assert!(status.success(), "python3 could not parse {out}");
+    }
+    let (_, info, _) = n.ctl(&["info", "--json"]);
+    assert!(
+        info.starts_with(&format!("{{\"nitro_pid\":{},", n.pid())),
+        "{info}"
+    );
+}
+
+#[test]
+fn start_stop_restart_and_fatal() {
+    let mut n = Nitro::start(services);
+    assert_eq!(n.ctl(&["start", "b", "o"]).0, 0);
+    assert_eq!(n.ctl(&["stop", "b", "o"]).0, 0);
+    assert_eq!(n.state("b"), Some(State::Down));
+    assert_eq!(n.state("o"), Some(State::Down));
+    let (status, _, err) = n.ctl(&["start", "f"]);
+    assert_eq!(status, 1, "FATAL while starting");
+    assert!(err.contains('f'), "{err}");
+    assert_eq!(n.ctl(&["start", "b"]).0, 0);
+    let (_, before) = n.query("b").unwrap();
+    assert_eq!(n.ctl(&["restart", "b"]).0, 0);
+    let (state, after) = n.query("b").unwrap();
+    assert_eq!(state, State::Up);
+    assert_ne!(before, after);
+    n.wait_for("b", State::Up);
+}
+
+#[test]
+fn fast_variants_and_waits() {
+    let mut n = Nitro::start(services);
+    n.wait_for("a", State::Starting);
+    assert_eq!(n.ctl(&["fast-start", "a"]).0, 0);
+    assert_eq!(n.ctl(&["wait-starting", "a"]).0, 0);
+    assert_eq!(n.ctl(&["-t", "0.3", "wait-up", "a"]).0, 3);
+    assert_eq!(n.ctl(&["ready", "a"]).0, 0);
+    assert_eq!(n.ctl(&["wait-up", "a"]).0, 0);
+    assert_eq!(n.ctl(&["r", "a"]).0, 0);
+    assert_eq!(n.state("a"), Some(State::Starting));
+    assert_eq!(n.ctl(&["fast-stop", "a"]).0, 0);
+    assert_eq!(n.ctl(&["wait-down", "a"]).0, 0);
+}
+
+#[test]
+fn up_down_and_exit_statuses() {
+    let n = Nitro::start(services);
+    assert_eq!(n.ctl(&["down", "b"]).0, 0);
+    n.until_state("b", State::Down);
+    assert_eq!(n.ctl(&["u", "b"]).0, 0);
+    n.until_state("b", State::Up);
+    assert_eq!(n.ctl(&["d", "b"]).0, 0);
+    assert_eq!(n.ctl(&["up", "nosuch"]).0, 111);
+    assert_eq!(n.ctl(&["bogus-command", "b"]).0, 2);
+    assert_eq!(n.ctl(&["-x"]).0, 2);
+    assert_eq!(n.ctl(&["start"]).0, 2);
+    assert_eq!(n.ctl(&["start", "./does/not/exist"]).0, 111);
+    let unreachable = std::process::Command::new(nitroctl_bin())
+        .arg("list")
+        .env("NITRO_SOCK", n.path("nothing-here.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(4));
+}
+
+#[test]
+fn timeout_and_options_anywhere() {
+    let n = Nitro::start(services);
+    let start = Instant::now();
+    let (status, _, err) = n.ctl(&["wait-up", "f", "-t", "0.5"]);
+    assert_eq!(status, 3);
+    assert!(err.contains("timeout"), "{err}");
+    assert!(start.elapsed() >= Duration::from_millis(450));
+    let (status, out, _) = n.ctl(&["start", "-v", "b"]);
+    assert_eq!(status, 0);
+    assert!(out.lines().any(|l| l == "UP b"), "{out}");
+}
+
+#[test]
+fn several_services_at_once_the_highest_status_wins() {
+    let n = Nitro::start(services);
+    let (status, _, err) = n.ctl(&["-t", "10", "start", "b", "f", "nosuch"]);
+    assert_eq!(status, 111, "{err}");
+    assert_eq!(n.state("b"), Some(State::Up));
+}
+
+#[test]
+fn pidof_and_check() {
+    let mut n = Nitro::start(services);
+    n.wait_for("b", State::Up);
+    let (_, b) = n.query("b").unwrap();
+    let (_, a) = n.query("a").unwrap();
+    let (status, out, _) = n.ctl(&["pidof", "b", "a"]);
+    assert_eq!(status, 0);
+    assert_eq!(out, format!("{b}\n{a}\n"), "argument order");
+    assert_eq!(n.ctl(&["pidof", "o"]).0, 1);
+    assert_eq!(n.ctl(&["check", "a", "b"]).0, 0);
+    assert_eq!(n.ctl(&["check", "a", "f"]).0, 1);
+}
+
+#[test]
+fn signals_by_name_and_letter() {
+    let mut n = Nitro::start(services);
+    n.wait_for("a", State::Starting);
+    assert_eq!(n.ctl(&["1", "a"]).0, 0);
+    until("a got SIGUSR1", || read(&n.path("a-signals")) == "usr1\n");
+    assert_eq!(n.ctl(&["pause", "a"]).0, 0);
+    assert_eq!(n.ctl(&["c", "a"]).0, 0);
+    assert_eq!(n.ctl(&["k", "a"]).0, 0);
+    n.wait_for("a", State::Down);
+    assert_eq!(n.ctl(&["term", "o"]).0, 111, "no process: ESRCH");
+}
+
+#[test]
+fn path_arguments_name_the_last_component() {
+    let mut n = Nitro::start(services);
+    n.wait_for("b", State::Up);
+    let (status, _, _) = n.ctl_in(&["stop", "."], &n.sv.join("b"));
+    assert_eq!(status, 0);
+    assert_eq!(n.state("b"), Some(State::Down));
+    let abs = format!("{}/", n.sv.join("b").display());
+    assert_eq!(n.ctl(&["start", &abs]).0, 0);
+    assert_eq!(n.ctl_in(&["stop", "../b"], &n.sv.join("a")).0, 0);
+}
+
+#[test]
+fn events_prints_changes_until_interrupted() {
+    let n = Nitro::start(services);
+    let mut events = std::process::Command::new(nitroctl_bin())
+        .arg("events")
+        .env("NITRO_SOCK", &n.sock)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let notify = n.sock.parent().unwrap().join("notify");
+    until("events bound its socket", || {
+        std::fs::read_dir(&notify)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy() == format!("ALL,{}", events.id()))
+    });
+    assert_eq!(n.ctl(&["restart", "b"]).0, 0);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(events.id() as i32, libc::SIGINT) };
+    let out = events.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("RESTART b\n") && text.contains("UP b\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn interrupted_waits_exit_128_plus_the_signal_and_clean_up() {
+    let n = Nitro::start(services);
+    let child = std::process::Command::new(nitroctl_bin())
+        .args(["wait-up", "f"])
+        .env("NITRO_SOCK", &n.sock)
+        .spawn()
+        .unwrap();
+    let notify = n.sock.parent().unwrap().join("notify");
+    let name = format!("f,{}_0", child.id());
+    until("the wait is bound", || notify.join(&name).exists());
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + 15));
+    assert!(!notify.join(&name).exists());
+}
+
+#[test]
+fn shutdown_via_nitroctl() {
+    let mut n = Nitro::start(services);
+    assert_eq!(n.ctl(&["Shutdown"]).0, 0);
+    let mut child = n.child.take().unwrap();
+    until("nitro exits", || child.try_wait().unwrap().is_some());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn metrics_exposition() {
+    let mut n = Nitro::start(services);
+    n.wait_for("b", State::Up);
+    let (status, out, _) = n.ctl(&["metrics"]);
+    assert_eq!(status, 0);
+    for needed in [
+        "# TYPE nitro_service_state gauge",
+        "nitro_service_state{service=\"b\",state=\"UP\"} 1",
+        "nitro_service_state{service=\"b\",state=\"DOWN\"} 0",
+        "nitro_service_up{service=\"o\"} 1",
+        "nitro_service_pid{service=\"o\"} 0",
+        "# TYPE nitro_service_restarts_total counter",
+        "nitro_services 4",
+        "# TYPE nitro_reaps_total counter",
+        "nitro_allocations_since_start 0",
+    ] {
+        assert!(out.lines().any(|l| l == needed), "missing {needed}:\n{out}");
+    }
+    for line in out.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+}
