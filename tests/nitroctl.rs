@@ -211,7 +211,7 @@ fn path_arguments_name_the_last_component() {
 #[test]
 fn events_prints_changes_until_interrupted() {
     let n = Nitro::start(services);
-    let mut events = std::process::Command::new(nitroctl_bin())
+    let events = std::process::Command::new(nitroctl_bin())
         .arg("events")
         .env("NITRO_SOCK", &n.sock)
         .stdout(std::process::Stdio::piped())
