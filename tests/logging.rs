@@ -280,7 +280,7 @@ while not stop:
 "#;
 
 fn lossless(writers: &[&str], count: usize) {
-    let mut n = Nitro::start(|sv| {
+    let n = Nitro::start(|sv| {
         file(&sv.join("../writer.py"), WRITER);
         file(&sv.join("../logger.py"), LOGGER);
         script(&sv.join("lg/run"), r#"exec python3 "$T/logger.py""#);
