@@ -142,6 +142,7 @@ fn main() {
             e
         ));
     }
+    IN_SERVICE_DIR.store(true, Ordering::Relaxed);
     // Resolved now, so that a reboot can re-exec with absolute paths.
     let abs_dir = std::env::current_dir().unwrap_or_else(|_| dir.clone());
     let exe =
