@@ -1,0 +1,152 @@
+//! install.sh, the man pages and the shell completions, tried as a new
+//! user would.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use nitro::proto::State;
+use support::*;
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn install_into_a_prefix() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dest = tempfile::tempdir().unwrap();
+    let bins = Path::new(nitro_bin()).parent().unwrap();
+    let out = Command::new(root.join("install.sh"))
+        .arg("PREFIX=/usr")
+        .arg(format!("DESTDIR={}", dest.path().display()))
+        .env("RELEASE_DIR", bins)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = dest.path();
+    for file in [
+        "usr/sbin/nitro",
+        "usr/bin/nitroctl",
+        "usr/share/man/man8/nitro.8",
+        "usr/share/man/man1/nitroctl.1",
+        "usr/share/man/man8/halt.8",
+        "usr/share/bash-completion/completions/nitroctl",
+        "usr/share/zsh/site-functions/_nitroctl",
+        "usr/share/fish/vendor_completions.d/nitroctl.fish",
+    ] {
+        assert!(d.join(file).exists(), "{file}");
+    }
+    for name in ["halt", "poweroff", "reboot", "init"] {
+        let link = std::fs::read_link(d.join("usr/sbin").join(name)).unwrap();
+        assert_eq!(link, Path::new("/usr/bin/nitroctl"));
+        assert!(
+            d.join("usr/share/man/man8")
+                .join(format!("{name}.8"))
+                .exists()
+        );
+    }
+}
+
+#[test]
+fn man_pages_render_without_warnings() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !have("mandoc") {
+        assert!(std::env::var_os("CI").is_none(), "CI installs mandoc");
+        eprintln!("skipped: no mandoc");
+        return;
+    }
+    for page in ["man/nitro.8", "man/nitroctl.1", "man/halt.8"] {
+        let out = Command::new("mandoc")
+            .args(["-T", "lint", "-W", "warning"])
+            .arg(root.join(page))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "{page}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn halt_names_and_init_talk_to_nitro() {
+    let mut n = Nitro::start(|sv| script(&sv.join("a/run"), "exec sleep 1000"));
+    n.wait_for("a", State::Starting);
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("init");
+    std::os::unix::fs::symlink(nitroctl_bin(), &init).unwrap();
+    script(&n.sv.join("b/run"), "exec sleep 1000");
+    let status = Command::new(&init)
+        .arg("q")
+        .env("NITRO_SOCK", &n.sock)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    n.wait_for("b", State::Starting);
+    let poweroff = dir.path().join("poweroff");
+    std::os::unix::fs::symlink(nitroctl_bin(), &poweroff).unwrap();
+    let status = Command::new(&poweroff)
+        .env("NITRO_SOCK", &n.sock)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = n.child.take().unwrap();
+    until("nitro exits", || child.try_wait().unwrap().is_some());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn bash_completes_commands_and_services() {
+    if !have("bash") {
+        return;
+    }
+    let n = Nitro::start(|sv| {
+        script(&sv.join("alpha/run"), "exec sleep 1000");
+        script(&sv.join("beta/run"), "exec sleep 1000");
+    });
+    until("both known", || n.ctl(&["list"]).1.lines().count() == 2);
+    let completion = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/nitroctl.bash");
+    let bindir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(nitroctl_bin(), bindir.path().join("nitroctl")).unwrap();
+    let complete = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let script = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; _nitroctl; echo \"${{COMPREPLY[*]}}\"",
+            completion.display(),
+            words
+                .iter()
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            words.len() - 1
+        );
+        let out = Command::new("bash")
+            .args(["-c", &script])
+            .env("NITRO_SOCK", &n.sock)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bindir.path().display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(complete("nitroctl resta"), "restart");
+    assert_eq!(complete("nitroctl start "), "alpha beta");
+    assert_eq!(complete("nitroctl -t 5 stop b"), "beta");
+    assert_eq!(complete("nitroctl --j"), "--json");
+}
