@@ -477,13 +477,15 @@ fn events(ctl: &Ctl) -> i32 {
         });
         // SAFETY: pollfds is a valid array of its length.
         unsafe { libc::poll(pollfds.as_mut_ptr(), 2, -1) };
-        if INTERRUPTED.load(Ordering::Relaxed) != 0 {
-            return 0;
-        }
+        // Print what has arrived, even when interrupted: those events
+        // happened before the interruption.
         while let Ok(n) = client.socket.recv(&mut buf) {
             if let Some((state, name)) = client::decode_event(&buf[..n]) {
                 println!("{} {}", state.name(), name);
             }
+        }
+        if INTERRUPTED.load(Ordering::Relaxed) != 0 {
+            return 0;
         }
     }
 }

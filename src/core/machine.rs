@@ -78,7 +78,10 @@ impl Supervisor {
         }
         match self.sv(i).state {
             State::Down | State::Fatal | State::Delay => self.start(os, i, now),
-            State::Shutdown => self.set_state(os, i, State::Restart, now),
+            State::Shutdown => {
+                self.sv_mut(i).restart_requested = true;
+                self.set_state(os, i, State::Restart, now);
+            }
             _ => {}
         }
     }
@@ -113,6 +116,7 @@ impl Supervisor {
                 self.stop(os, i, State::Restart, now)
             }
             State::Oneshot => {
+                self.sv_mut(i).restart_requested = true;
                 self.set_state(os, i, State::Restart, now);
                 self.run_finish(os, i, 0, 0, now);
             }
@@ -123,6 +127,7 @@ impl Supervisor {
     /// Signals whatever runs and moves to SHUTDOWN or RESTART; SIGKILL
     /// follows after the stop timeout. A running `finish` is left alone.
     fn stop(&mut self, os: &mut dyn Os, i: usize, target: State, now: Millis) {
+        self.sv_mut(i).restart_requested = target == State::Restart;
         let (proc, pid) = (self.sv(i).proc, self.sv(i).pid);
         match proc {
             Proc::Setup => {
@@ -470,6 +475,12 @@ impl Supervisor {
                     return;
                 }
                 if !self.starting_allowed() {
+                    return;
+                }
+                // A requested restart starts at once; only a `run` that
+                // ended by itself counts as a restart and may be delayed.
+                if std::mem::take(&mut self.sv_mut(i).restart_requested) {
+                    self.start(os, i, now);
                     return;
                 }
                 self.sv_mut(i).restarts = self.sv(i).restarts.wrapping_add(1);

@@ -116,6 +116,8 @@ pub struct Service {
     pub forget: bool,
     /// Automatic restarts since the service was added.
     pub restarts: u32,
+    /// The stop in progress was a requested restart: start again at once.
+    pub restart_requested: bool,
     /// A main service's `run` ended on its own with this exit status;
     /// the system goes down once `finish` is over.
     pub main_status: Option<i32>,
@@ -140,6 +142,7 @@ impl Service {
             seen: 0,
             forget: false,
             restarts: 0,
+            restart_requested: false,
             main_status: None,
         }
     }

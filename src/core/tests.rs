@@ -938,7 +938,25 @@ fn main_service_fatal_is_111_and_requested_stops_do_not_count() {
     sim.command(proto::TAG_RESTART, "a");
     sim.exit(run, killed(libc::SIGTERM));
     assert_eq!(sim.sup.phase(), Phase::Running);
+    assert_eq!(sim.state("a"), State::Starting);
+}
+
+#[test]
+fn requested_restarts_start_at_once_and_do_not_count_as_restarts() {
+    let mut sim = Sim::new(simple(&[("run", "")]));
+    for _ in 0..3 {
+        let run = sim.os.pid_of("a", Prog::Run);
+        sim.advance(10);
+        sim.command(proto::TAG_RESTART, "a");
+        sim.exit(run, killed(libc::SIGTERM));
+        assert_eq!(sim.state("a"), State::Starting, "no respawn delay");
+    }
+    let i = sim.sup.find(b"a").unwrap();
+    assert_eq!(sim.sup.sv(i).restarts, 0);
+    // A crash right after is delayed, and counted.
+    sim.exit(sim.os.pid_of("a", Prog::Run), exited(1));
     assert_eq!(sim.state("a"), State::Delay);
+    assert_eq!(sim.sup.sv(i).restarts, 1);
 }
 
 mod hostile {
