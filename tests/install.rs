@@ -9,13 +9,6 @@ use std::process::Command;
 use nitro::proto::State;
 use support::*;
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn install_into_a_prefix() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

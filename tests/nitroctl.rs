@@ -286,3 +286,25 @@ fn metrics_exposition() {
         assert!(value.parse::<f64>().is_ok(), "{line}");
     }
 }
+
+#[test]
+fn a_hundred_services_in_one_call() {
+    let n = Nitro::start(|sv| {
+        for i in 0..100 {
+            script(
+                &sv.join(format!("s{i:03}/run")),
+                "echo >&3; exec sleep 1000",
+            );
+            file(&sv.join(format!("s{i:03}/notification-fd")), "3");
+        }
+    });
+    let names: Vec<String> = (0..100).map(|i| format!("s{i:03}")).collect();
+    let mut args = vec!["-t", "30", "wait-up"];
+    args.extend(names.iter().map(String::as_str));
+    // More requests than nitro's socket queues: they must wait for room.
+    let (status, _, err) = n.ctl(&args);
+    assert_eq!(status, 0, "{err}");
+    args[2] = "restart";
+    let (status, _, err) = n.ctl(&args);
+    assert_eq!(status, 0, "{err}");
+}

@@ -7,15 +7,12 @@
 //! kernel image); `.ci/run` installs them. Without them the test says so and
 //! passes, unless NITRO_REQUIRE_QEMU is set (CI sets it).
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+use support::have;
 
 #[test]
 fn boots_and_goes_down_in_order() {

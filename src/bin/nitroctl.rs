@@ -359,7 +359,7 @@ fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         .map(|(n, name)| {
             let path = ctl.notify_dir.join(format!("{name},{pid}_{n}"));
             let client = Client::new(&ctl.server, Some(path))
-                .and_then(|c| c.socket.set_nonblocking(true).map(|_| c))
+                .and_then(|c| c.socket.set_write_timeout(Some(REPLY_TIMEOUT)).map(|_| c))
                 .unwrap_or_else(|e| {
                     fail(
                         EXIT_UNREACHABLE,
@@ -381,12 +381,15 @@ fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
             Some(tag) => client::request(tag, w.name.as_bytes()),
             None => client::request(proto::TAG_QUERY, w.name.as_bytes()),
         };
+        // Blocking (up to REPLY_TIMEOUT): nitro's queue holds only a few
+        // datagrams, and many services at once must wait for room.
         if let Err(e) = w.client.send(&request) {
             fail(
                 EXIT_UNREACHABLE,
                 format_args!("cannot reach nitro at {}: {e}", ctl.server.display()),
             );
         }
+        let _ = w.client.socket.set_nonblocking(true);
     }
     let deadline = ctl.options.timeout.map(|t| Instant::now() + t);
     let mut buf = vec![0u8; 65536];
@@ -513,20 +516,12 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
         return wait_for(ctl, names, wait);
     }
     match command {
-        "list" | "l" if names.is_empty() => {
-            let services = ctl.list_all();
-            if ctl.options.json {
-                let items: Vec<String> = services.iter().map(Status::json).collect();
-                println!("[{}]", items.join(","));
-            } else {
-                for s in &services {
-                    println!("{}", s.line());
-                }
-            }
-            0
-        }
         "list" | "l" => {
-            let (services, status) = ctl.query_all(names);
+            let (services, status) = if names.is_empty() {
+                (ctl.list_all(), 0)
+            } else {
+                ctl.query_all(names)
+            };
             if ctl.options.json {
                 let items: Vec<String> = services.iter().map(Status::json).collect();
                 println!("[{}]", items.join(","));

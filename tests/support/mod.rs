@@ -23,6 +23,14 @@ pub fn nitroctl_bin() -> &'static str {
     env!("CARGO_BIN_EXE_nitroctl")
 }
 
+/// Whether a command is on PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Writes an executable shell script.
 pub fn script(path: &Path, body: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
