@@ -1,0 +1,496 @@
+//! Hostile input, broken service directories, exhausted resources and
+//! misbehaving children: nitro keeps running and loses nothing.
+
+mod support;
+
+use std::os::unix::fs::symlink;
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nitro::proto::{self, Request, State};
+use support::*;
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn hostile_datagram(rng: &mut Rng) -> Vec<u8> {
+    let names: [&[u8]; 12] = [
+        b"a",
+        b"b",
+        b"../a",
+        b"a/../../x",
+        b"/etc",
+        b"../x@y",
+        b"a,b",
+        b"a\nb",
+        b"a\0b",
+        &[0xff, 0xfe, 0x80],
+        &[b'n'; 63],
+        &[b'n'; 65],
+    ];
+    let mut d = Vec::new();
+    match rng.below(6) {
+        0 => {}
+        1 => d.extend((0..rng.below(8)).map(|_| rng.next() as u8)),
+        2 => d.extend((0..rng.below(5000)).map(|_| rng.next() as u8)),
+        _ => {
+            let name = names[rng.below(names.len() as u64) as usize];
+            let tag = match rng.below(4) {
+                0 => rng.next() as u8,
+                1 => 100 + rng.below(10) as u8,
+                _ => 120 + rng.below(11) as u8,
+            };
+            let len: u16 = match rng.below(5) {
+                0 => 0xffff,
+                1 => 0xfffe,
+                2 => rng.next() as u16,
+                _ => name.len() as u16,
+            };
+            d.extend_from_slice(&len.to_le_bytes());
+            d.push(tag);
+            d.extend_from_slice(name);
+            let cut = rng.below(d.len() as u64 + 1) as usize;
+            if rng.below(3) == 0 {
+                d.truncate(cut);
+            }
+        }
+    }
+    d
+}
+
+/// Whether a datagram is a well-formed command that legitimately changes
+/// a service or the system (those are tested for their effect elsewhere).
+fn legitimate(d: &[u8]) -> bool {
+    match proto::parse_request(d) {
+        Some(Request::Up(n) | Request::Down(n) | Request::Restart(n) | Request::Ready(n)) => {
+            n == b"a" || n == b"b" || n.starts_with(b"t@")
+        }
+        Some(Request::Signal { name, .. }) => name == b"a" || name == b"b",
+        Some(Request::Shutdown | Request::Reboot | Request::Rescan) => true,
+        _ => false,
+    }
+}
+
+#[test]
+fn a_hundred_thousand_hostile_datagrams_change_nothing() {
+    let mut n = Nitro::start(|sv| {
+        script(&sv.join("a/run"), "exec sleep 1000");
+        script(&sv.join("b/run"), "echo >&3; exec sleep 1000");
+        file(&sv.join("b/notification-fd"), "3");
+    });
+    n.wait_for("a", State::Up);
+    n.wait_for("b", State::Up);
+    let before = n.ctl(&["list"]).1;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = UnixDatagram::bind(dir.path().join("c")).unwrap();
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let mut sent = 0;
+    while sent < 100_000 {
+        let d = hostile_datagram(&mut rng);
+        if legitimate(&d) {
+            continue;
+        }
+        socket.send_to(&d, &n.sock).unwrap();
+        sent += 1;
+    }
+    let strip = |list: &str| {
+        list.lines()
+            .map(|l| l.rsplit_once(' ').unwrap().0.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        strip(&n.ctl(&["list"]).1),
+        strip(&before),
+        "every service as it was"
+    );
+    let info = n.ctl(&["info"]).1;
+    assert!(
+        info.contains("max_service 2\n") && info.contains("allocs 0\n"),
+        "{info}"
+    );
+}
+
+#[test]
+fn broken_service_directories_end_in_a_defined_state() {
+    let long = "x".repeat(64);
+    let n = Nitro::start(|sv| {
+        file(&sv.join("noexec/run"), "#!/bin/sh\nexec sleep 1000\n");
+        std::fs::create_dir_all(sv.join("rundir/run")).unwrap();
+        script(
+            &sv.join("dangling/run"),
+            "echo dangling-output; exec sleep 1000",
+        );
+        symlink("../nowhere", sv.join("dangling/log")).unwrap();
+        script(&sv.join("garbage-fd/run"), "exec sleep 1000");
+        file(&sv.join("garbage-fd/notification-fd"), "abc");
+        script(&sv.join("huge-fd/run"), "exec sleep 1000");
+        file(&sv.join("huge-fd/notification-fd"), "99999999999999999999");
+        script(&sv.join("stdout-fd/run"), "exec sleep 1000");
+        file(&sv.join("stdout-fd/notification-fd"), "1");
+        script(&sv.join("empty-signal/run"), "exec sleep 1000");
+        file(&sv.join("empty-signal/down-signal"), "");
+        script(&sv.join("binary-signal/run"), "exec sleep 1000");
+        std::fs::write(sv.join("binary-signal/down-signal"), [0xff, 0x00]).unwrap();
+        script(&sv.join(&long).join("run"), "exec sleep 1000");
+        script(&sv.join("healthy/run"), "exec sleep 1000");
+    });
+    n.until_state("noexec", State::Fatal);
+    n.until_state("rundir", State::Fatal);
+    n.until_state("healthy", State::Up);
+    n.until_state("dangling", State::Up);
+    assert!(
+        n.stderr().contains("dangling: log target"),
+        "{}",
+        n.stderr()
+    );
+    until("dangling's output on nitro's stdout", || {
+        read(&n.path("stdout")).contains("dangling-output")
+    });
+    std::thread::sleep(Duration::from_millis(2200));
+    for waits_for_ready in ["garbage-fd", "huge-fd", "stdout-fd"] {
+        assert_eq!(
+            n.state(waits_for_ready),
+            Some(State::Starting),
+            "{waits_for_ready}"
+        );
+    }
+    assert!(
+        n.stderr().contains("huge-fd: unusable notification-fd"),
+        "{}",
+        n.stderr()
+    );
+    assert_eq!(
+        n.ctl(&["-t", "10", "stop", "empty-signal", "binary-signal"])
+            .0,
+        0
+    );
+    assert!(n.state(&long).is_none(), "64-byte names are not services");
+}
+
+#[test]
+fn a_service_directory_removed_while_running_is_stopped_and_forgotten() {
+    let mut n = Nitro::start(|sv| script(&sv.join("a/run"), "exec sleep 1000"));
+    n.wait_for("a", State::Starting);
+    std::fs::remove_dir_all(n.sv.join("a")).unwrap();
+    assert_eq!(
+        n.ctl(&["restart", "a", "-t", "5"]).0,
+        1,
+        "FATAL: its directory is gone"
+    );
+    assert_eq!(n.ctl(&["rescan"]).0, 0);
+    until("forgotten", || n.state("a").is_none());
+}
+
+#[test]
+fn more_services_than_the_limit_are_refused_and_the_rest_runs() {
+    let n = Nitro::start_with(
+        |sv| {
+            for i in 0..8 {
+                script(&sv.join(format!("s{i}/run")), "exec sleep 1000");
+            }
+        },
+        |cmd| {
+            cmd.env("NITRO_MAX_SERVICES", "5");
+        },
+    );
+    until("five run", || {
+        n.ctl(&["list"])
+            .1
+            .lines()
+            .filter(|l| l.starts_with("UP "))
+            .count()
+            == 5
+    });
+    assert!(n.stderr().contains("too many services"), "{}", n.stderr());
+}
+
+#[test]
+fn a_log_chain_longer_than_the_limit_starts_without_hanging() {
+    let n = Nitro::start_with(
+        |sv| {
+            for i in 0..12 {
+                script(&sv.join(format!("c{i:02}/run")), "exec sleep 1000");
+                symlink(format!("../c{:02}", i + 1), sv.join(format!("c{i:02}/log"))).unwrap();
+            }
+        },
+        |cmd| {
+            cmd.env("NITRO_MAX_SERVICES", "6");
+        },
+    );
+    until("the first six run", || {
+        n.ctl(&["list"])
+            .1
+            .lines()
+            .filter(|l| l.starts_with("UP "))
+            .count()
+            == 6
+    });
+    assert_eq!(n.ctl(&["info"]).0, 0);
+}
+
+#[test]
+fn signal_storms_coalesce_and_lose_nothing() {
+    let mut n = Nitro::start(|sv| {
+        script(&sv.join("a/run"), "exec sleep 1000");
+        script(&sv.join("b/run"), r#"sleep 0.2; exit 0"#);
+    });
+    n.wait_for("a", State::Up);
+    for _ in 0..5000 {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(n.pid() as i32, libc::SIGHUP) };
+    }
+    script(&n.sv.join("c/run"), "exec sleep 1000");
+    // SAFETY: as above.
+    unsafe { libc::kill(n.pid() as i32, libc::SIGHUP) };
+    n.wait_for("c", State::Starting);
+    let info = n.ctl(&["info"]).1;
+    assert!(
+        info.contains("max_service 3\n") && info.contains("allocs 0\n"),
+        "{info}"
+    );
+    assert_eq!(n.state("a"), Some(State::Up));
+}
+
+#[test]
+fn a_stopped_logger_never_blocks_nitro() {
+    let mut n = Nitro::start(|sv| {
+        script(&sv.join("lg/run"), "exec cat > /dev/null");
+        script(&sv.join("flood/run"), "exec cat /dev/zero");
+        symlink("../lg", sv.join("flood/log")).unwrap();
+        script(&sv.join("other/run"), "echo >&3; exec sleep 1000");
+        file(&sv.join("other/notification-fd"), "3");
+    });
+    n.wait_for("lg", State::Starting);
+    assert_eq!(n.ctl(&["pause", "lg"]).0, 0);
+    for _ in 0..20 {
+        let start = Instant::now();
+        assert_eq!(n.ctl(&["restart", "other"]).0, 0);
+        assert!(start.elapsed() < Duration::from_secs(5), "nitro is stuck");
+    }
+    assert_eq!(n.ctl(&["cont", "lg"]).0, 0);
+}
+
+#[test]
+fn a_crash_loop_costs_at_most_one_start_a_second() {
+    let n = Nitro::start(|sv| script(&sv.join("c/run"), r#"echo x >> "$T/starts"; exit 1"#));
+    until("first start", || !read(&n.path("starts")).is_empty());
+    let t0 = Instant::now();
+    let first = read(&n.path("starts")).lines().count();
+    std::thread::sleep(Duration::from_secs(4));
+    let starts = read(&n.path("starts")).lines().count() - first;
+    let elapsed = t0.elapsed().as_secs_f64();
+    assert!(
+        starts as f64 <= elapsed + 1.0,
+        "{starts} starts in {elapsed:.1} s"
+    );
+    let stat = read(std::path::Path::new(&format!("/proc/{}/stat", n.pid())));
+    let fields: Vec<u64> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    assert!(
+        (fields[0] + fields[1]) * 1000 / hz < 500,
+        "nitro's own CPU: {fields:?} ticks"
+    );
+}
+
+#[test]
+fn few_descriptors_delay_starts_and_nitro_recovers() {
+    if !Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return;
+    }
+    let mut n = Nitro::start_with(
+        |sv| {
+            for i in 0..6 {
+                script(&sv.join(format!("s{i}/run")), "echo >&3; exec sleep 1000");
+                file(&sv.join(format!("s{i}/notification-fd")), "3");
+            }
+        },
+        |cmd| {
+            let nitro = cmd.get_program().to_owned();
+            let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+            *cmd = {
+                let mut p = Command::new("prlimit");
+                p.arg("--nofile=13:1024").arg(nitro).args(args);
+                for (k, v) in cmd.get_envs() {
+                    if let Some(v) = v {
+                        p.env(k, v);
+                    }
+                }
+                p.stdout(std::process::Stdio::null());
+                p.stderr(std::process::Stdio::null());
+                p
+            };
+        },
+    );
+    until("some service waits for descriptors", || {
+        n.ctl(&["list"]).1.contains("DELAY ")
+    });
+    let before = std::fs::read_dir(format!("/proc/{}/fd", n.pid()))
+        .unwrap()
+        .count();
+    let status = Command::new("prlimit")
+        .arg(format!("--pid={}", n.pid()))
+        .arg("--nofile=1024")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for i in 0..6 {
+        n.wait_for(&format!("s{i}"), State::Up);
+    }
+    let after = std::fs::read_dir(format!("/proc/{}/fd", n.pid()))
+        .unwrap()
+        .count();
+    assert!(after <= before, "no descriptor lost: {before} -> {after}");
+}
+
+/// Runs a command as the unprivileged user `nitrotest` (made if missing).
+fn as_other_user(args: &[&str], sock: &std::path::Path) -> Option<std::process::Output> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    if !Command::new("id")
+        .arg("nitrotest")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let made = Command::new("useradd")
+            .args(["--system", "--no-create-home", "nitrotest"])
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            return None;
+        }
+    }
+    Command::new("setpriv")
+        .args([
+            "--reuid=nitrotest",
+            "--regid=nitrotest",
+            "--clear-groups",
+            "--",
+        ])
+        .args(args)
+        .env("NITRO_SOCK", sock)
+        .output()
+        .ok()
+}
+
+#[test]
+fn other_users_can_neither_talk_to_nitro_nor_plant_sockets() {
+    let n = Nitro::start(|sv| script(&sv.join("a/run"), "exec sleep 1000"));
+    n.until_state("a", State::Up);
+    let Some(out) = as_other_user(&[nitroctl_bin(), "list"], &n.sock) else {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        eprintln!("skipped: needs root");
+        return;
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_other_user(&[nitroctl_bin(), "stop", "a"], &n.sock).unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(n.state("a"), Some(State::Up));
+    let plant = n.sock.parent().unwrap().join("notify/ALL,evil");
+    let out = as_other_user(
+        &[
+            "python3",
+            "-c",
+            &format!(
+                "import socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).bind({:?})",
+                plant.display().to_string()
+            ),
+        ],
+        &n.sock,
+    )
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(!plant.exists());
+}
+
+#[test]
+fn an_unprivileged_user_runs_its_own_nitro_with_no_configuration() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0
+        || as_other_user(&["true"], std::path::Path::new("/")).is_none()
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let runtime = tmp.path().join("runtime");
+    let config = tmp.path().join("config");
+    script(&config.join("nitro/a/run"), "exec sleep 1000");
+    std::fs::create_dir(&runtime).unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    Command::new("chown")
+        .args(["-R", "nitrotest:nitrotest"])
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    let mut nitro = Command::new("setpriv")
+        .args([
+            "--reuid=nitrotest",
+            "--regid=nitrotest",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(nitro_bin())
+        .env_remove("NITRO_SOCK")
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env("XDG_CONFIG_HOME", &config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = runtime.join("nitro/nitro.sock");
+    until("the socket in XDG_RUNTIME_DIR", || sock.exists());
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=nitrotest",
+            "--regid=nitrotest",
+            "--clear-groups",
+            "--",
+        ])
+        .args([nitroctl_bin(), "-t", "10", "wait-up", "a"])
+        .env_remove("NITRO_SOCK")
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // SAFETY: signalling the nitro we started.
+    unsafe { libc::kill(nitro.id() as i32, libc::SIGTERM) };
+    assert_eq!(nitro.wait().unwrap().code(), Some(0));
+}
