@@ -1031,3 +1031,134 @@ mod hostile {
         }
     }
 }
+
+#[test]
+fn timeout_finish_file_sets_the_finish_budget() {
+    let mut sim = Sim::new(simple(&[
+        ("run", ""),
+        ("finish", ""),
+        ("timeout-finish", "300"),
+    ]));
+    let run = sim.os.pid_of("a", Prog::Run);
+    sim.advance(3000);
+    sim.exit(run, exited(0));
+    let finish = sim.os.pid_of("a", Prog::Finish);
+    sim.advance(299);
+    assert!(sim.os.kills.is_empty());
+    sim.advance(1);
+    assert_eq!(sim.os.kills, [(finish, libc::SIGKILL)]);
+    // Bad contents: a warning and the 7 s default.
+    let mut sim = Sim::new(simple(&[
+        ("run", ""),
+        ("finish", ""),
+        ("timeout-finish", "soon"),
+    ]));
+    let run = sim.os.pid_of("a", Prog::Run);
+    sim.advance(3000);
+    sim.exit(run, exited(0));
+    assert!(sim.os.warnings > 0);
+    sim.advance(FINISH_TIMEOUT_MS - 1);
+    assert!(sim.os.kills.is_empty());
+    sim.advance(1);
+    assert_eq!(sim.os.kills.len(), 1);
+}
+
+/// State × event: from each state a service can be put in, what each
+/// event leads to (SPEC section 3).
+#[test]
+fn state_event_table() {
+    #[derive(Debug, Clone, Copy)]
+    enum Event {
+        Up,
+        Down,
+        Restart,
+        RunExits,
+    }
+    // Puts service `a` (setup + run + finish, or a one-shot) in `state`.
+    fn reach(state: State) -> Sim {
+        let files: &[(&str, &str)] = match state {
+            State::Oneshot => &[("setup", "")],
+            State::Fatal => &[("setup", ""), ("run", "")],
+            _ => &[("setup", ""), ("run", ""), ("finish", "")],
+        };
+        let mut os = simple(files);
+        os.files.insert(b"a/down".to_vec(), vec![]);
+        let mut sim = Sim::new(os);
+        if state == State::Down {
+            return sim;
+        }
+        sim.command(proto::TAG_UP, "a");
+        let setup = sim.os.pid_of("a", Prog::Setup);
+        match state {
+            State::Setup => return sim,
+            State::Fatal => sim.exit(setup, exited(111)),
+            State::Delay => sim.exit(setup, exited(1)),
+            _ => sim.exit(setup, EXITED_0),
+        }
+        match state {
+            State::Up => sim.advance(READY_TIMEOUT_MS),
+            State::Shutdown => {
+                sim.command(proto::TAG_DOWN, "a");
+            }
+            State::Restart => {
+                sim.command(proto::TAG_RESTART, "a");
+            }
+            _ => {}
+        }
+        assert_eq!(sim.state("a"), state, "setting up {state:?}");
+        sim
+    }
+    use State::*;
+    let table: &[(State, Event, State)] = &[
+        (Down, Event::Up, Setup),
+        (Down, Event::Down, Down),
+        (Down, Event::Restart, Setup),
+        (Setup, Event::Up, Setup),
+        (Setup, Event::Down, Shutdown),
+        (Setup, Event::Restart, Restart),
+        (Starting, Event::Up, Starting),
+        (Starting, Event::Down, Shutdown),
+        (Starting, Event::Restart, Restart),
+        (Starting, Event::RunExits, Starting),
+        (Up, Event::Up, Up),
+        (Up, Event::Down, Shutdown),
+        (Up, Event::Restart, Restart),
+        (Up, Event::RunExits, Restart),
+        (Oneshot, Event::Up, Oneshot),
+        (Oneshot, Event::Down, Down),
+        (Oneshot, Event::Restart, Setup),
+        (Shutdown, Event::Up, Restart),
+        (Shutdown, Event::Down, Shutdown),
+        (Shutdown, Event::Restart, Restart),
+        (Shutdown, Event::RunExits, Shutdown),
+        (Restart, Event::Up, Restart),
+        (Restart, Event::Down, Shutdown),
+        (Restart, Event::Restart, Restart),
+        (Restart, Event::RunExits, Restart),
+        (Fatal, Event::Up, Setup),
+        (Fatal, Event::Down, Down),
+        (Fatal, Event::Restart, Setup),
+        (Delay, Event::Up, Setup),
+        (Delay, Event::Down, Down),
+        (Delay, Event::Restart, Setup),
+    ];
+    for &(from, event, to) in table {
+        let mut sim = reach(from);
+        match event {
+            Event::Up => {
+                sim.command(proto::TAG_UP, "a");
+            }
+            Event::Down => {
+                sim.command(proto::TAG_DOWN, "a");
+            }
+            Event::Restart => {
+                sim.command(proto::TAG_RESTART, "a");
+            }
+            Event::RunExits => {
+                let run = sim.os.pid_of("a", Prog::Run);
+                sim.exit(run, exited(1));
+            }
+        }
+        assert_eq!(sim.state("a"), to, "{from:?} + {event:?}");
+    }
+}
