@@ -285,6 +285,28 @@ fn metrics_exposition() {
         let value = line.rsplit(' ').next().unwrap();
         assert!(value.parse::<f64>().is_ok(), "{line}");
     }
+    // What a scraper sees: the reference parser of the text format.
+    let parser = "import sys; from prometheus_client.parser import text_string_to_metric_families as p; \
+                  f = {m.name: m for m in p(sys.stdin.read())}; \
+                  assert f['nitro_service_up'].type == 'gauge' and len(f['nitro_service_up'].samples) == 4; \
+                  assert f['nitro_service_restarts'].type == 'counter'";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", parser])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(out.as_bytes()).unwrap();
+    }
+    let parsed = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&parsed.stderr);
+    if err.contains("No module named 'prometheus_client'") {
+        assert!(std::env::var_os("CI").is_none(), "CI installs prometheus_client");
+        return;
+    }
+    assert!(parsed.status.success(), "{err}");
 }
 
 #[test]
