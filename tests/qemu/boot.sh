@@ -4,8 +4,10 @@
 #
 #   tests/qemu/boot.sh NITRO NITROCTL WORKDIR SCENARIO
 #
-# SCENARIO: shutdown (nitroctl Shutdown), reboot (nitroctl Reboot) or cad
-# (kill -INT 1, what the kernel sends on Ctrl-Alt-Delete).
+# SCENARIO: shutdown (SIGTERM first, which the real pid 1 ignores, then
+# nitroctl Shutdown), reboot (nitroctl Reboot), cad (kill -INT 1, what the
+# kernel sends on Ctrl-Alt-Delete) or single (booted with `single` on the
+# kernel command line: /etc/nitro.single, then nitroctl Shutdown).
 # Needs qemu-system-x86_64, busybox (static), cpio and a kernel image: the
 # first of $NITRO_TEST_KERNEL, WORKDIR/vmlinuz, or one extracted from
 # Debian's linux-image package fetched with `apt-get download`.
@@ -35,12 +37,17 @@ for applet in sh echo cat sleep mount kill ls mkdir seq; do
 done
 
 sv=$root/etc/nitro
+cmdline="console=ttyS0 panic=-1 loglevel=3"
+if [ "$scenario" = single ]; then
+	sv=$root/etc/nitro.single
+	cmdline="$cmdline single"
+fi
 script() { # script PATH BODY: an executable shell script
 	mkdir -p "$(dirname "$1")"
 	printf '#!/bin/sh\n%s\n' "$2" >"$1"
 	chmod +x "$1"
 }
-script "$sv"/SYS/setup 'mount -t proc proc /proc; echo "@@ SYS/setup ran"'
+script "$sv"/SYS/setup 'mount -t proc proc /proc; echo "@@ SYS/setup ran in $(dirname "$PWD")"'
 script "$sv"/SYS/finish 'echo "@@ SYS/finish $*"'
 script "$sv"/SYS/final 'echo "@@ SYS/final $*"'
 echo 2000 >"$sv"/SYS/timeout-kill
@@ -55,7 +62,8 @@ ln -s ../logger "$sv"/writer/log
 script "$sv"/logger/run 'while read -r line; do echo "@@ logged: $line"; done'
 # The driver: once everything is up, bring the machine down.
 case $scenario in
-shutdown) action='nitroctl Shutdown' ;;
+shutdown) action='kill -TERM 1; sleep 1; nitroctl list >/dev/null && echo "@@ survived SIGTERM"; nitroctl Shutdown' ;;
+single) action='nitroctl Shutdown' ;;
 reboot) action='nitroctl Reboot' ;;
 cad) action='kill -INT 1' ;;
 *) echo "unknown scenario $scenario" >&2; exit 2 ;;
@@ -68,7 +76,7 @@ log=$work/console-$scenario.log
 status=0
 timeout 120 qemu-system-x86_64 -m 256 -nographic -no-reboot \
 	-kernel "$kernel" -initrd "$work"/initrd-$scenario.gz \
-	-append "console=ttyS0 panic=-1 loglevel=3" </dev/null >"$log" 2>&1 || status=$?
+	-append "$cmdline" </dev/null >"$log" 2>&1 || status=$?
 tr -d '\r' <"$log" | grep -a '@@\|nitro' || true
 if [ "$status" -ne 0 ]; then
 	echo "qemu did not exit by itself (status $status)" >&2
@@ -76,9 +84,13 @@ if [ "$status" -ne 0 ]; then
 fi
 
 # The console must show these lines in this order.
-end=shutdown
-[ "$scenario" = shutdown ] || end=reboot
-expected=("@@ SYS/setup ran" "@@ all up" "@@ SYS/finish 0 0 $end" "@@ ready stopped" "@@ SYS/final $end")
+end=reboot dir=/etc/nitro
+case $scenario in
+shutdown | single) end=shutdown ;;
+esac
+[ "$scenario" = single ] && dir=/etc/nitro.single
+expected=("@@ SYS/setup ran in $dir" "@@ all up" "@@ SYS/finish 0 0 $end" "@@ ready stopped" "@@ SYS/final $end")
+[ "$scenario" = shutdown ] && expected=("${expected[@]:0:2}" "@@ survived SIGTERM" "${expected[@]:2}")
 at=0
 while IFS= read -r line; do
 	if [ $at -lt ${#expected[@]} ] && [[ $line == *"${expected[$at]}"* ]]; then
