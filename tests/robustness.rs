@@ -494,3 +494,90 @@ fn an_unprivileged_user_runs_its_own_nitro_with_no_configuration() {
     unsafe { libc::kill(nitro.id() as i32, libc::SIGTERM) };
     assert_eq!(nitro.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn failed_forks_delay_starts_and_nitro_recovers() {
+    // The kernel does not enforce RLIMIT_NPROC for root: run nitro as
+    // another user, with room for itself and three children.
+    if as_other_user(&["true"], std::path::Path::new("/")).is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sv = tmp.path().join("sv");
+    for i in 0..6 {
+        script(&sv.join(format!("s{i}/run")), "exec sleep 1000");
+    }
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    Command::new("chown")
+        .args(["-R", "nitrotest:nitrotest"])
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    let sock = tmp.path().join("s/nitro.sock");
+    let mut nitro = Command::new("setpriv")
+        .args([
+            "--reuid=nitrotest",
+            "--regid=nitrotest",
+            "--clear-groups",
+            "--",
+        ])
+        .args(["prlimit", "--nproc=4:1000"])
+        .arg(nitro_bin())
+        .arg(&sv)
+        .env("NITRO_SOCK", &sock)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let list = || {
+        let out = Command::new(nitroctl_bin())
+            .arg("list")
+            .env("NITRO_SOCK", &sock)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    until("some starts wait", || list().contains("DELAY "));
+    let pid = nitro.id();
+    let fds_before = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    // Only the same user may change its limits (root may lack
+    // CAP_SYS_RESOURCE in a sandbox).
+    let raised = Command::new("setpriv")
+        .args([
+            "--reuid=nitrotest",
+            "--regid=nitrotest",
+            "--clear-groups",
+            "--",
+            "prlimit",
+        ])
+        .arg(format!("--pid={pid}"))
+        .arg("--nproc=1000:1000")
+        .status()
+        .unwrap();
+    assert!(raised.success());
+    until("all six run", || {
+        list().lines().filter(|l| l.contains("(pid ")).count() == 6
+    });
+    let fds_after = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert!(
+        fds_after <= fds_before,
+        "no descriptor lost: {fds_before} -> {fds_after}"
+    );
+    // SAFETY: signalling the nitro we started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let out = nitro.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot start run"),
+        "one line on stderr per failure"
+    );
+}
