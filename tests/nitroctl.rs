@@ -298,12 +298,20 @@ fn metrics_exposition() {
         .unwrap();
     {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(out.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(out.as_bytes())
+            .unwrap();
     }
     let parsed = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&parsed.stderr);
     if err.contains("No module named 'prometheus_client'") {
-        assert!(std::env::var_os("CI").is_none(), "CI installs prometheus_client");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs prometheus_client"
+        );
         return;
     }
     assert!(parsed.status.success(), "{err}");

@@ -520,7 +520,7 @@ fn failed_forks_delay_starts_and_nitro_recovers() {
         .status()
         .unwrap();
     let sock = tmp.path().join("s/nitro.sock");
-    let mut nitro = Command::new("setpriv")
+    let nitro = Command::new("setpriv")
         .args([
             "--reuid=nitrotest",
             "--regid=nitrotest",
