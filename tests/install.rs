@@ -143,3 +143,67 @@ fn bash_completes_commands_and_services() {
     assert_eq!(complete("nitroctl -t 5 stop b"), "beta");
     assert_eq!(complete("nitroctl --j"), "--json");
 }
+
+#[test]
+fn halt_w_and_b_write_wtmp_records() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !have("utmpdump") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with util-linux"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let halt = dir.path().join("halt");
+    std::os::unix::fs::symlink(nitroctl_bin(), &halt).unwrap();
+    // A private /var/log, so the host's wtmp is left alone.
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs none /var/log && touch /var/log/wtmp && {h} -w && {h} -B && utmpdump /var/log/wtmp",
+            h = halt.display()
+        ))
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = dump.lines().collect();
+    assert_eq!(lines.len(), 2, "{dump}");
+    assert!(
+        lines[0].starts_with("[1] ") && lines[0].contains("[shutdown"),
+        "{dump}"
+    );
+    assert!(
+        lines[1].starts_with("[2] ") && lines[1].contains("[reboot"),
+        "{dump}"
+    );
+}
+
+#[test]
+fn zsh_and_fish_completions_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (shell, file) in [
+        ("zsh", "completions/_nitroctl"),
+        ("fish", "completions/nitroctl.fish"),
+    ] {
+        if !have(shell) {
+            assert!(std::env::var_os("CI").is_none(), "CI installs {shell}");
+            continue;
+        }
+        let out = Command::new(shell)
+            .arg("-n")
+            .arg(root.join(file))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
