@@ -206,14 +206,7 @@ fn more_services_than_the_limit_are_refused_and_the_rest_runs() {
             cmd.env("NITRO_MAX_SERVICES", "5");
         },
     );
-    until("five run", || {
-        n.ctl(&["list"])
-            .1
-            .lines()
-            .filter(|l| l.starts_with("UP "))
-            .count()
-            == 5
-    });
+    until("five run", || n.count_listed("UP ") == 5);
     assert!(n.stderr().contains("too many services"), "{}", n.stderr());
 }
 
@@ -230,14 +223,7 @@ fn a_log_chain_longer_than_the_limit_starts_without_hanging() {
             cmd.env("NITRO_MAX_SERVICES", "6");
         },
     );
-    until("the first six run", || {
-        n.ctl(&["list"])
-            .1
-            .lines()
-            .filter(|l| l.starts_with("UP "))
-            .count()
-            == 6
-    });
+    until("the first six run", || n.count_listed("UP ") == 6);
     assert_eq!(n.ctl(&["info"]).0, 0);
 }
 
@@ -368,6 +354,18 @@ fn few_descriptors_delay_starts_and_nitro_recovers() {
     assert!(after <= before, "no descriptor lost: {before} -> {after}");
 }
 
+/// A command that will run as the unprivileged user `nitrotest`.
+fn as_nitrotest() -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=nitrotest",
+        "--regid=nitrotest",
+        "--clear-groups",
+        "--",
+    ]);
+    cmd
+}
+
 /// Runs a command as the unprivileged user `nitrotest` (made if missing).
 fn as_other_user(args: &[&str], sock: &std::path::Path) -> Option<std::process::Output> {
     // SAFETY: geteuid has no preconditions.
@@ -386,13 +384,7 @@ fn as_other_user(args: &[&str], sock: &std::path::Path) -> Option<std::process::
             return None;
         }
     }
-    Command::new("setpriv")
-        .args([
-            "--reuid=nitrotest",
-            "--regid=nitrotest",
-            "--clear-groups",
-            "--",
-        ])
+    as_nitrotest()
         .args(args)
         .env("NITRO_SOCK", sock)
         .output()
@@ -457,13 +449,7 @@ fn an_unprivileged_user_runs_its_own_nitro_with_no_configuration() {
         .arg(tmp.path())
         .status()
         .unwrap();
-    let mut nitro = Command::new("setpriv")
-        .args([
-            "--reuid=nitrotest",
-            "--regid=nitrotest",
-            "--clear-groups",
-            "--",
-        ])
+    let mut nitro = as_nitrotest()
         .arg(nitro_bin())
         .env_remove("NITRO_SOCK")
         .env("XDG_RUNTIME_DIR", &runtime)
@@ -473,13 +459,7 @@ fn an_unprivileged_user_runs_its_own_nitro_with_no_configuration() {
         .unwrap();
     let sock = runtime.join("nitro/nitro.sock");
     until("the socket in XDG_RUNTIME_DIR", || sock.exists());
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=nitrotest",
-            "--regid=nitrotest",
-            "--clear-groups",
-            "--",
-        ])
+    let out = as_nitrotest()
         .args([nitroctl_bin(), "-t", "10", "wait-up", "a"])
         .env_remove("NITRO_SOCK")
         .env("XDG_RUNTIME_DIR", &runtime)
@@ -520,13 +500,7 @@ fn failed_forks_delay_starts_and_nitro_recovers() {
         .status()
         .unwrap();
     let sock = tmp.path().join("s/nitro.sock");
-    let nitro = Command::new("setpriv")
-        .args([
-            "--reuid=nitrotest",
-            "--regid=nitrotest",
-            "--clear-groups",
-            "--",
-        ])
+    let nitro = as_nitrotest()
         .args(["prlimit", "--nproc=4:1000"])
         .arg(nitro_bin())
         .arg(&sv)
@@ -549,14 +523,8 @@ fn failed_forks_delay_starts_and_nitro_recovers() {
         .count();
     // Only the same user may change its limits (root may lack
     // CAP_SYS_RESOURCE in a sandbox).
-    let raised = Command::new("setpriv")
-        .args([
-            "--reuid=nitrotest",
-            "--regid=nitrotest",
-            "--clear-groups",
-            "--",
-            "prlimit",
-        ])
+    let raised = as_nitrotest()
+        .arg("prlimit")
         .arg(format!("--pid={pid}"))
         .arg("--nproc=1000:1000")
         .status()

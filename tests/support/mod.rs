@@ -192,6 +192,15 @@ impl Nitro {
         nitro::client::decode_query(name, &reply).map(|s| (s.state.unwrap(), s.pid))
     }
 
+    /// How many lines of `nitroctl list` start with `prefix` (a state).
+    pub fn count_listed(&self, prefix: &str) -> usize {
+        self.ctl(&["list"])
+            .1
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .count()
+    }
+
     pub fn state(&self, name: &str) -> Option<State> {
         self.query(name).map(|(s, _)| s)
     }
