@@ -211,6 +211,10 @@ fn path_arguments_name_the_last_component() {
 #[test]
 fn events_prints_changes_until_interrupted() {
     let n = Nitro::start(services);
+    // Quiet first: events are best-effort, and the kernel queues only ten
+    // datagrams per socket, so a burst of boot events could crowd ours out.
+    n.until_state("b", State::Up);
+    n.until_state("o", State::Oneshot);
     let events = std::process::Command::new(nitroctl_bin())
         .arg("events")
         .env("NITRO_SOCK", &n.sock)
@@ -229,8 +233,9 @@ fn events_prints_changes_until_interrupted() {
     let out = events.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("RESTART b\n"), "{text}");
     assert!(
-        text.contains("RESTART b\n") && text.contains("UP b\n"),
+        text.contains("STARTING b\n") || text.contains("UP b\n"),
         "{text}"
     );
 }

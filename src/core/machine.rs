@@ -494,15 +494,24 @@ impl Supervisor {
                 self.set_state(os, i, State::Down, now);
                 self.maybe_forget(os, i);
             }
-            State::Fatal => {}
+            State::Fatal => {
+                if let Some(status) = self.sv_mut(i).main_status.take() {
+                    self.main_ended(os, status, now);
+                }
+            }
         }
     }
 
-    /// FATAL; a main service takes the system down with status 111.
+    /// FATAL; a main service takes the system down with status 111,
+    /// once its `finish` (if running) is over.
     fn fatal(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
         self.set_state(os, i, State::Fatal, now);
         if self.is_main(os, i) {
-            self.main_ended(os, 111, now);
+            if self.sv(i).proc == Proc::Finish {
+                self.sv_mut(i).main_status = Some(111);
+            } else {
+                self.main_ended(os, 111, now);
+            }
         }
     }
 

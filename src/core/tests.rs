@@ -933,6 +933,15 @@ fn main_service_fatal_is_111_and_requested_stops_do_not_count() {
     assert_eq!(sim.sup.phase(), Phase::Stopping);
     assert_eq!(sim.sup.exit_status(), 111);
 
+    // With a finish, the system goes down only once it is over.
+    let mut os = simple(&[("run", ""), ("main", ""), ("finish", "")]);
+    os.exec_errors.insert(b"a/run".to_vec(), libc::EACCES);
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.sup.phase(), Phase::Running, "finish first");
+    sim.exit(sim.os.pid_of("a", Prog::Finish), EXITED_0);
+    assert_eq!(sim.sup.phase(), Phase::Stopping);
+    assert_eq!(sim.sup.exit_status(), 111);
+
     let mut sim = Sim::new(simple(&[("run", ""), ("main", "")]));
     let run = sim.os.pid_of("a", Prog::Run);
     sim.command(proto::TAG_RESTART, "a");

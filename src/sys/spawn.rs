@@ -22,8 +22,13 @@ struct KernelSigaction {
     mask: u64,
 }
 
+/// Stack of the child between clone and exec.
+const CHILD_STACK: usize = 64 * 1024;
+
 /// What every spawn shares, prepared once at startup.
 pub struct Spawner {
+    /// The child's stack (written only while nitro waits for the child).
+    stack: Box<std::cell::UnsafeCell<[u8; CHILD_STACK]>>,
     /// Keeps the environment strings alive for `envp`.
     _env: Vec<CString>,
     envp: Vec<*const c_char>,
@@ -51,6 +56,7 @@ impl Spawner {
             return Err(std::io::Error::last_os_error());
         }
         Ok(Spawner {
+            stack: Box::new(std::cell::UnsafeCell::new([0; CHILD_STACK])),
             _env: env,
             envp,
             devnull,
@@ -79,58 +85,54 @@ impl Spawner {
             used += arg.len() + 1;
         }
 
-        let mut report = [0i32; 2];
-        // SAFETY: report is a valid array of two ints.
-        if unsafe { libc::pipe2(report.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-            return Err(SpawnError::Fork(errno()));
-        }
-        let mask = signals::block_all();
-        // SAFETY: nitro is single-threaded; the child only calls
-        // async-signal-safe functions on memory prepared above.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            // SAFETY: in the child, see `child`.
-            unsafe { self.child(spawn, dir.as_ptr(), &argv, report[1]) }
-        }
-        let fork_errno = errno();
-        signals::restore(&mask);
-        super::close(report[1]);
-        if pid < 0 {
-            super::close(report[0]);
-            return Err(SpawnError::Fork(fork_errno));
-        }
-        let mut exec_errno = [0u8; 4];
-        let n = loop {
-            // SAFETY: exec_errno is a valid writable buffer.
-            let n = unsafe { libc::read(report[0], exec_errno.as_mut_ptr().cast(), 4) };
-            if n < 0 && errno() == libc::EINTR {
-                continue;
-            }
-            break n;
+        let mut child = Child {
+            spawner: self,
+            spawn,
+            dir: dir.as_ptr(),
+            argv: &argv,
+            exec_errno: 0,
         };
-        super::close(report[0]);
-        if n == 4 {
-            // The child wrote why exec failed and exits at once: reap it
-            // here so it never shows up as a service exit.
+        let mask = signals::block_all();
+        // The child shares our memory and we sleep until it has exec'd or
+        // exited (CLONE_VFORK), as posix_spawn does: no page tables to copy,
+        // and the reason of a failed exec comes back in `exec_errno`.
+        // SAFETY: the child runs `child_entry` on its own stack, touches
+        // only `child` and memory prepared above, and calls only
+        // async-signal-safe functions; nitro is single-threaded and all
+        // signals are blocked until the child has reset them.
+        let pid = unsafe {
+            let stack = self.stack.get().cast::<u8>();
+            let top = stack.add(CHILD_STACK) as usize & !15;
+            libc::clone(
+                child_entry,
+                top as *mut libc::c_void,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&mut child as *mut Child).cast(),
+            )
+        };
+        let clone_errno = errno();
+        signals::restore(&mask);
+        if pid < 0 {
+            return Err(SpawnError::Fork(clone_errno));
+        }
+        // SAFETY: the child is done with `child` (it exec'd or exited).
+        let exec_errno = unsafe { std::ptr::read_volatile(&child.exec_errno) };
+        if exec_errno != 0 {
+            // It exits right after exec failed: reap it here so it never
+            // shows up as a service exit.
             // SAFETY: pid is our child.
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-            return Err(SpawnError::Exec(i32::from_ne_bytes(exec_errno)));
+            return Err(SpawnError::Exec(exec_errno));
         }
         Ok(pid)
     }
 
-    /// The child side of fork: only async-signal-safe calls, then exec.
+    /// The child side: only async-signal-safe calls, then exec.
     ///
     /// # Safety
-    /// Must only be called in a freshly forked child of a single-threaded
-    /// process, with `dir` and `argv` valid C strings.
-    unsafe fn child(
-        &self,
-        spawn: &Spawn,
-        dir: *const c_char,
-        argv: &[*const c_char; 6],
-        report: Fd,
-    ) -> ! {
+    /// Must only be called in the child of `spawn`, with `dir` and `argv`
+    /// valid C strings.
+    unsafe fn child(&self, spawn: &Spawn, dir: *const c_char, argv: &[*const c_char; 6]) -> i32 {
         // SAFETY: all calls below are async-signal-safe and get valid
         // arguments; on any failure the errno is reported and we _exit.
         unsafe {
@@ -180,9 +182,27 @@ impl Spawner {
             if ok {
                 libc::execve(argv[0], argv.as_ptr(), self.envp.as_ptr());
             }
-            let code = errno().to_ne_bytes();
-            libc::write(report, code.as_ptr().cast(), 4);
-            libc::_exit(111)
+            errno().max(1)
         }
+    }
+}
+
+/// What the child needs; `exec_errno` is how it reports a failed exec.
+struct Child<'a> {
+    spawner: &'a Spawner,
+    spawn: &'a Spawn<'a>,
+    dir: *const c_char,
+    argv: &'a [*const c_char; 6],
+    exec_errno: i32,
+}
+
+extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Child` the parent passed to clone, alive while
+    // the parent waits for us.
+    unsafe {
+        let child = &mut *arg.cast::<Child>();
+        let errno = child.spawner.child(child.spawn, child.dir, child.argv);
+        std::ptr::write_volatile(&mut child.exec_errno, errno);
+        libc::_exit(111)
     }
 }
