@@ -85,7 +85,7 @@ pub struct Spawn<'a> {
 /// Why a spawn failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpawnError {
-    /// fork (or the exec-report pipe) failed: errno.
+    /// The process could not be created: errno.
     Fork(i32),
     /// execve failed in the child: errno.
     Exec(i32),

@@ -1,6 +1,7 @@
-//! Starting a service's program: fork, give the child exactly its fds,
-//! default signal handling and its own session, exec. Exec failures come
-//! back exactly through a close-on-exec pipe.
+//! Starting a service's program: clone (sharing memory, parent suspended
+//! until exec, as posix_spawn does), give the child exactly its fds,
+//! default signal handling and its own session, exec. A failed exec
+//! reports its errno through the shared memory, exactly, never guessed.
 
 use std::ffi::{CString, c_char};
 
