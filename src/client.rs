@@ -111,36 +111,43 @@ fn label(s: &str) -> String {
 }
 
 /// The SERVICE frames of a LIST page, and LIST_NEXT if more remain.
+/// Unknown packets are skipped, and unknown frames (at any level) with
+/// everything inside them, so a nested NAME cannot rename a service.
 pub fn decode_list(reply: &[u8]) -> (Vec<Status>, Option<u32>) {
     let mut services = Vec::new();
     let mut next = None;
     let mut current: Option<Status> = None;
+    // Depth inside frames we do not know (or a SERVICE inside a SERVICE).
+    let mut unknown = 0usize;
     for item in Reader::new(reply) {
         let Ok(item) = item else { break };
         match item {
-            Item::Open(proto::TAG_SERVICE) => current = Some(Status::default()),
-            Item::Close(proto::TAG_SERVICE) => services.extend(current.take()),
-            Item::Packet {
-                tag: proto::TAG_LIST_NEXT,
-                payload,
-            } if current.is_none() => next = spat::payload_u32(payload),
-            Item::Packet { tag, payload } => {
-                if let Some(status) = current.as_mut() {
-                    status.apply(tag, payload)
-                }
+            Item::Open(tag) if unknown > 0 || tag != proto::TAG_SERVICE || current.is_some() => {
+                unknown += 1
             }
-            Item::Open(_) | Item::Close(_) => {}
+            Item::Close(_) if unknown > 0 => unknown -= 1,
+            Item::Open(_) => current = Some(Status::default()),
+            Item::Close(proto::TAG_SERVICE) => services.extend(current.take()),
+            Item::Close(_) => {}
+            Item::Packet { .. } if unknown > 0 => {}
+            Item::Packet { tag, payload } => match current.as_mut() {
+                Some(status) => status.apply(tag, payload),
+                None if tag == proto::TAG_LIST_NEXT => next = spat::payload_u32(payload),
+                None => {}
+            },
         }
     }
     (services, next)
 }
 
-/// A QUERY reply; `None` for ESRCH or garbage.
+/// A QUERY reply; `None` for ESRCH or garbage. Packets inside frames are
+/// not part of a QUERY reply and are skipped.
 pub fn decode_query(name: &str, reply: &[u8]) -> Option<Status> {
     let mut status = Status {
         name: name.to_string(),
         ..Status::default()
     };
+    let mut depth = 0usize;
     for item in Reader::new(reply) {
         match item {
             Ok(Item::Packet {
@@ -148,19 +155,36 @@ pub fn decode_query(name: &str, reply: &[u8]) -> Option<Status> {
                 ..
             })
             | Err(_) => return None,
-            Ok(Item::Packet { tag, payload }) => status.apply(tag, payload),
-            Ok(_) => {}
+            Ok(Item::Packet { tag, payload }) if depth == 0 => status.apply(tag, payload),
+            Ok(Item::Packet { .. }) => {}
+            Ok(Item::Open(_)) => depth += 1,
+            Ok(Item::Close(_)) => depth = depth.saturating_sub(1),
         }
     }
     status.state.map(|_| status)
 }
 
-/// INFO as `(key, value)` pairs, unknown tags as `# unknown tag 0xNN`.
+/// INFO as `(key, value)` pairs, unknown tags as `# unknown tag 0xNN`
+/// (a frame once, for its opening, with its contents skipped).
 pub fn decode_info(reply: &[u8]) -> Vec<(String, Option<u32>)> {
     let mut out = Vec::new();
+    let mut depth = 0usize;
     for item in Reader::new(reply) {
-        let Ok(Item::Packet { tag, payload }) = item else {
-            continue;
+        let (tag, payload) = match item {
+            Ok(Item::Open(tag)) => {
+                depth += 1;
+                if depth == 1 {
+                    out.push((format!("# unknown tag 0x{tag:02x}"), None));
+                }
+                continue;
+            }
+            Ok(Item::Close(_)) => {
+                depth = depth.saturating_sub(1);
+                continue;
+            }
+            Ok(Item::Packet { tag, payload }) if depth == 0 => (tag, payload),
+            Ok(Item::Packet { .. }) => continue,
+            Err(_) => break,
         };
         let key = match tag {
             proto::TAG_NITRO_PID => "nitro_pid",
@@ -251,12 +275,22 @@ pub fn metrics(services: &[Status], info: &[(String, Option<u32>)]) -> String {
             _ => "-1".to_string(),
         }),
     );
-    family(
-        "nitro_service_restarts_total",
-        "counter",
-        "Automatic restarts since the service was added.",
-        per(&|s| s.restarts.unwrap_or(0).to_string()),
-    );
+    // Only what nitro sent: the C nitro has no RESTARTS (tag 181).
+    let restarts: Vec<(String, String)> = services
+        .iter()
+        .filter_map(|s| {
+            let n = s.restarts?;
+            Some((format!("{{service=\"{}\"}}", label(&s.name)), n.to_string()))
+        })
+        .collect();
+    if !restarts.is_empty() {
+        family(
+            "nitro_service_restarts_total",
+            "counter",
+            "Automatic restarts since the service was added.",
+            restarts,
+        );
+    }
     let global = |key: &str| info.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v);
     family(
         "nitro_services",
@@ -361,7 +395,7 @@ pub fn decode_event(datagram: &[u8]) -> Option<(State, String)> {
     match Reader::new(datagram).next()? {
         Ok(Item::Packet { tag, payload }) => Some((
             State::from_wire(tag)?,
-            String::from_utf8_lossy(payload).into_owned(),
+            String::from_utf8_lossy(proto::request_name(payload)).into_owned(),
         )),
         _ => None,
     }
@@ -431,10 +465,69 @@ mod tests {
         assert_eq!(decoded[0], ("nitro_pid".to_string(), Some(2981)));
         assert_eq!(decoded[2], ("max_service".to_string(), Some(2)));
         assert_eq!(decoded[5], ("# unknown tag 0xc8".to_string(), None));
+        let framed = [0xff, 0xff, 0xc9, 4, 0, 0x6a, 1, 0, 0, 0, 0xfe, 0xff, 0xc9];
+        assert_eq!(
+            decode_info(&framed),
+            [("# unknown tag 0xc9".to_string(), None)],
+            "a frame once, its contents skipped"
+        );
         assert_eq!(
             info_json(&decoded[..2]),
             "{\"nitro_pid\":2981,\"pid\":2981}"
         );
+    }
+
+    #[test]
+    fn list_pages_and_unknown_frames_are_skipped_whole() {
+        let mut page = Vec::new();
+        page.extend_from_slice(&[0, 0, 200]); // unknown top-level packet
+        page.extend_from_slice(&[0xff, 0xff, 100]);
+        page.extend_from_slice(&[5, 0, 101, b'g', b'a', b'm', b'm', b'a']);
+        page.extend_from_slice(&[1, 0, 102, 9]);
+        // An unknown frame inside, with a NAME and a SERVICE of its own.
+        page.extend_from_slice(&[0xff, 0xff, 200, 4, 0, 101, b'e', b'v', b'i', b'l']);
+        page.extend_from_slice(&[0xff, 0xff, 100, 1, 0, 101, b'x', 0xfe, 0xff, 100]);
+        page.extend_from_slice(&[0xfe, 0xff, 200]);
+        page.extend_from_slice(&[4, 0, 181, 7, 0, 0, 0]); // RESTARTS
+        page.extend_from_slice(&[0xfe, 0xff, 100]);
+        // A LIST_NEXT inside an unknown frame does not count; the last does.
+        page.extend_from_slice(&[0xff, 0xff, 201, 4, 0, 180, 9, 0, 0, 0, 0xfe, 0xff, 201]);
+        page.extend_from_slice(&[4, 0, 180, 2, 0, 0, 0]);
+        let (services, next) = decode_list(&page);
+        assert_eq!(next, Some(2));
+        assert_eq!(services.len(), 1);
+        assert_eq!(services[0].name, "gamma");
+        assert_eq!(services[0].state, Some(State::Delay));
+        assert_eq!(services[0].restarts, Some(7));
+        // Truncated replies keep what was whole.
+        let (services, _) = decode_list(&C_LIST[..C_LIST.len() - 5]);
+        assert_eq!(services.len(), 1);
+        for n in 0..C_LIST.len() {
+            let _ = decode_list(&C_LIST[..n]);
+        }
+    }
+
+    #[test]
+    fn events_with_or_without_nul() {
+        assert_eq!(
+            decode_event(&[5, 0, 4, b'a', b'l', b'p', b'h', b'a']),
+            Some((State::Up, "alpha".to_string()))
+        );
+        assert_eq!(
+            decode_event(&[3, 0, 1, b'a', b'b', 0]),
+            Some((State::Down, "ab".to_string()))
+        );
+        assert_eq!(decode_event(&[0, 0, 10]), None);
+        assert_eq!(decode_event(&[6, 0, 1, b'a']), None);
+    }
+
+    #[test]
+    fn metrics_show_only_what_nitro_sent() {
+        let (services, _) = decode_list(C_LIST);
+        let m = metrics(&services, &[]);
+        assert!(!m.contains("restarts"), "the C nitro sends no RESTARTS");
+        assert!(!m.contains("nitro_reaps_total"));
+        assert!(m.contains("nitro_services 2\n"));
     }
 
     #[test]

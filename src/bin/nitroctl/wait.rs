@@ -1,0 +1,455 @@
+//! Commands that wait for services to reach a state (start, stop, restart,
+//! the fast- and wait- variants), and `events`.
+//!
+//! Each service gets its own socket, bound at `notify/<service>,<pid>_<n>`:
+//! nitro sends the reply to our request there, and also every event of
+//! that service. The request is answered (OK) only after nitro applied it
+//! and announced the state it left the service in, so everything that
+//! arrives after the OK describes the service after our request, and
+//! nothing before it counts. Right after the OK we ask (QUERY) for the
+//! current state, and again whenever nothing arrived for a second: events
+//! are best-effort and a dropped one must not make us wait forever.
+
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use nitro::client::{self, Client};
+use nitro::proto::{self, State};
+
+use crate::Ctl;
+use crate::exit::{
+    EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, bound, fail, leave_if_interrupted,
+    say, signal_fd,
+};
+
+/// Ask again when nothing came for this long.
+pub const REQUERY: Duration = Duration::from_secs(1);
+
+/// What a waiting command sends and which states end the wait.
+#[derive(Clone, Copy)]
+pub struct Wait {
+    /// The request (UP, DOWN, RESTART); `None` only waits.
+    pub request: Option<u8>,
+    pub done: fn(State) -> bool,
+    /// FATAL ends the wait with a failure (it will not come up by itself).
+    pub fatal_fails: bool,
+}
+
+pub fn wait_spec(command: &str) -> Option<Wait> {
+    let up = |s| matches!(s, State::Up | State::Oneshot);
+    let starting = |s| matches!(s, State::Starting | State::Up | State::Oneshot);
+    let down = |s| matches!(s, State::Down | State::Fatal);
+    let stopping = |s| matches!(s, State::Shutdown | State::Down | State::Fatal);
+    let w = |request, done: fn(State) -> bool, fatal_fails| Wait {
+        request,
+        done,
+        fatal_fails,
+    };
+    Some(match command {
+        "start" => w(Some(proto::TAG_UP), up, true),
+        "stop" => w(Some(proto::TAG_DOWN), down, false),
+        // RESTART takes an UP service out of UP before nitro answers, so an
+        // UP seen after the OK is the new one.
+        "restart" => w(Some(proto::TAG_RESTART), up, true),
+        "fast-start" => w(Some(proto::TAG_UP), starting, true),
+        "fast-restart" | "r" => w(Some(proto::TAG_RESTART), starting, true),
+        "fast-stop" => w(Some(proto::TAG_DOWN), stopping, false),
+        // A one-shot is "up" once ONESHOT (SPEC section 3), as for start.
+        "wait-up" => w(None, up, true),
+        "wait-down" => w(None, down, false),
+        "wait-starting" => w(None, starting, true),
+        _ => return None,
+    })
+}
+
+/// What the tracker asks of its caller after a datagram.
+#[derive(Debug, Default, PartialEq)]
+pub struct Effects {
+    /// A state change to print with `-v`.
+    pub changed: Option<String>,
+    /// Send a QUERY now.
+    pub query: bool,
+}
+
+/// The decisions for one service, apart from its socket.
+pub struct Tracker {
+    pub name: String,
+    wait: Wait,
+    /// Our request was applied: what arrives now counts.
+    answered: bool,
+    /// The last state seen, for `-v`.
+    seen: Option<State>,
+    /// The exit status, and the message to print, once decided.
+    pub result: Option<(i32, Option<String>)>,
+}
+
+impl Tracker {
+    pub fn new(name: &str, wait: Wait) -> Tracker {
+        Tracker {
+            name: name.to_string(),
+            wait,
+            // Without a request, our first datagram is a QUERY: all counts.
+            answered: wait.request.is_none(),
+            seen: None,
+            result: None,
+        }
+    }
+
+    /// The first datagram to send: the request, or a QUERY.
+    pub fn first_request(&self) -> Vec<u8> {
+        let tag = self.wait.request.unwrap_or(proto::TAG_QUERY);
+        client::request(tag, self.name.as_bytes())
+    }
+
+    fn see(&mut self, state: State, effects: &mut Effects) {
+        if self.seen != Some(state) {
+            self.seen = Some(state);
+            effects.changed = Some(format!("{} {}", state.name(), self.name));
+        }
+        if !self.answered || self.result.is_some() {
+            return;
+        }
+        if (self.wait.done)(state) {
+            self.result = Some((0, None));
+        } else if state == State::Fatal && self.wait.fatal_fails {
+            self.result = Some((EXIT_FAILED, Some(format!("{}: failed", self.name))));
+        }
+    }
+
+    /// Handles one datagram: an event, the reply to the request, or the
+    /// reply to a QUERY. Anything else is skipped.
+    pub fn receive(&mut self, datagram: &[u8]) -> Effects {
+        let mut effects = Effects::default();
+        if client::is_event(datagram) {
+            if let Some((state, name)) = client::decode_event(datagram)
+                && name == self.name
+            {
+                self.see(state, &mut effects);
+            }
+            return effects;
+        }
+        match datagram.get(2) {
+            Some(&proto::TAG_OK) if !self.answered => {
+                self.answered = true;
+                effects.query = true;
+            }
+            Some(&proto::TAG_ESRCH) => {
+                let message = format!("{}: no such service", self.name);
+                self.result.get_or_insert((EXIT_OTHER, Some(message)));
+            }
+            Some(&proto::TAG_ENOSYS) => {
+                let message = format!("{}: not implemented by this nitro", self.name);
+                self.result.get_or_insert((EXIT_OTHER, Some(message)));
+            }
+            Some(&proto::TAG_STATE) => {
+                // A QUERY is only sent after the request, and nitro answers
+                // in order: its reply describes the service after the
+                // request even if the OK got lost.
+                if let Some(state) =
+                    client::decode_query(&self.name, datagram).and_then(|status| status.state)
+                {
+                    self.answered = true;
+                    self.see(state, &mut effects);
+                }
+            }
+            _ => {}
+        }
+        effects
+    }
+
+    pub fn query(&self) -> Vec<u8> {
+        client::request(proto::TAG_QUERY, self.name.as_bytes())
+    }
+}
+
+/// One service being waited for: its socket and its tracker.
+struct Waiter {
+    client: Client,
+    tracker: Tracker,
+    last_heard: Instant,
+}
+
+/// Binds a socket in `notify/` and registers it for removal.
+fn bind(ctl: &Ctl, file: String) -> Client {
+    let path = ctl.notify_dir.join(file);
+    match Client::new(&ctl.server, Some(path.clone())) {
+        Ok(client) => {
+            bound(path);
+            client
+        }
+        Err(e) => fail(
+            EXIT_UNREACHABLE,
+            format_args!("cannot bind {}: {e}", path.display()),
+        ),
+    }
+}
+
+pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
+    let pid = std::process::id();
+    let deadline = ctl.deadline;
+    let mut waiters: Vec<Waiter> = names
+        .iter()
+        .enumerate()
+        .map(|(n, name)| Waiter {
+            client: bind(ctl, format!("{name},{pid}_{n}")),
+            tracker: Tracker::new(name, wait),
+            last_heard: Instant::now(),
+        })
+        .collect();
+    for w in &waiters {
+        // Blocking (up to the reply timeout, or -t): nitro's queue holds
+        // only a few datagrams, and many services at once must wait for
+        // room. A signal interrupts it (EINTR).
+        let limit = ctl.reply_limit(deadline);
+        let _ = w.client.socket.set_write_timeout(Some(limit.max(MIN_WAIT)));
+        if let Err(e) = w.client.send(&w.tracker.first_request()) {
+            leave_if_interrupted();
+            ctl.unreachable(e, deadline);
+        }
+        let _ = w.client.socket.set_nonblocking(true);
+    }
+    let mut buf = vec![0u8; 65536];
+    loop {
+        leave_if_interrupted();
+        let pending: Vec<usize> = (0..waiters.len())
+            .filter(|&i| waiters[i].tracker.result.is_none())
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            for &i in &pending {
+                let message = format!("{}: timeout", waiters[i].tracker.name);
+                waiters[i].tracker.result = Some((EXIT_TIMEOUT, Some(message)));
+            }
+            break;
+        }
+        for &i in &pending {
+            if now.duration_since(waiters[i].last_heard) >= REQUERY {
+                waiters[i].last_heard = now;
+                let _ = waiters[i].client.send(&waiters[i].tracker.query());
+            }
+        }
+        let mut pollfds: Vec<libc::pollfd> = pending
+            .iter()
+            .map(|&i| waiters[i].client.socket.as_raw_fd())
+            .chain([signal_fd()])
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // The next requery among the pending, or the deadline.
+        let mut timeout = pending
+            .iter()
+            .map(|&i| (waiters[i].last_heard + REQUERY).saturating_duration_since(now))
+            .min()
+            .unwrap_or(REQUERY);
+        if let Some(d) = deadline {
+            timeout = timeout.min(d.saturating_duration_since(now));
+        }
+        // SAFETY: pollfds is a valid array of its length.
+        unsafe {
+            libc::poll(
+                pollfds.as_mut_ptr(),
+                pollfds.len() as libc::nfds_t,
+                timeout.as_millis() as i32 + 1,
+            )
+        };
+        for (k, &i) in pending.iter().enumerate() {
+            if pollfds[k].revents == 0 {
+                continue;
+            }
+            let w = &mut waiters[i];
+            // Non-blocking: read what is there, then back to poll.
+            while let Ok(n) = w.client.socket.recv(&mut buf) {
+                w.last_heard = Instant::now();
+                let effects = w.tracker.receive(&buf[..n]);
+                if let (true, Some(line)) = (ctl.options.verbose, effects.changed) {
+                    say(&line);
+                }
+                if effects.query {
+                    let _ = w.client.send(&w.tracker.query());
+                }
+                if w.tracker.result.is_some() {
+                    break;
+                }
+            }
+        }
+    }
+    let mut status = 0;
+    for w in &waiters {
+        if let Some((code, message)) = &w.tracker.result {
+            if let Some(message) = message {
+                eprintln!("nitroctl: {message}");
+            }
+            status = status.max(*code);
+        }
+    }
+    status
+}
+
+/// The write timeout must not be zero: that means "forever".
+const MIN_WAIT: Duration = Duration::from_millis(1);
+
+/// `events`: print every state change until interrupted (then exit 0).
+pub fn events(ctl: &Ctl) -> i32 {
+    let client = bind(ctl, format!("ALL,{}", std::process::id()));
+    let _ = client.socket.set_nonblocking(true);
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let mut pollfds = [client.socket.as_raw_fd(), signal_fd()].map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: pollfds is a valid array of its length.
+        unsafe { libc::poll(pollfds.as_mut_ptr(), 2, -1) };
+        // Print what has arrived, even when interrupted: those events
+        // happened before the interruption.
+        while let Ok(n) = client.socket.recv(&mut buf) {
+            if let Some((state, name)) = client::decode_event(&buf[..n]) {
+                say(&format!("{} {}", state.name(), name));
+            }
+        }
+        if crate::exit::interruption().is_some() {
+            return 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(state: u8, name: &str) -> Vec<u8> {
+        let mut d = vec![name.len() as u8, 0, state];
+        d.extend_from_slice(name.as_bytes());
+        d
+    }
+
+    /// The QUERY reply of PROTOCOL-VECTORS.md with another state.
+    fn state_reply(state: u8) -> Vec<u8> {
+        let mut d = vec![1, 0, 0x66, state];
+        d.extend_from_slice(&[4, 0, 0x67, 0xa7, 0x0b, 0, 0]);
+        d.extend_from_slice(&[4, 0, 0x68, 0, 0, 0, 0, 4, 0, 0x69, 2, 0, 0, 0]);
+        d
+    }
+
+    const OK: &[u8] = &[0, 0, 0x50];
+
+    fn tracker(command: &str) -> Tracker {
+        Tracker::new("alpha", wait_spec(command).unwrap())
+    }
+
+    #[test]
+    fn first_requests_are_the_c_bytes() {
+        assert_eq!(
+            tracker("start").first_request(),
+            [5, 0, 0x78, b'a', b'l', b'p', b'h', b'a']
+        );
+        assert_eq!(tracker("stop").first_request()[2], 0x79);
+        assert_eq!(tracker("r").first_request()[2], 0x7a);
+        assert_eq!(
+            tracker("wait-up").first_request(),
+            [5, 0, 0x7d, b'a', b'l', b'p', b'h', b'a'],
+            "QUERY alpha"
+        );
+    }
+
+    #[test]
+    fn nothing_before_the_ok_counts() {
+        let mut t = tracker("start");
+        // The echo of the previous state, and stale events.
+        t.receive(&event(4, "alpha"));
+        assert_eq!(t.result, None);
+        let effects = t.receive(OK);
+        assert!(effects.query, "asks for the state right after the OK");
+        assert_eq!(
+            t.receive(&state_reply(3)).changed.unwrap(),
+            "STARTING alpha"
+        );
+        assert_eq!(t.result, None);
+        t.receive(&event(4, "other"));
+        assert_eq!(t.result, None, "another service's event");
+        assert_eq!(t.receive(&event(4, "alpha")).changed.unwrap(), "UP alpha");
+        assert_eq!(t.result, Some((0, None)));
+    }
+
+    #[test]
+    fn restart_waits_for_up_again() {
+        let mut t = tracker("restart");
+        t.receive(&event(4, "alpha"));
+        t.receive(&event(7, "alpha"));
+        t.receive(OK);
+        t.receive(&state_reply(7));
+        t.receive(&event(3, "alpha"));
+        assert_eq!(t.result, None);
+        t.receive(&event(4, "alpha"));
+        assert_eq!(t.result, Some((0, None)));
+    }
+
+    #[test]
+    fn a_lost_ok_is_made_up_by_a_query_reply() {
+        let mut t = tracker("restart");
+        t.receive(&state_reply(4));
+        assert_eq!(t.result, Some((0, None)));
+    }
+
+    #[test]
+    fn fatal_fails_a_start_but_ends_a_stop() {
+        let mut t = tracker("start");
+        t.receive(OK);
+        t.receive(&event(8, "alpha"));
+        assert_eq!(t.result.unwrap().0, EXIT_FAILED);
+        let mut t = tracker("stop");
+        t.receive(OK);
+        t.receive(&event(6, "alpha"));
+        assert_eq!(t.result, None);
+        t.receive(&event(8, "alpha"));
+        assert_eq!(t.result, Some((0, None)));
+        let mut t = tracker("fast-stop");
+        t.receive(OK);
+        t.receive(&event(6, "alpha"));
+        assert_eq!(t.result, Some((0, None)));
+    }
+
+    #[test]
+    fn waits_count_from_the_first_datagram() {
+        let mut t = tracker("wait-down");
+        t.receive(&state_reply(1));
+        assert_eq!(t.result, Some((0, None)));
+        let mut t = tracker("wait-starting");
+        t.receive(&event(5, "alpha"));
+        assert_eq!(t.result, Some((0, None)), "ONESHOT is starting too");
+        let mut t = tracker("fast-start");
+        t.receive(OK);
+        t.receive(&event(3, "alpha"));
+        assert_eq!(t.result, Some((0, None)));
+    }
+
+    #[test]
+    fn errors_and_garbage() {
+        let mut t = tracker("start");
+        t.receive(&[0, 0, 0x51]);
+        assert_eq!(t.result.as_ref().unwrap().0, EXIT_OTHER);
+        let mut t = tracker("start");
+        t.receive(&[0, 0, 0x52]);
+        assert_eq!(t.result.as_ref().unwrap().0, EXIT_OTHER);
+        let mut t = tracker("wait-up");
+        for junk in [&[][..], &[1], &[9, 0, 4], &[0, 0, 200], &[0xff, 0xff, 0x66]] {
+            assert_eq!(t.receive(junk), Effects::default(), "{junk:?}");
+        }
+        assert_eq!(t.result, None);
+    }
+
+    #[test]
+    fn verbose_lines_only_for_changes() {
+        let mut t = tracker("wait-up");
+        assert!(t.receive(&state_reply(3)).changed.is_some());
+        assert_eq!(t.receive(&state_reply(3)).changed, None, "requery");
+        assert_eq!(t.receive(&event(3, "alpha")).changed, None);
+    }
+}
