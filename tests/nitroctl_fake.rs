@@ -84,8 +84,13 @@ struct Fake {
 
 impl Fake {
     fn new() -> Fake {
+        Fake::in_dir(|_| "s".to_string())
+    }
+
+    /// With the socket directory named by `name(temp dir)`.
+    fn in_dir(name: impl FnOnce(&Path) -> String) -> Fake {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("s");
+        let dir = tmp.path().join(name(tmp.path()));
         let notify = dir.join("notify");
         std::fs::create_dir_all(&notify).unwrap();
         let sock = dir.join("nitro.sock");
@@ -736,5 +741,33 @@ fn events_prints_every_event_until_interrupted() {
         out,
         "UP beta@x\nUP alpha\nSHUTDOWN beta@x\nDOWN beta@x\nDOWN alpha\nSTARTING alpha\n"
     );
+    assert!(!path.exists());
+}
+
+#[test]
+fn waits_work_without_events_when_notify_paths_do_not_fit() {
+    // The socket's path fits in sun_path (108 bytes), notify/<name>,<pid>_0
+    // does not.
+    let fake = Fake::in_dir(|tmp| "d".repeat(92 - tmp.as_os_str().len() - 1));
+    assert!(fake.sock.as_os_str().len() < 108);
+    let ctl = fake.ctl(&["start", "alpha"]);
+    let from = fake.expect(&packet(0x78, "alpha"));
+    assert_eq!(from.as_pathname(), None, "an autobound socket");
+    fake.reply(&from, OK);
+    fake.reply(&fake.expect(&query("alpha")), &query_reply(UP, 2983));
+    assert_eq!(finish(ctl).0, 0);
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_events_and_its_socket() {
+    let fake = Fake::new();
+    let watch = Watch::new(&fake.notify);
+    let mut ctl = fake.ctl(&["events"]);
+    let path = fake.notify.join(format!("ALL,{}", ctl.id()));
+    watch.until_exists(&path);
+    drop(ctl.stdout.take()); // as `nitroctl events | head -0` would
+    fake.server.send_to(&packet(UP, "alpha"), &path).unwrap();
+    let (status, _, err) = finish(ctl);
+    assert_eq!(status, 128 + libc::SIGPIPE, "as if killed by SIGPIPE: {err}");
     assert!(!path.exists());
 }

@@ -77,7 +77,7 @@ impl Ctl {
     /// `notify/.nitroctl,<pid>`: nitro can reply to it all the same, no
     /// event ever reaches it, and nothing is left behind even when
     /// nitroctl is killed with SIGKILL.
-    fn client(&self) -> Client {
+    pub fn client(&self) -> Client {
         Client::new(&self.server, None)
             .unwrap_or_else(|e| fail(EXIT_OTHER, format_args!("socket: {e}")))
     }

@@ -169,6 +169,22 @@ struct Waiter {
     last_heard: Instant,
 }
 
+/// A waiter's socket: in `notify/` when possible. If that fails (a socket
+/// directory so deep the path does not fit in `sun_path`, say) the wait
+/// still works without events, on an autobound socket that gets the
+/// replies, through the QUERY sent every second; whether nitro is there
+/// at all is then told by the first send.
+fn bind_waiter(ctl: &Ctl, file: String) -> Client {
+    let path = ctl.notify_dir.join(file);
+    match Client::new(&ctl.server, Some(path.clone())) {
+        Ok(client) => {
+            bound(path);
+            client
+        }
+        Err(_) => ctl.client(),
+    }
+}
+
 /// Binds a socket in `notify/` and registers it for removal.
 fn bind(ctl: &Ctl, file: String) -> Client {
     let path = ctl.notify_dir.join(file);
@@ -191,7 +207,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         .iter()
         .enumerate()
         .map(|(n, name)| Waiter {
-            client: bind(ctl, format!("{name},{pid}_{n}")),
+            client: bind_waiter(ctl, format!("{name},{pid}_{n}")),
             tracker: Tracker::new(name, wait),
             last_heard: Instant::now(),
         })
