@@ -768,6 +768,10 @@ fn a_reader_that_goes_away_ends_events_and_its_socket() {
     drop(ctl.stdout.take()); // as `nitroctl events | head -0` would
     fake.server.send_to(&packet(UP, "alpha"), &path).unwrap();
     let (status, _, err) = finish(ctl);
-    assert_eq!(status, 128 + libc::SIGPIPE, "as if killed by SIGPIPE: {err}");
+    assert_eq!(
+        status,
+        128 + libc::SIGPIPE,
+        "as if killed by SIGPIPE: {err}"
+    );
     assert!(!path.exists());
 }
