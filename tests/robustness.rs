@@ -366,6 +366,16 @@ fn as_nitrotest() -> Command {
     cmd
 }
 
+/// Hands a directory tree to `nitrotest`, reachable by it.
+fn give_to_nitrotest(dir: &std::path::Path) {
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", "nitrotest:nitrotest"])
+        .arg(dir)
+        .status();
+    assert!(chown.unwrap().success());
+}
+
 /// Runs a command as the unprivileged user `nitrotest` (made if missing).
 fn as_other_user(args: &[&str], sock: &std::path::Path) -> Option<std::process::Output> {
     // SAFETY: geteuid has no preconditions.
@@ -439,16 +449,7 @@ fn an_unprivileged_user_runs_its_own_nitro_with_no_configuration() {
     let config = tmp.path().join("config");
     script(&config.join("nitro/a/run"), "exec sleep 1000");
     std::fs::create_dir(&runtime).unwrap();
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    Command::new("chown")
-        .args(["-R", "nitrotest:nitrotest"])
-        .arg(tmp.path())
-        .status()
-        .unwrap();
+    give_to_nitrotest(tmp.path());
     let mut nitro = as_nitrotest()
         .arg(nitro_bin())
         .env_remove("NITRO_SOCK")
@@ -489,16 +490,7 @@ fn failed_forks_delay_starts_and_nitro_recovers() {
     for i in 0..6 {
         script(&sv.join(format!("s{i}/run")), "exec sleep 1000");
     }
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    Command::new("chown")
-        .args(["-R", "nitrotest:nitrotest"])
-        .arg(tmp.path())
-        .status()
-        .unwrap();
+    give_to_nitrotest(tmp.path());
     let sock = tmp.path().join("s/nitro.sock");
     let nitro = as_nitrotest()
         .args(["prlimit", "--nproc=4:1000"])
