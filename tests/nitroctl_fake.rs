@@ -543,6 +543,42 @@ fn waits_only_query() {
     assert_eq!(finish(ctl).0, 1, "FATAL ends wait-up");
 }
 
+/// nitro answers without blocking, and an unread reply still counts
+/// against nitro's send buffer: a nitroctl that sent all its requests
+/// before reading any would make nitro drop replies past a few hundred.
+#[test]
+fn many_services_never_overrun_nitros_send_buffer() {
+    const N: usize = 600;
+    let fake = Fake::new();
+    let names: Vec<String> = (0..N).map(|i| format!("s{i:03}")).collect();
+    let mut args = vec!["wait-up"];
+    args.extend(names.iter().map(String::as_str));
+    let mut ctl = fake.ctl(&args);
+    fake.server
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut answered = std::collections::HashSet::new();
+    let started = Instant::now();
+    while ctl.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < DEADLINE, "nitroctl hangs");
+        let mut buf = [0u8; 256];
+        let Ok((n, from)) = fake.server.recv_from(&mut buf) else {
+            continue;
+        };
+        assert_eq!(buf[2], 0x7d, "a QUERY");
+        fake.server.set_nonblocking(true).unwrap();
+        let sent = fake.server.send_to_addr(&query_reply(UP, 1), &from);
+        fake.server.set_nonblocking(false).unwrap();
+        let name = String::from_utf8(buf[3..n].to_vec()).unwrap();
+        sent.unwrap_or_else(|e| panic!("reply to {name} dropped: {e}"));
+        answered.insert(name);
+    }
+    let (status, _, err) = finish(ctl);
+    assert_eq!(status, 0, "{err}");
+    assert_eq!(answered.len(), N);
+    assert!(fake.notify_entries().is_empty());
+}
+
 #[test]
 fn timeout_exits_3_and_cleans_up() {
     let fake = Fake::new();

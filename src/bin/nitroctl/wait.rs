@@ -167,7 +167,22 @@ struct Waiter {
     client: Client,
     tracker: Tracker,
     last_heard: Instant,
+    /// A request or QUERY went out and its reply has not come yet.
+    in_flight: bool,
 }
+
+impl Waiter {
+    fn send(&mut self, datagram: &[u8]) {
+        self.in_flight = true;
+        let _ = self.client.send(datagram);
+    }
+}
+
+/// Requests whose replies we have not read yet, at most. nitro sends its
+/// replies without blocking, and a reply waiting in one of our sockets
+/// still counts against nitro's send buffer (about 270 of them fill it):
+/// with more in flight, nitro would have to drop replies.
+const IN_FLIGHT: usize = 64;
 
 /// A waiter's socket: in `notify/` when possible. If that fails (a socket
 /// directory so deep the path does not fit in `sun_path`, say) the wait
@@ -210,41 +225,53 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
             client: bind_waiter(ctl, format!("{name},{pid}_{n}")),
             tracker: Tracker::new(name, wait),
             last_heard: Instant::now(),
+            in_flight: false,
         })
         .collect();
-    for w in &waiters {
-        // Blocking (up to the reply timeout, or -t): nitro's queue holds
-        // only a few datagrams, and many services at once must wait for
-        // room. A signal interrupts it (EINTR).
-        let limit = ctl.reply_limit(deadline);
-        let _ = w.client.socket.set_write_timeout(Some(limit.max(MIN_WAIT)));
-        if let Err(e) = w.client.send(&w.tracker.first_request()) {
-            leave_if_interrupted();
-            ctl.unreachable(e, deadline);
-        }
-        let _ = w.client.socket.set_nonblocking(true);
-    }
+    // Waiters before `started` have sent their first request.
+    let mut started = 0;
     let mut buf = vec![0u8; 65536];
     loop {
         leave_if_interrupted();
-        let pending: Vec<usize> = (0..waiters.len())
+        let mut in_flight = waiters[..started].iter().filter(|w| w.in_flight).count();
+        while started < waiters.len() && in_flight < IN_FLIGHT {
+            let w = &mut waiters[started];
+            // Blocking (up to the reply timeout, or -t): nitro's queue
+            // holds only a few datagrams, and many services at once must
+            // wait for room. A signal interrupts it (EINTR).
+            let limit = ctl.reply_limit(deadline);
+            let _ = w.client.socket.set_write_timeout(Some(limit.max(MIN_WAIT)));
+            if let Err(e) = w.client.send(&w.tracker.first_request()) {
+                leave_if_interrupted();
+                ctl.unreachable(e, deadline);
+            }
+            let _ = w.client.socket.set_nonblocking(true);
+            w.in_flight = true;
+            w.last_heard = Instant::now();
+            started += 1;
+            in_flight += 1;
+        }
+        let pending: Vec<usize> = (0..started)
             .filter(|&i| waiters[i].tracker.result.is_none())
             .collect();
-        if pending.is_empty() {
+        if pending.is_empty() && started == waiters.len() {
             break;
         }
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
-            for &i in &pending {
-                let message = format!("{}: timeout", waiters[i].tracker.name);
-                waiters[i].tracker.result = Some((EXIT_TIMEOUT, Some(message)));
+            for w in &mut waiters[..] {
+                if w.tracker.result.is_none() {
+                    let message = format!("{}: timeout", w.tracker.name);
+                    w.tracker.result = Some((EXIT_TIMEOUT, Some(message)));
+                }
             }
             break;
         }
         for &i in &pending {
             if now.duration_since(waiters[i].last_heard) >= REQUERY {
                 waiters[i].last_heard = now;
-                let _ = waiters[i].client.send(&waiters[i].tracker.query());
+                let query = waiters[i].tracker.query();
+                waiters[i].send(&query);
             }
         }
         let mut pollfds: Vec<libc::pollfd> = pending
@@ -282,12 +309,16 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
             // Non-blocking: read what is there, then back to poll.
             while let Ok(n) = w.client.socket.recv(&mut buf) {
                 w.last_heard = Instant::now();
+                if !client::is_event(&buf[..n]) {
+                    w.in_flight = false;
+                }
                 let effects = w.tracker.receive(&buf[..n]);
                 if let (true, Some(line)) = (ctl.options.verbose, effects.changed) {
                     say(&line);
                 }
                 if effects.query {
-                    let _ = w.client.send(&w.tracker.query());
+                    let query = w.tracker.query();
+                    w.send(&query);
                 }
                 if w.tracker.result.is_some() {
                     break;
