@@ -292,8 +292,13 @@ fn main() {
         }
     }
     control.remove();
-    // SAFETY: sync has no preconditions.
-    unsafe { libc::sync() };
+    if real_pid1 {
+        // Before handing over to SYS/reincarnate. A plain supervisor or a
+        // container does not sync: that would flush every file system of
+        // the host and hold up its exit.
+        // SAFETY: sync has no preconditions.
+        unsafe { libc::sync() };
+    }
     exec_if_present(c"SYS/reincarnate");
     if real_pid1 {
         pid1::halt_machine(reboot);

@@ -16,6 +16,7 @@ const ARG_ROOM: usize = 256;
 
 /// `struct sigaction` as the kernel's rt_sigaction takes it (x86_64).
 #[repr(C)]
+#[derive(Default)]
 struct KernelSigaction {
     handler: libc::sighandler_t,
     flags: libc::c_ulong,
@@ -34,6 +35,10 @@ pub struct Spawner {
     _env: Vec<CString>,
     envp: Vec<*const c_char>,
     devnull: Fd,
+    /// Signals (bit `n - 1` for signal `n`) whose disposition is not the
+    /// default: the ones the child must reset. Read when the spawner is
+    /// made, after nitro installed its handlers, and fixed from then on.
+    not_default: u64,
 }
 
 impl Spawner {
@@ -56,7 +61,25 @@ impl Spawner {
         if devnull < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        let mut not_default = 0;
+        for signal in 1..=64 {
+            let mut old = KernelSigaction::default();
+            // SAFETY: only reads the disposition into `old`.
+            let read = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    std::ptr::null::<KernelSigaction>(),
+                    &mut old as *mut KernelSigaction,
+                    8,
+                )
+            };
+            if read != 0 || old.handler != libc::SIG_DFL {
+                not_default |= 1u64 << (signal - 1);
+            }
+        }
         Ok(Spawner {
+            not_default,
             stack: Box::new(std::cell::UnsafeCell::new([0; CHILD_STACK])),
             _env: env,
             envp,
@@ -145,15 +168,11 @@ impl Spawner {
                 u32::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
             );
-            // The raw system call: glibc's sigaction refuses its own
-            // real-time signals (32, 33), whose dispositions survive exec too.
-            let default = KernelSigaction {
-                handler: libc::SIG_DFL,
-                flags: 0,
-                restorer: 0,
-                mask: 0,
-            };
-            for signal in 1..=64 {
+            // Handlers must not run here, and ignored signals stay ignored
+            // through exec. The raw system call: glibc's sigaction refuses
+            // its own real-time signals (32, 33).
+            let default = KernelSigaction::default();
+            for signal in (1..=64).filter(|n| self.not_default & (1u64 << (n - 1)) != 0) {
                 libc::syscall(
                     libc::SYS_rt_sigaction,
                     signal,
