@@ -579,6 +579,36 @@ fn many_services_never_overrun_nitros_send_buffer() {
     assert!(fake.notify_entries().is_empty());
 }
 
+/// A service decided by an event before the reply to its QUERY came no
+/// longer holds a place among the requests in flight.
+#[test]
+fn services_decided_before_their_query_reply_free_their_place() {
+    const N: usize = 150;
+    let fake = Fake::new();
+    let names: Vec<String> = (0..N).map(|i| format!("s{i:03}")).collect();
+    let mut args = vec!["-t", "10", "restart"];
+    args.extend(names.iter().map(String::as_str));
+    let mut ctl = fake.ctl(&args);
+    fake.server
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    while ctl.try_wait().unwrap().is_none() {
+        let mut buf = [0u8; 256];
+        let Ok((n, from)) = fake.server.recv_from(&mut buf) else {
+            continue;
+        };
+        // RESTART: OK, then UP at once; QUERYs are never answered.
+        if buf[2] == 0x7a {
+            let name = std::str::from_utf8(&buf[3..n]).unwrap();
+            fake.reply(&from, OK);
+            fake.event(&from, UP, name);
+        }
+    }
+    let (status, _, err) = finish(ctl);
+    assert_eq!(status, 0, "{err}");
+    assert!(fake.notify_entries().is_empty());
+}
+
 #[test]
 fn timeout_exits_3_and_cleans_up() {
     let fake = Fake::new();

@@ -164,7 +164,8 @@ impl Tracker {
 
 /// One service being waited for: its socket and its tracker.
 struct Waiter {
-    client: Client,
+    /// Bound when the first request goes out, closed once decided.
+    client: Option<Client>,
     tracker: Tracker,
     last_heard: Instant,
     /// A request or QUERY went out and its reply has not come yet.
@@ -173,8 +174,20 @@ struct Waiter {
 
 impl Waiter {
     fn send(&mut self, datagram: &[u8]) {
-        self.in_flight = true;
-        let _ = self.client.send(datagram);
+        if let Some(client) = &self.client {
+            self.in_flight = true;
+            let _ = client.send(datagram);
+        }
+    }
+
+    /// Decided: closing the socket frees whatever nitro still sends it.
+    fn done(&mut self) {
+        self.client = None;
+        self.in_flight = false;
+    }
+
+    fn socket(&self) -> Option<&std::os::unix::net::UnixDatagram> {
+        self.client.as_ref().map(|c| &c.socket)
     }
 }
 
@@ -220,9 +233,8 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
     let deadline = ctl.deadline;
     let mut waiters: Vec<Waiter> = names
         .iter()
-        .enumerate()
-        .map(|(n, name)| Waiter {
-            client: bind_waiter(ctl, format!("{name},{pid}_{n}")),
+        .map(|name| Waiter {
+            client: None,
             tracker: Tracker::new(name, wait),
             last_heard: Instant::now(),
             in_flight: false,
@@ -236,16 +248,18 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         let mut in_flight = waiters[..started].iter().filter(|w| w.in_flight).count();
         while started < waiters.len() && in_flight < IN_FLIGHT {
             let w = &mut waiters[started];
+            let client = bind_waiter(ctl, format!("{},{pid}_{started}", w.tracker.name));
             // Blocking (up to the reply timeout, or -t): nitro's queue
             // holds only a few datagrams, and many services at once must
             // wait for room. A signal interrupts it (EINTR).
             let limit = ctl.reply_limit(deadline);
-            let _ = w.client.socket.set_write_timeout(Some(limit.max(MIN_WAIT)));
-            if let Err(e) = w.client.send(&w.tracker.first_request()) {
+            let _ = client.socket.set_write_timeout(Some(limit.max(MIN_WAIT)));
+            if let Err(e) = client.send(&w.tracker.first_request()) {
                 leave_if_interrupted();
                 ctl.unreachable(e, deadline);
             }
-            let _ = w.client.socket.set_nonblocking(true);
+            let _ = client.socket.set_nonblocking(true);
+            w.client = Some(client);
             w.in_flight = true;
             w.last_heard = Instant::now();
             started += 1;
@@ -276,7 +290,8 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         }
         let mut pollfds: Vec<libc::pollfd> = pending
             .iter()
-            .map(|&i| waiters[i].client.socket.as_raw_fd())
+            // (poll skips a negative fd: the list stays aligned with `pending`)
+            .map(|&i| waiters[i].socket().map_or(-1, |s| s.as_raw_fd()))
             .chain([signal_fd()])
             .map(|fd| libc::pollfd {
                 fd,
@@ -307,7 +322,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
             }
             let w = &mut waiters[i];
             // Non-blocking: read what is there, then back to poll.
-            while let Ok(n) = w.client.socket.recv(&mut buf) {
+            while let Some(Ok(n)) = w.socket().map(|s| s.recv(&mut buf)) {
                 w.last_heard = Instant::now();
                 if !client::is_event(&buf[..n]) {
                     w.in_flight = false;
@@ -321,7 +336,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
                     w.send(&query);
                 }
                 if w.tracker.result.is_some() {
-                    break;
+                    w.done();
                 }
             }
         }
