@@ -52,11 +52,11 @@ pub(super) fn digits(bytes: &[u8]) -> Option<u64> {
 
 impl Supervisor {
     pub(super) fn set_state(&mut self, os: &mut dyn Os, i: usize, state: State, now: Millis) {
-        let service = self.sv_mut(i);
-        if service.state == state {
+        if self.sv(i).state == state {
             return;
         }
-        service.state = state;
+        self.tracking(i, |sup| sup.sv_mut(i).state = state);
+        let service = self.sv_mut(i);
         // UPTIME counts from the last start or stop, not from readiness or
         // the stop request.
         if !matches!(state, State::Up | State::Shutdown | State::Restart) {
@@ -69,6 +69,27 @@ impl Supervisor {
         let service = self.sv_mut(i);
         service.timer = timer;
         service.deadline = at;
+        if timer == Timer::None {
+            self.deadlines.clear(i);
+        } else {
+            self.deadlines.set(i, at);
+        }
+    }
+
+    /// The program now running (`Proc::None` and 0 for none).
+    fn set_proc(&mut self, i: usize, proc: Proc, pid: super::Pid) {
+        let old = self.sv(i).pid;
+        if old > 0 {
+            self.pids.remove(super::index::hash_pid(old), i);
+        }
+        if pid > 0 {
+            self.pids.insert(super::index::hash_pid(pid), i);
+        }
+        self.tracking(i, |sup| {
+            let service = sup.sv_mut(i);
+            service.proc = proc;
+            service.pid = pid;
+        });
     }
 
     /// want up: `up`, a new service found by a scan, a logger needed.
@@ -224,9 +245,7 @@ impl Supervisor {
         }
         match self.spawn(os, i, Prog::Setup, &[], None) {
             Ok(pid) => {
-                let service = self.sv_mut(i);
-                service.proc = Proc::Setup;
-                service.pid = pid;
+                self.set_proc(i, Proc::Setup, pid);
                 self.set_state(os, i, State::Setup, now);
             }
             Err(error) => self.spawn_failed(os, i, Prog::Setup, error, now),
@@ -274,11 +293,13 @@ impl Supervisor {
         }
         match result {
             Ok(pid) => {
+                self.set_proc(i, Proc::Run, pid);
                 let service = self.sv_mut(i);
-                service.proc = Proc::Run;
-                service.pid = pid;
                 service.run_started = now;
                 service.ready_fd = pipe.map(|(read, _)| read);
+                if pipe.is_some() {
+                    self.readying.insert(i);
+                }
                 self.set_state(os, i, State::Starting, now);
                 if !os.exists(self.sv(i).name.dir(), b"notification-fd") {
                     self.set_timer(i, Timer::Ready, now + READY_TIMEOUT_MS);
@@ -386,9 +407,7 @@ impl Supervisor {
     /// `finish` with its two status arguments, or straight to its end.
     fn run_finish(&mut self, os: &mut dyn Os, i: usize, status: i64, signal: i64, now: Millis) {
         self.close_ready_fd(os, i);
-        let service = self.sv_mut(i);
-        service.proc = Proc::None;
-        service.pid = 0;
+        self.set_proc(i, Proc::None, 0);
         if os.exists(self.sv(i).name.dir(), b"finish") {
             let mut status_buf = [0u8; 12];
             let mut signal_buf = [0u8; 12];
@@ -398,9 +417,7 @@ impl Supervisor {
             ];
             match self.spawn(os, i, Prog::Finish, &args, None) {
                 Ok(pid) => {
-                    let service = self.sv_mut(i);
-                    service.proc = Proc::Finish;
-                    service.pid = pid;
+                    self.set_proc(i, Proc::Finish, pid);
                     let timeout = self.timeout(os, i, b"timeout-finish", FINISH_TIMEOUT_MS);
                     self.set_timer(i, Timer::KillFinish, now + timeout);
                     return;
@@ -417,11 +434,7 @@ impl Supervisor {
     /// A process of service `i` ended with `wstatus`.
     pub(super) fn process_exited(&mut self, os: &mut dyn Os, i: usize, wstatus: i32, now: Millis) {
         let proc = self.sv(i).proc;
-        {
-            let service = self.sv_mut(i);
-            service.proc = Proc::None;
-            service.pid = 0;
-        }
+        self.set_proc(i, Proc::None, 0);
         match proc {
             Proc::Setup => {
                 self.set_timer(i, Timer::None, 0);

@@ -13,12 +13,15 @@
 //! - `scan`: directory scans, instances and log wiring.
 //! - here: the table, control requests and the system phases.
 
+mod index;
 mod machine;
 mod scan;
 mod service;
 
 use crate::proto::{self, Request, State};
 use crate::spat::{Full, Writer};
+
+use index::{Deadlines, Members, Table, hash_name, hash_pid};
 
 pub use service::{Name, Proc, Service, Timer};
 
@@ -166,6 +169,22 @@ pub struct Supervisor {
     /// Fixed-capacity slots; `None` is free. Slots never move, so a slot
     /// index names a service for logger links and LIST paging.
     slots: Vec<Option<Service>>,
+    /// Slots in use.
+    used: usize,
+    /// No free slot below this one.
+    first_free: usize,
+    /// Slots by name, and by the pid of their running program.
+    names: Table,
+    pids: Table,
+    /// Slots with a timer, by deadline.
+    deadlines: Deadlines,
+    /// Slots with a readiness pipe.
+    readying: Members,
+    /// Services neither stopped nor loggers: the shutdown stops the
+    /// loggers once there are none.
+    live_others: usize,
+    /// The shutdown has asked every service to stop that it may stop yet.
+    stop_swept: bool,
     phase: Phase,
     /// Whether the end of the shutdown is a reboot (the last request wins).
     reboot: bool,
@@ -185,9 +204,18 @@ impl Supervisor {
     pub fn new(config: Config) -> Supervisor {
         let mut slots = Vec::with_capacity(config.max_services);
         slots.resize_with(config.max_services, || None);
+        let max = config.max_services;
         Supervisor {
             config,
             slots,
+            used: 0,
+            first_free: 0,
+            names: Table::new(max),
+            pids: Table::new(max),
+            deadlines: Deadlines::new(max),
+            readying: Members::new(max),
+            live_others: 0,
+            stop_swept: false,
             phase: Phase::Boot,
             reboot: false,
             sys_pid: 0,
@@ -228,9 +256,18 @@ impl Supervisor {
     }
 
     pub fn find(&self, name: &[u8]) -> Option<usize> {
-        self.services()
-            .find(|(_, s)| s.name.as_bytes() == name)
-            .map(|(i, _)| i)
+        self.names.find(hash_name(name), |i| {
+            self.slots[i]
+                .as_ref()
+                .is_some_and(|s| s.name.as_bytes() == name)
+        })
+    }
+
+    /// The service whose program has this pid.
+    fn find_pid(&self, pid: Pid) -> Option<usize> {
+        self.pids.find(hash_pid(pid), |i| {
+            self.slots[i].as_ref().is_some_and(|s| s.pid == pid)
+        })
     }
 
     fn sv(&self, i: usize) -> &Service {
@@ -241,15 +278,12 @@ impl Supervisor {
         self.slots[i].as_mut().expect("slot in use")
     }
 
-    fn count(&self) -> usize {
-        self.services().count()
-    }
-
     /// Adds a service in state DOWN; `None` (with a warning) when the table
     /// is full or the name cannot be a service.
     fn add(&mut self, os: &mut dyn Os, name: &[u8], now: Millis) -> Option<usize> {
         let name = Name::new(name)?;
-        let Some(free) = self.slots.iter().position(Option::is_none) else {
+        let free = (self.first_free..self.slots.len()).find(|&i| self.slots[i].is_none());
+        let Some(free) = free else {
             os.warn(format_args!(
                 "too many services, not adding {} (limit {})",
                 name, self.config.max_services
@@ -259,15 +293,32 @@ impl Supervisor {
         let mut service = Service::new(name, now);
         service.seen = self.scan_gen;
         self.slots[free] = Some(service);
+        self.names.insert(hash_name(name.as_bytes()), free);
+        self.used += 1;
+        self.first_free = free + 1;
         Some(free)
     }
 
     /// Drops a service that is DOWN, releasing its descriptors and every
     /// logger link to it.
     fn forget(&mut self, os: &mut dyn Os, i: usize) {
+        if self.slots[i].is_none() {
+            return;
+        }
+        if self.is_live_other(i) {
+            self.live_others -= 1;
+        }
         let Some(service) = self.slots[i].take() else {
             return;
         };
+        self.names.remove(hash_name(service.name.as_bytes()), i);
+        if service.pid > 0 {
+            self.pids.remove(hash_pid(service.pid), i);
+        }
+        self.deadlines.clear(i);
+        self.readying.remove(i);
+        self.used -= 1;
+        self.first_free = self.first_free.min(i);
         for fd in [
             service.ready_fd,
             service.log_pipe.map(|p| p.0),
@@ -281,11 +332,33 @@ impl Supervisor {
         if let Some(l) = service.logger {
             self.set_logger_users(l, -1);
         }
-        for other in self.slots.iter_mut().flatten() {
-            if other.logger == Some(i) {
-                other.logger = None;
+        // Only a service nothing logs into is forgotten; should one be
+        // all the same, no link may point at its slot.
+        if service.log_users > 0 {
+            for other in self.slots.iter_mut().flatten() {
+                if other.logger == Some(i) {
+                    other.logger = None;
+                }
             }
         }
+    }
+
+    /// Neither stopped nor a logger.
+    fn is_live_other(&self, i: usize) -> bool {
+        !self.sv(i).is_stopped() && !self.is_logger(i)
+    }
+
+    /// Changes service `i` with `change`, keeping `live_others` true.
+    fn tracking<R>(&mut self, i: usize, change: impl FnOnce(&mut Supervisor) -> R) -> R {
+        let before = self.is_live_other(i);
+        let result = change(self);
+        let after = self.slots[i].is_some() && self.is_live_other(i);
+        match (before, after) {
+            (false, true) => self.live_others += 1,
+            (true, false) => self.live_others -= 1,
+            _ => {}
+        }
+        result
     }
 
     /// Whether a service name refers to something startable on disk.
@@ -381,7 +454,7 @@ impl Supervisor {
                 let pid = self.config.nitro_pid as u32;
                 w.u32(proto::TAG_NITRO_PID, pid)?;
                 w.u32(proto::TAG_PID, pid)?;
-                w.u32(proto::TAG_MAX_SERVICE, self.count() as u32)?;
+                w.u32(proto::TAG_MAX_SERVICE, self.used as u32)?;
                 w.u32(proto::TAG_TOTAL_REAPS, self.total_reaps)?;
                 w.u32(proto::TAG_TOTAL_SV_REAPS, self.total_sv_reaps)?;
                 match os.allocations() {
@@ -405,7 +478,12 @@ impl Supervisor {
     /// LIST_NEXT if some did not fit.
     fn list(&self, w: &mut Writer, start: usize, now: Millis) -> Result<(), Full> {
         const LIST_NEXT_LEN: usize = crate::spat::HEADER_LEN + 4;
-        for (i, service) in self.services().skip_while(|(i, _)| *i < start) {
+        let from = start.min(self.slots.len());
+        for (i, service) in self.slots[from..]
+            .iter()
+            .enumerate()
+            .filter_map(|(k, s)| s.as_ref().map(|s| (from + k, s)))
+        {
             let before = w.len();
             let fits = w.remaining() >= LIST_NEXT_LEN
                 && write_frame(w, service, now).is_ok()
@@ -442,7 +520,7 @@ impl Supervisor {
             "{}: stopping all services",
             if reboot { "reboot" } else { "shutdown" }
         ));
-        self.phase = Phase::Stopping;
+        self.enter_stopping();
         if os.exists(SYS, b"finish") {
             let end: &[u8] = if reboot { b"reboot" } else { b"shutdown" };
             match self.spawn_sys(os, Prog::Finish, &[b"0", b"0", end]) {
@@ -511,7 +589,7 @@ impl Supervisor {
                 self.start_all(os, now);
             }
             Phase::Finishing => {
-                self.phase = Phase::Stopping;
+                self.enter_stopping();
                 self.stop_step(os, now);
             }
             Phase::Running | Phase::Stopping => {}
@@ -527,14 +605,24 @@ impl Supervisor {
         }
     }
 
+    fn enter_stopping(&mut self) {
+        self.phase = Phase::Stopping;
+        self.stop_swept = false;
+    }
+
     /// Advances the shutdown: ordinary services first, loggers once
     /// nothing else is left.
     fn stop_step(&mut self, os: &mut dyn Os, now: Millis) {
         if self.phase != Phase::Stopping {
             return;
         }
-        let others_left = (0..self.slots.len())
-            .any(|i| self.slots[i].is_some() && !self.is_logger(i) && !self.sv(i).is_stopped());
+        let others_left = self.live_others > 0;
+        // Once every service but the loggers was asked to stop, nothing
+        // changes until the last of them has stopped: none can start.
+        if self.stop_swept && others_left {
+            return;
+        }
+        self.stop_swept = true;
         for i in 0..self.slots.len() {
             let Some(service) = &self.slots[i] else {
                 continue;
@@ -567,11 +655,7 @@ impl Supervisor {
             self.sys_exited(os, wstatus, now);
             return;
         }
-        let Some(i) = self
-            .services()
-            .find(|(_, s)| s.pid == pid && pid > 0)
-            .map(|(i, _)| i)
-        else {
+        let Some(i) = self.find_pid(pid).filter(|_| pid > 0) else {
             return;
         };
         self.total_sv_reaps = self.total_sv_reaps.wrapping_add(1);
@@ -581,9 +665,10 @@ impl Supervisor {
 
     /// The earliest deadline of any service.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.services()
-            .filter(|(_, s)| s.timer != Timer::None)
-            .map(|(_, s)| s.deadline)
+        self.deadlines
+            .first()
+            .map(|(at, _)| at)
+            .into_iter()
             .chain(self.sys_deadline)
             .min()
     }
@@ -595,11 +680,12 @@ impl Supervisor {
             os.warn(format_args!("SYS/finish takes too long, killing it"));
             os.kill(self.sys_pid, libc::SIGKILL);
         }
-        for i in 0..self.slots.len() {
-            let due =
-                matches!(&self.slots[i], Some(s) if s.timer != Timer::None && s.deadline <= now);
-            if due {
-                self.timer_fired(os, i, now);
+        // Each service's timer fires at most once per call, even one set
+        // again to `now` as it fires.
+        for _ in 0..self.used {
+            match self.deadlines.first() {
+                Some((at, i)) if at <= now => self.timer_fired(os, i, now),
+                _ => break,
             }
         }
         self.stop_step(os, now);
@@ -607,8 +693,9 @@ impl Supervisor {
 
     /// Readiness pipes to watch: (slot, fd).
     pub fn ready_fds(&self) -> impl Iterator<Item = (usize, Fd)> + '_ {
-        self.services()
-            .filter_map(|(i, s)| s.ready_fd.map(|fd| (i, fd)))
+        self.readying
+            .iter()
+            .filter_map(|i| self.sv(i).ready_fd.map(|fd| (i, fd)))
     }
 
     /// The readiness pipe of slot `i` can be read.
@@ -633,6 +720,43 @@ impl Supervisor {
         if let Some(fd) = self.sv_mut(i).ready_fd.take() {
             os.close(fd);
         }
+        self.readying.remove(i);
+    }
+}
+
+#[cfg(test)]
+impl Supervisor {
+    /// Every index agrees with the table it indexes.
+    fn check_indexes(&self) {
+        let mut used = 0;
+        let mut live_others = 0;
+        for (i, s) in self.services() {
+            used += 1;
+            assert_eq!(self.find(s.name.as_bytes()), Some(i), "{} by name", s.name);
+            if s.pid > 0 {
+                assert_eq!(self.find_pid(s.pid), Some(i), "{} by pid", s.name);
+            }
+            let deadline = (s.timer != Timer::None).then_some(s.deadline);
+            assert_eq!(self.deadlines.get(i), deadline, "{} deadline", s.name);
+            assert_eq!(
+                self.readying.contains(i),
+                s.ready_fd.is_some(),
+                "{}",
+                s.name
+            );
+            live_others += usize::from(self.is_live_other(i));
+        }
+        for i in (0..self.slots.len()).filter(|&i| self.slots[i].is_none()) {
+            assert_eq!(self.deadlines.get(i), None);
+            assert!(!self.readying.contains(i));
+            assert!(
+                i >= self.first_free,
+                "free slot {i} below {}",
+                self.first_free
+            );
+        }
+        assert_eq!(self.used, used);
+        assert_eq!(self.live_others, live_others);
     }
 }
 

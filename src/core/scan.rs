@@ -90,8 +90,10 @@ impl Supervisor {
     }
 
     pub(super) fn set_logger_users(&mut self, l: usize, delta: i32) {
-        let service = self.sv_mut(l);
-        service.log_users = service.log_users.saturating_add_signed(delta);
+        self.tracking(l, |sup| {
+            let service = sup.sv_mut(l);
+            service.log_users = service.log_users.saturating_add_signed(delta);
+        });
     }
 
     /// Reads the `log` link of service `i` (or the `LOG@` default) and

@@ -245,6 +245,7 @@ impl Sim {
 
     /// Invariants after every step.
     fn check(&self) {
+        self.sup.check_indexes();
         let mut pids = BTreeSet::new();
         let mut fds = BTreeSet::new();
         for (_, s) in self.sup.services() {
