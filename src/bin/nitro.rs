@@ -1,5 +1,5 @@
 //! nitro: the supervisor. Wiring only: arguments, set-up, the loop
-//! poll → signals, children, requests, readiness, deadlines → core, and
+//! epoll → signals, children, requests, readiness, deadlines → core, and
 //! the end of the system.
 
 use std::ffi::CString;
@@ -21,6 +21,12 @@ static ALLOCATOR: nitro::alloc_count::Counting = nitro::alloc_count::Counting;
 const EXIT_FATAL: i32 = 111;
 /// Requests handled per wake-up, so a flood cannot starve the rest.
 const REQUESTS_PER_WAKEUP: usize = 64;
+/// Descriptors reported per wake-up; the rest come with the next one.
+const EVENTS_PER_WAKEUP: usize = 64;
+/// Keys of the self-pipe and the control socket in the poller; readiness
+/// pipes are keyed by their slot, always below these.
+const SIGNALS_KEY: u64 = u64::MAX;
+const CONTROL_KEY: u64 = u64::MAX - 1;
 
 /// Execs `path` (relative to the service directory) if it exists.
 fn exec_if_present(path: &std::ffi::CStr) {
@@ -195,8 +201,17 @@ fn main() {
     });
 
     // Everything the loop needs is reserved here.
-    let mut pollfds: Vec<libc::pollfd> = Vec::with_capacity(max + 2);
-    let mut ready_slots: Vec<usize> = Vec::with_capacity(max);
+    let poller = os.poller();
+    for (fd, key) in [(signals.read_fd, SIGNALS_KEY), (control.fd, CONTROL_KEY)] {
+        if let Err(errno) = poller.add(fd, key) {
+            fatal(format_args!(
+                "cannot watch descriptor {}: errno {}",
+                fd, errno
+            ));
+        }
+    }
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAKEUP];
+    let mut keys = [0u64; EVENTS_PER_WAKEUP];
     let mut datagram = [0u8; DATAGRAM_MAX];
     let mut reply = [0u8; DATAGRAM_MAX];
     let mut sender = Sender::default();
@@ -207,79 +222,57 @@ fn main() {
     shed_startup_pages();
 
     while !sup.stopped() {
-        pollfds.clear();
-        ready_slots.clear();
-        for fd in [signals.read_fd, control.fd] {
-            pollfds.push(libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        for (slot, fd) in sup.ready_fds() {
-            pollfds.push(libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            ready_slots.push(slot);
-        }
         let timeout = match sup.next_deadline() {
             Some(deadline) => deadline.saturating_sub(now_ms()).min(i32::MAX as u64) as i32,
             None => -1,
         };
-        // SAFETY: pollfds is a valid array of its length.
-        let ready =
-            unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
+        let ready = os.poller().wait(&mut events, &mut keys, timeout);
         let now = now_ms();
-        if ready > 0 {
-            if pollfds[0].revents != 0 {
-                let arrived = signals.drain();
-                if arrived.child {
-                    loop {
-                        let mut status = 0;
-                        // SAFETY: status is a valid int.
-                        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-                        if pid <= 0 {
-                            break;
-                        }
-                        sup.on_exit(&mut os, pid, status, now);
+        // Children and signals first, then requests, then readiness.
+        if ready.contains(&SIGNALS_KEY) {
+            let arrived = signals.drain();
+            if arrived.child {
+                loop {
+                    let mut status = 0;
+                    // SAFETY: status is a valid int.
+                    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+                    if pid <= 0 {
+                        break;
                     }
+                    sup.on_exit(&mut os, pid, status, now);
                 }
-                if arrived.hangup {
+            }
+            if arrived.hangup {
+                sup.rescan(&mut os, now);
+            }
+            // The real pid 1 ignores SIGTERM; SIGINT is Ctrl-Alt-Delete.
+            if arrived.interrupt {
+                sup.shutdown(&mut os, real_pid1, now);
+            }
+            if arrived.terminate && !real_pid1 {
+                sup.shutdown(&mut os, false, now);
+            }
+        }
+        if ready.contains(&CONTROL_KEY) {
+            for _ in 0..REQUESTS_PER_WAKEUP {
+                let Some(n) = control.recv(&mut datagram, &mut sender) else {
+                    break;
+                };
+                if let Some(len) = sup.handle_request(&mut os, &datagram[..n], &mut reply, now) {
+                    control.reply(&sender, &reply[..len]);
+                }
+                let pending = sup.take_pending();
+                if pending.rescan {
                     sup.rescan(&mut os, now);
                 }
-                // The real pid 1 ignores SIGTERM; SIGINT is Ctrl-Alt-Delete.
-                if arrived.interrupt {
-                    sup.shutdown(&mut os, real_pid1, now);
-                }
-                if arrived.terminate && !real_pid1 {
-                    sup.shutdown(&mut os, false, now);
+                if let Some(reboot) = pending.shutdown {
+                    sup.shutdown(&mut os, reboot, now);
                 }
             }
-            if pollfds[1].revents != 0 {
-                for _ in 0..REQUESTS_PER_WAKEUP {
-                    let Some(n) = control.recv(&mut datagram, &mut sender) else {
-                        break;
-                    };
-                    if let Some(len) = sup.handle_request(&mut os, &datagram[..n], &mut reply, now)
-                    {
-                        control.reply(&sender, &reply[..len]);
-                    }
-                    let pending = sup.take_pending();
-                    if pending.rescan {
-                        sup.rescan(&mut os, now);
-                    }
-                    if let Some(reboot) = pending.shutdown {
-                        sup.shutdown(&mut os, reboot, now);
-                    }
-                }
-            }
-            for (k, &slot) in ready_slots.iter().enumerate() {
-                if pollfds[k + 2].revents != 0 {
-                    sup.on_ready_fd(&mut os, slot, now);
-                }
-            }
+        }
+        for &slot in ready.iter().filter(|&&k| k < CONTROL_KEY) {
+            // A slot whose pipe was closed meanwhile has nothing to read.
+            sup.on_ready_fd(&mut os, slot as usize, now);
         }
         sup.on_timers(&mut os, now);
     }

@@ -1,6 +1,6 @@
 //! The lookups nitro makes on every event, each in constant or
 //! logarithmic time whatever the number of services: a service by name
-//! or by pid, the next deadline, the services with a readiness pipe.
+//! or by pid, the next deadline.
 //! Storage for all of them is reserved at startup for the most services
 //! there can be, so they never allocate.
 
@@ -189,55 +189,11 @@ impl Deadlines {
     }
 }
 
-/// A set of slots: constant-time insert and remove, iteration over the
-/// members only.
-pub struct Members {
-    list: Vec<u32>,
-    place: Vec<u32>,
-}
-
-impl Members {
-    pub fn new(capacity: usize) -> Members {
-        Members {
-            list: Vec::with_capacity(capacity),
-            place: vec![NONE; capacity],
-        }
-    }
-
-    pub fn insert(&mut self, slot: usize) {
-        if self.place[slot] == NONE {
-            self.place[slot] = self.list.len() as u32;
-            self.list.push(slot as u32);
-        }
-    }
-
-    pub fn remove(&mut self, slot: usize) {
-        let k = self.place[slot];
-        if k == NONE {
-            return;
-        }
-        self.place[slot] = NONE;
-        self.list.swap_remove(k as usize);
-        if let Some(&moved) = self.list.get(k as usize) {
-            self.place[moved as usize] = k;
-        }
-    }
-
-    #[cfg(test)]
-    pub fn contains(&self, slot: usize) -> bool {
-        self.place[slot] != NONE
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.list.iter().map(|&s| s as usize)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::{BTreeSet, HashMap};
+    use std::collections::HashMap;
 
     proptest! {
         /// Against a HashMap, with few distinct hashes so that probe
@@ -273,18 +229,6 @@ mod tests {
                 if let Some((at, slot)) = d.first() {
                     prop_assert_eq!(model.get(&slot), Some(&at));
                 }
-            }
-        }
-
-        #[test]
-        fn members_are_the_inserted_slots(ops in proptest::collection::vec((0usize..16, any::<bool>()), 1..200)) {
-            let mut m = Members::new(16);
-            let mut model = BTreeSet::new();
-            for (slot, insert) in ops {
-                if insert { m.insert(slot); model.insert(slot); } else { m.remove(slot); model.remove(&slot); }
-                let mut got: Vec<usize> = m.iter().collect();
-                got.sort();
-                prop_assert_eq!(got, model.iter().copied().collect::<Vec<_>>());
             }
         }
     }

@@ -297,8 +297,8 @@ impl Supervisor {
                 let service = self.sv_mut(i);
                 service.run_started = now;
                 service.ready_fd = pipe.map(|(read, _)| read);
-                if pipe.is_some() {
-                    self.readying.insert(i);
+                if let Some((read, _)) = pipe {
+                    os.watch(read, i);
                 }
                 self.set_state(os, i, State::Starting, now);
                 if !os.exists(self.sv(i).name.dir(), b"notification-fd") {

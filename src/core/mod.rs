@@ -21,7 +21,7 @@ mod service;
 use crate::proto::{self, Request, State};
 use crate::spat::{Full, Writer};
 
-use index::{Deadlines, Members, Table, hash_name, hash_pid};
+use index::{Deadlines, Table, hash_name, hash_pid};
 
 pub use service::{Name, Proc, Service, Timer};
 
@@ -112,6 +112,9 @@ pub trait Os {
     fn pipe(&mut self) -> Result<(Fd, Fd), i32>;
     fn close(&mut self, fd: Fd);
     fn read(&mut self, fd: Fd, buf: &mut [u8]) -> ReadResult;
+    /// Wakes the loop when the readiness pipe `fd` of slot `slot` can be
+    /// read (`Supervisor::on_ready_fd`), until `fd` is closed.
+    fn watch(&mut self, fd: Fd, slot: usize);
     /// Sends the event `[len, 0, state, name]` to matching `notify/` sockets.
     fn notify(&mut self, name: &[u8], state: State);
     /// One line on stderr, `- nitro: …`.
@@ -178,8 +181,6 @@ pub struct Supervisor {
     pids: Table,
     /// Slots with a timer, by deadline.
     deadlines: Deadlines,
-    /// Slots with a readiness pipe.
-    readying: Members,
     /// Services neither stopped nor loggers: the shutdown stops the
     /// loggers once there are none.
     live_others: usize,
@@ -213,7 +214,6 @@ impl Supervisor {
             names: Table::new(max),
             pids: Table::new(max),
             deadlines: Deadlines::new(max),
-            readying: Members::new(max),
             live_others: 0,
             stop_swept: false,
             phase: Phase::Boot,
@@ -316,7 +316,6 @@ impl Supervisor {
             self.pids.remove(hash_pid(service.pid), i);
         }
         self.deadlines.clear(i);
-        self.readying.remove(i);
         self.used -= 1;
         self.first_free = self.first_free.min(i);
         for fd in [
@@ -691,13 +690,6 @@ impl Supervisor {
         self.stop_step(os, now);
     }
 
-    /// Readiness pipes to watch: (slot, fd).
-    pub fn ready_fds(&self) -> impl Iterator<Item = (usize, Fd)> + '_ {
-        self.readying
-            .iter()
-            .filter_map(|i| self.sv(i).ready_fd.map(|fd| (i, fd)))
-    }
-
     /// The readiness pipe of slot `i` can be read.
     pub fn on_ready_fd(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
         let Some(fd) = self
@@ -720,7 +712,6 @@ impl Supervisor {
         if let Some(fd) = self.sv_mut(i).ready_fd.take() {
             os.close(fd);
         }
-        self.readying.remove(i);
     }
 }
 
@@ -738,17 +729,10 @@ impl Supervisor {
             }
             let deadline = (s.timer != Timer::None).then_some(s.deadline);
             assert_eq!(self.deadlines.get(i), deadline, "{} deadline", s.name);
-            assert_eq!(
-                self.readying.contains(i),
-                s.ready_fd.is_some(),
-                "{}",
-                s.name
-            );
             live_others += usize::from(self.is_live_other(i));
         }
         for i in (0..self.slots.len()).filter(|&i| self.slots[i].is_none()) {
             assert_eq!(self.deadlines.get(i), None);
-            assert!(!self.readying.contains(i));
             assert!(
                 i >= self.first_free,
                 "free slot {i} below {}",

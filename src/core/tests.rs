@@ -24,6 +24,9 @@ struct FakeOs {
     /// exec errors to return for "dir/prog".
     exec_errors: HashMap<Vec<u8>, i32>,
     readiness: HashMap<Fd, Vec<ReadResult>>,
+    /// Watched descriptors and their slots (closing one drops it, as
+    /// the kernel drops a closed descriptor from an epoll set).
+    watched: BTreeMap<Fd, usize>,
     scan: Vec<Vec<u8>>,
 }
 
@@ -112,6 +115,11 @@ impl Os for FakeOs {
             self.open_fds.remove(&fd),
             "closing fd {fd} that is not open"
         );
+        self.watched.remove(&fd);
+    }
+    fn watch(&mut self, fd: Fd, slot: usize) {
+        assert!(self.open_fds.contains(&fd), "watching fd {fd} not open");
+        self.watched.insert(fd, slot);
     }
     fn read(&mut self, fd: Fd, buf: &mut [u8]) -> ReadResult {
         match self
@@ -243,12 +251,21 @@ impl Sim {
         self.request(&d)
     }
 
+    /// The readiness pipes the loop is asked to watch: (slot, fd).
+    fn watched(&self) -> impl Iterator<Item = (usize, Fd)> + '_ {
+        self.os.watched.iter().map(|(&fd, &slot)| (slot, fd))
+    }
+
     /// Invariants after every step.
     fn check(&self) {
         self.sup.check_indexes();
         let mut pids = BTreeSet::new();
         let mut fds = BTreeSet::new();
-        for (_, s) in self.sup.services() {
+        let mut watched = BTreeMap::new();
+        for (i, s) in self.sup.services() {
+            if let Some(fd) = s.ready_fd {
+                watched.insert(fd, i);
+            }
             match s.state {
                 State::Down | State::Fatal | State::Delay | State::Oneshot => {
                     assert_eq!(s.run_pid(), 0, "{} is {:?} with a run pid", s.name, s.state)
@@ -279,6 +296,7 @@ impl Sim {
             fds, self.os.open_fds,
             "descriptors held by services = descriptors open"
         );
+        assert_eq!(watched, self.os.watched, "readiness pipes are watched");
     }
 }
 
@@ -302,7 +320,7 @@ fn run_becomes_up_after_two_seconds_without_notification_fd() {
 #[test]
 fn readiness_by_pipe_needs_a_newline() {
     let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", "3\n")]));
-    let (i, fd) = sim.sup.ready_fds().next().expect("a readiness pipe");
+    let (i, fd) = sim.watched().next().expect("a readiness pipe");
     sim.advance(5000);
     assert_eq!(
         sim.state("a"),
@@ -316,18 +334,18 @@ fn readiness_by_pipe_needs_a_newline() {
     assert_eq!(sim.state("a"), State::Starting);
     sim.sup.on_ready_fd(&mut sim.os, i, sim.now);
     assert_eq!(sim.state("a"), State::Up);
-    assert_eq!(sim.sup.ready_fds().count(), 0, "pipe closed once ready");
+    assert_eq!(sim.watched().count(), 0, "pipe closed once ready");
     sim.check();
 }
 
 #[test]
 fn readiness_pipe_closed_without_newline_stays_starting() {
     let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", "3")]));
-    let (i, fd) = sim.sup.ready_fds().next().unwrap();
+    let (i, fd) = sim.watched().next().unwrap();
     sim.os.readiness.insert(fd, vec![ReadResult::Eof]);
     sim.sup.on_ready_fd(&mut sim.os, i, sim.now);
     assert_eq!(sim.state("a"), State::Starting);
-    assert_eq!(sim.sup.ready_fds().count(), 0);
+    assert_eq!(sim.watched().count(), 0);
     sim.check();
     sim.command(proto::TAG_READY, "a");
     assert_eq!(sim.state("a"), State::Up);
@@ -347,7 +365,7 @@ fn unusable_notification_fds_warn_and_wait_for_ready() {
     for content in ["1", "2", "99999"] {
         let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", content)]));
         assert!(sim.os.warnings > 0, "{content}");
-        assert_eq!(sim.sup.ready_fds().count(), 0);
+        assert_eq!(sim.watched().count(), 0);
         sim.advance(5000);
         assert_eq!(sim.state("a"), State::Starting, "{content}");
     }

@@ -4,6 +4,7 @@
 pub mod control;
 pub mod os;
 pub mod pid1;
+pub mod poller;
 pub mod signals;
 pub mod sockpath;
 pub mod spawn;

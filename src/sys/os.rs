@@ -6,6 +6,7 @@ use std::ffi::CStr;
 use crate::core::{self, Fd, Pid, ReadResult, Spawn, SpawnError};
 use crate::proto::{NAME_MAX, State};
 
+use super::poller::Poller;
 use super::spawn::Spawner;
 use super::{errno, join_path};
 
@@ -80,6 +81,8 @@ impl DirReader {
 
 pub struct RealOs {
     spawner: Spawner,
+    /// What the loop waits on; readiness pipes join it here.
+    poller: Poller,
     /// The service directory, opened once (nitro's cwd).
     service_dir: Fd,
     scan: DirReader,
@@ -121,12 +124,17 @@ impl RealOs {
         }
         Ok(RealOs {
             spawner: Spawner::new()?,
+            poller: Poller::new()?,
             service_dir: open_dir(c".")?,
             scan: DirReader::new(),
             notify_dir: open_dir(notify_dir)?,
             notify_scan: DirReader::new(),
             event_socket,
         })
+    }
+
+    pub fn poller(&self) -> &Poller {
+        &self.poller
     }
 
     /// The spawner, for the programs the shell runs itself (`SYS/final`).
@@ -223,6 +231,15 @@ impl core::Os for RealOs {
             0 => ReadResult::Eof,
             n if n > 0 => ReadResult::Data(n as usize),
             _ => ReadResult::Nothing,
+        }
+    }
+
+    fn watch(&mut self, fd: Fd, slot: usize) {
+        if let Err(errno) = self.poller.add(fd, slot as u64) {
+            super::warn(format_args!(
+                "cannot watch a readiness pipe: errno {}; nitroctl ready still works",
+                errno
+            ));
         }
     }
 

@@ -45,8 +45,14 @@ pub fn file(path: &Path, content: &str) {
 }
 
 /// Polls `cond` until it holds, failing the test after the deadline.
-pub fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
+pub fn until(what: &str, cond: impl FnMut() -> bool) {
+    until_within(DEADLINE, what, cond)
+}
+
+/// `until` with a deadline of its own, for work that is slow on a busy
+/// machine (thousands of processes), not for measuring it.
+pub fn until_within(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
     while !cond() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
