@@ -19,7 +19,7 @@ DESTDIR=${DESTDIR:-}
 BINDIR=${BINDIR:-$PREFIX/bin}
 SBINDIR=${SBINDIR:-$PREFIX/sbin}
 MANDIR=${MANDIR:-$PREFIX/share/man}
-release=${RELEASE_DIR:-target/x86_64-unknown-linux-gnu/release}
+release=${RELEASE_DIR:-target/x86_64-unknown-linux-musl/release}
 here=$(dirname "$0")
 
 for bin in nitro nitroctl; do

@@ -140,16 +140,18 @@ fn stop_sends_the_down_signal_then_sigkill_after_seven_seconds() {
     let mut n = Nitro::start(|sv| {
         script(
             &sv.join("h/run"),
-            r#"trap 'echo hup > "$T/h"; exit 0' HUP; while :; do sleep 0.05; done"#,
+            r#"trap 'echo hup > "$T/h"; exit 0' HUP; touch "$T/h-trap"; while :; do sleep 0.05; done"#,
         );
         file(&sv.join("h/down-signal"), "h\n");
         script(
             &sv.join("stubborn/run"),
-            r#"trap '' TERM; while :; do sleep 0.05; done"#,
+            r#"trap '' TERM; touch "$T/stubborn-trap"; while :; do sleep 0.05; done"#,
         );
     });
-    n.wait_for("h", State::Starting);
-    n.wait_for("stubborn", State::Starting);
+    // Signals only once the traps are set.
+    until("the traps are set", || {
+        n.path("h-trap").exists() && n.path("stubborn-trap").exists()
+    });
     assert_eq!(n.ctl(&["stop", "h"]).0, 0);
     assert_eq!(read(&n.path("h")), "hup\n");
     let asked = Instant::now();
@@ -190,14 +192,17 @@ fn up_while_stopping_restarts() {
     let mut n = Nitro::start(|sv| {
         script(
             &sv.join("a/run"),
-            r#"trap 'sleep 0.5; exit 0' TERM; while :; do sleep 0.05; done"#,
+            // Stops only once the test says so: UP must come while it stops.
+            r#"trap 'until [ -e "$T/go" ]; do sleep 0.05; done; exit 0' TERM; touch "$T/trapped"; while :; do sleep 0.05; done"#,
         );
     });
     n.wait_for("a", State::Starting);
+    until("the trap is set", || n.path("trapped").exists());
     assert_eq!(n.command(TAG_DOWN, "a"), [0, 0, 80]);
     n.wait_for("a", State::Shutdown);
     assert_eq!(n.command(TAG_UP, "a"), [0, 0, 80]);
     n.wait_for("a", State::Restart);
+    file(&n.path("go"), "");
     n.wait_for("a", State::Starting);
 }
 

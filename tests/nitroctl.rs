@@ -11,7 +11,7 @@ use support::*;
 fn services(sv: &std::path::Path) {
     script(
         &sv.join("a/run"),
-        r#"trap 'echo usr1 >> "$T/a-signals"' USR1; while :; do sleep 0.05; done"#,
+        r#"trap 'echo usr1 >> "$T/a-signals"' USR1; touch "$T/a-trap"; while :; do sleep 0.05; done"#,
     );
     file(&sv.join("a/notification-fd"), "0");
     script(&sv.join("b/run"), "echo >&3; exec sleep 1000");
@@ -186,7 +186,7 @@ fn pidof_and_check() {
 #[test]
 fn signals_by_name_and_letter() {
     let mut n = Nitro::start(services);
-    n.wait_for("a", State::Starting);
+    until("the trap is set", || n.path("a-trap").exists());
     assert_eq!(n.ctl(&["1", "a"]).0, 0);
     until("a got SIGUSR1", || read(&n.path("a-signals")) == "usr1\n");
     assert_eq!(n.ctl(&["pause", "a"]).0, 0);
