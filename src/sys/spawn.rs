@@ -169,8 +169,9 @@ impl Spawner {
                 libc::CLOSE_RANGE_CLOEXEC,
             );
             // Handlers must not run here, and ignored signals stay ignored
-            // through exec. The raw system call: glibc's sigaction refuses
-            // its own real-time signals (32, 33).
+            // through exec. The raw system call: the C library's sigaction
+            // refuses the real-time signals it keeps for itself (32-34 in
+            // musl, 32-33 in glibc).
             let default = KernelSigaction::default();
             for signal in (1..=64).filter(|n| self.not_default & (1u64 << (n - 1)) != 0) {
                 libc::syscall(
