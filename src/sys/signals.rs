@@ -1,5 +1,5 @@
 //! Signals through the loop: handlers only write the signal number into a
-//! self-pipe; the loop reads it back after `poll`.
+//! self-pipe; the loop reads it back when epoll says it can.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
