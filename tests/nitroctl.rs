@@ -271,6 +271,7 @@ fn shutdown_via_nitroctl() {
 fn metrics_exposition() {
     let mut n = Nitro::start(services);
     n.wait_for("b", State::Up);
+    n.wait_for("o", State::Oneshot);
     let (status, out, _) = n.ctl(&["metrics"]);
     assert_eq!(status, 0);
     for needed in [
