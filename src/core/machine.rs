@@ -66,9 +66,7 @@ impl Supervisor {
     }
 
     fn set_timer(&mut self, i: usize, timer: Timer, at: Millis) {
-        let service = self.sv_mut(i);
-        service.timer = timer;
-        service.deadline = at;
+        self.sv_mut(i).timer = timer;
         if timer == Timer::None {
             self.deadlines.clear(i);
         } else {

@@ -305,10 +305,7 @@ impl Supervisor {
         if self.slots[i].is_none() {
             return;
         }
-        if self.is_live_other(i) {
-            self.live_others -= 1;
-        }
-        let Some(service) = self.slots[i].take() else {
+        let Some(service) = self.tracking(i, |sup| sup.slots[i].take()) else {
             return;
         };
         self.names.remove(hash_name(service.name.as_bytes()), i);
@@ -727,8 +724,12 @@ impl Supervisor {
             if s.pid > 0 {
                 assert_eq!(self.find_pid(s.pid), Some(i), "{} by pid", s.name);
             }
-            let deadline = (s.timer != Timer::None).then_some(s.deadline);
-            assert_eq!(self.deadlines.get(i), deadline, "{} deadline", s.name);
+            assert_eq!(
+                self.deadlines.get(i).is_some(),
+                s.timer != Timer::None,
+                "{} deadline",
+                s.name
+            );
             live_others += usize::from(self.is_live_other(i));
         }
         for i in (0..self.slots.len()).filter(|&i| self.slots[i].is_none()) {

@@ -100,8 +100,8 @@ pub struct Service {
     pub changed_at: Millis,
     /// When `run` was last launched (for the respawn delay).
     pub run_started: Millis,
+    /// What the service's deadline (kept in the supervisor's heap) means.
     pub timer: Timer,
-    pub deadline: Millis,
     /// Read end of the readiness pipe while waiting for a newline.
     pub ready_fd: Option<Fd>,
     /// This service's own log pipe (read, write) once something logs to it.
@@ -134,7 +134,6 @@ impl Service {
             changed_at: now,
             run_started: now,
             timer: Timer::None,
-            deadline: 0,
             ready_fd: None,
             log_pipe: None,
             logger: None,
