@@ -20,11 +20,7 @@ fn install_into_a_prefix() {
         .env("RELEASE_DIR", bins)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded("install.sh", &out);
     let d = dest.path();
     for file in [
         "usr/sbin/nitro",
@@ -167,11 +163,7 @@ fn halt_w_and_b_write_wtmp_records() {
         .output()
         .unwrap();
     let dump = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded("halt -w, halt -B, utmpdump", &out);
     let lines: Vec<&str> = dump.lines().collect();
     assert_eq!(lines.len(), 2, "{dump}");
     assert!(
@@ -200,10 +192,6 @@ fn zsh_and_fish_completions_parse() {
             .arg(root.join(file))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{file}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_succeeded(file, &out);
     }
 }

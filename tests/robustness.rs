@@ -466,11 +466,7 @@ fn an_unprivileged_user_runs_its_own_nitro_with_no_configuration() {
         .env("XDG_RUNTIME_DIR", &runtime)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded("nitroctl wait-up as nitrotest", &out);
     // SAFETY: signalling the nitro we started.
     unsafe { libc::kill(nitro.id() as i32, libc::SIGTERM) };
     assert_eq!(nitro.wait().unwrap().code(), Some(0));

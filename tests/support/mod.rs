@@ -44,6 +44,16 @@ pub fn file(path: &Path, content: &str) {
     std::fs::write(path, content).unwrap();
 }
 
+/// Fails the test, showing the command's stderr, unless it exited 0.
+pub fn assert_succeeded(what: &str, out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Polls `cond` until it holds, failing the test after the deadline.
 pub fn until(what: &str, cond: impl FnMut() -> bool) {
     until_within(DEADLINE, what, cond)
