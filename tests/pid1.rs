@@ -446,6 +446,19 @@ const SHUTDOWN_ORDER: [&str; 8] = [
     "stray-exited",
 ];
 
+/// nitro exited 0 after the steps of SHUTDOWN_ORDER, and none of `procs`
+/// (the namespace before the shutdown) is left.
+fn ended_in_order(c: &mut Container, procs: &[ProcId]) {
+    let (status, _) = c.wait();
+    assert_eq!(status, 0, "log: {:?}", c.lines());
+    assert_eq!(c.lines(), SHUTDOWN_ORDER);
+    assert_eq!(
+        still_there(procs),
+        [],
+        "every process of the namespace is gone"
+    );
+}
+
 #[test]
 fn sigterm_from_outside_runs_everything_in_order_and_exits_0() {
     require_unshare!();
@@ -466,14 +479,7 @@ fn sigterm_from_outside_runs_everything_in_order_and_exits_0() {
     assert!(procs.len() >= 4, "the namespace is populated: {procs:?}");
     // SAFETY: signalling the nitro this test started.
     unsafe { libc::kill(c.nitro, libc::SIGTERM) };
-    let (status, _) = c.wait();
-    assert_eq!(status, 0, "log: {:?}", c.lines());
-    assert_eq!(c.lines(), SHUTDOWN_ORDER);
-    assert_eq!(
-        still_there(&procs),
-        [],
-        "every process of the namespace is gone"
-    );
+    ended_in_order(&mut c, &procs);
     assert_eq!(host_mounts(), mounts_before, "a mount leaked to the host");
 }
 
@@ -521,14 +527,7 @@ fn shutdown_datagram_runs_everything_in_order_and_exits_0() {
         c.request(&[0, 0, proto::TAG_SHUTDOWN]),
         [0, 0, proto::TAG_OK]
     );
-    let (status, _) = c.wait();
-    assert_eq!(status, 0, "log: {:?}", c.lines());
-    assert_eq!(c.lines(), SHUTDOWN_ORDER);
-    assert_eq!(
-        still_there(&procs),
-        [],
-        "every process of the namespace is gone"
-    );
+    ended_in_order(&mut c, &procs);
 }
 
 #[test]
