@@ -195,3 +195,27 @@ fn zsh_and_fish_completions_parse() {
         assert_succeeded(file, &out);
     }
 }
+
+/// Whether the ELF file asks for a program interpreter (a dynamic loader):
+/// a PT_INTERP entry among its program headers.
+fn wants_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "a 64-bit ELF file");
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count).any(|k| {
+        let at = phoff + k * size;
+        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == 3
+    })
+}
+
+#[test]
+fn binaries_are_static() {
+    for bin in [nitro_bin(), nitroctl_bin()] {
+        let elf = std::fs::read(bin).unwrap();
+        assert!(!wants_interpreter(&elf), "{bin} needs a dynamic loader");
+    }
+    // The test's own check on a dynamically linked program.
+    let sh = std::fs::read("/bin/sh").unwrap();
+    assert!(wants_interpreter(&sh), "/bin/sh is dynamic here");
+}
