@@ -537,3 +537,22 @@ fn failed_forks_delay_starts_and_nitro_recovers() {
         "one line on stderr per failure"
     );
 }
+
+/// A restart replaces `run` and its readiness pipe while the old pipe's
+/// end of file may still be reported in the same wake-up: that event must
+/// not read the new, empty pipe (which froze nitro for good).
+#[test]
+fn fast_restarts_of_a_service_with_a_readiness_pipe_never_freeze_nitro() {
+    let mut n = Nitro::start(|sv| {
+        script(&sv.join("r/run"), "exec sleep 1000");
+        file(&sv.join("r/notification-fd"), "3");
+    });
+    n.wait_for("r", State::Starting);
+    for round in 0..60 {
+        let (code, _, err) = n.ctl(&["-t", "5", "fast-restart", "r"]);
+        assert_eq!(code, 0, "round {round}: {err}");
+    }
+    let (code, out, err) = n.ctl(&["-t", "5", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("STARTING r"), "{out}");
+}

@@ -24,7 +24,7 @@ impl Os for FakeOs {
         Ok((self.next_fd, self.next_fd + 1))
     }
     fn close(&mut self, _: Fd) {}
-    fn watch(&mut self, _: Fd, _: usize) {}
+    fn watch(&mut self, _: Fd, _: u64) {}
     fn read(&mut self, _: Fd, _: &mut [u8]) -> ReadResult {
         ReadResult::Nothing
     }

@@ -24,7 +24,7 @@ const REQUESTS_PER_WAKEUP: usize = 64;
 /// Descriptors reported per wake-up; the rest come with the next one.
 const EVENTS_PER_WAKEUP: usize = 64;
 /// Keys of the self-pipe and the control socket in the poller; readiness
-/// pipes are keyed by their slot, always below these.
+/// pipes are keyed by the core's tokens, always below these.
 const SIGNALS_KEY: u64 = u64::MAX;
 const CONTROL_KEY: u64 = u64::MAX - 1;
 
@@ -270,9 +270,9 @@ fn main() {
                 }
             }
         }
-        for &slot in ready.iter().filter(|&&k| k < CONTROL_KEY) {
-            // A slot whose pipe was closed meanwhile has nothing to read.
-            sup.on_ready_fd(&mut os, slot as usize, now);
+        for &token in ready.iter().filter(|&&k| k < CONTROL_KEY) {
+            // A pipe closed or replaced meanwhile is not read.
+            sup.on_ready_fd(&mut os, token, now);
         }
         sup.on_timers(&mut os, now);
     }

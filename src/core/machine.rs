@@ -292,11 +292,13 @@ impl Supervisor {
         match result {
             Ok(pid) => {
                 self.set_proc(i, Proc::Run, pid);
+                let token = self.new_ready_token(i);
                 let service = self.sv_mut(i);
                 service.run_started = now;
                 service.ready_fd = pipe.map(|(read, _)| read);
+                service.ready_token = token;
                 if let Some((read, _)) = pipe {
-                    os.watch(read, i);
+                    os.watch(read, token);
                 }
                 self.set_state(os, i, State::Starting, now);
                 if !os.exists(self.sv(i).name.dir(), b"notification-fd") {

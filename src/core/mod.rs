@@ -111,10 +111,12 @@ pub trait Os {
     /// A close-on-exec pipe: (read end, write end), or errno.
     fn pipe(&mut self) -> Result<(Fd, Fd), i32>;
     fn close(&mut self, fd: Fd);
+    /// Reads what is there; only ever called on a watched descriptor.
     fn read(&mut self, fd: Fd, buf: &mut [u8]) -> ReadResult;
-    /// Wakes the loop when the readiness pipe `fd` of slot `slot` can be
-    /// read (`Supervisor::on_ready_fd`), until `fd` is closed.
-    fn watch(&mut self, fd: Fd, slot: usize);
+    /// Makes the readiness pipe `fd` non-blocking and wakes the loop with
+    /// `token` when it can be read (`Supervisor::on_ready_fd`), until `fd`
+    /// is closed.
+    fn watch(&mut self, fd: Fd, token: u64);
     /// Sends the event `[len, 0, state, name]` to matching `notify/` sockets.
     fn notify(&mut self, name: &[u8], state: State);
     /// One line on stderr, `- nitro: …`.
@@ -196,6 +198,8 @@ pub struct Supervisor {
     /// nitro's exit status, set by the first main service that ends.
     exit_status: Option<i32>,
     scan_gen: u32,
+    /// Counts readiness pipes, so that each has a token of its own.
+    ready_gen: u32,
     pending: Pending,
     total_reaps: u32,
     total_sv_reaps: u32,
@@ -222,6 +226,7 @@ impl Supervisor {
             sys_deadline: None,
             exit_status: None,
             scan_gen: 0,
+            ready_gen: 0,
             pending: Pending::default(),
             total_reaps: 0,
             total_sv_reaps: 0,
@@ -687,12 +692,25 @@ impl Supervisor {
         self.stop_step(os, now);
     }
 
-    /// The readiness pipe of slot `i` can be read.
-    pub fn on_ready_fd(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+    /// A new token for the readiness pipe of slot `i`: the slot in the
+    /// low half, a count of pipes in the high half (below the loop's own
+    /// keys). Slot and descriptor number are both reused when a `run` is
+    /// replaced; the token is not.
+    pub(super) fn new_ready_token(&mut self, i: usize) -> u64 {
+        self.ready_gen = (self.ready_gen + 1) & 0x7fff_ffff;
+        (u64::from(self.ready_gen) << 32) | i as u64
+    }
+
+    /// The readiness pipe with this token can be read. Several events of
+    /// one wake-up are handled in turn: the pipe may have been closed or
+    /// replaced by an earlier one, and then this event is stale.
+    pub fn on_ready_fd(&mut self, os: &mut dyn Os, token: u64, now: Millis) {
+        let i = (token & 0xffff_ffff) as usize;
         let Some(fd) = self
             .slots
             .get(i)
             .and_then(|s| s.as_ref())
+            .filter(|s| s.ready_token == token)
             .and_then(|s| s.ready_fd)
         else {
             return;

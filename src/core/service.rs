@@ -104,6 +104,8 @@ pub struct Service {
     pub timer: Timer,
     /// Read end of the readiness pipe while waiting for a newline.
     pub ready_fd: Option<Fd>,
+    /// What the loop reports readiness of `ready_fd` with.
+    pub ready_token: u64,
     /// This service's own log pipe (read, write) once something logs to it.
     pub log_pipe: Option<(Fd, Fd)>,
     /// Slot of the service this one logs into.
@@ -135,6 +137,7 @@ impl Service {
             run_started: now,
             timer: Timer::None,
             ready_fd: None,
+            ready_token: 0,
             log_pipe: None,
             logger: None,
             log_users: 0,

@@ -15,7 +15,6 @@ struct FakeOs {
     files: BTreeMap<Vec<u8>, Vec<u8>>,
     links: BTreeMap<Vec<u8>, Vec<u8>>,
     next_pid: Pid,
-    next_fd: Fd,
     open_fds: BTreeSet<Fd>,
     spawns: Vec<Spawned>,
     kills: Vec<(Pid, i32)>,
@@ -24,9 +23,16 @@ struct FakeOs {
     /// exec errors to return for "dir/prog".
     exec_errors: HashMap<Vec<u8>, i32>,
     readiness: HashMap<Fd, Vec<ReadResult>>,
-    /// Watched descriptors and their slots (closing one drops it, as
+    /// Watched descriptors and their tokens (closing one drops it, as
     /// the kernel drops a closed descriptor from an epoll set).
-    watched: BTreeMap<Fd, usize>,
+    watched: BTreeMap<Fd, u64>,
+    /// Descriptors made non-blocking: reading one of the others with
+    /// nothing in it would block nitro forever, and fails the test.
+    nonblocking: BTreeSet<Fd>,
+    /// Every descriptor read, in order.
+    reads: Vec<Fd>,
+    /// Every readiness pipe ever watched, with its token.
+    tokens: Vec<(u64, Fd)>,
     scan: Vec<Vec<u8>>,
 }
 
@@ -104,8 +110,10 @@ impl Os for FakeOs {
         self.kills.push((pid, signal));
     }
     fn pipe(&mut self) -> Result<(Fd, Fd), i32> {
-        self.next_fd += 2;
-        let (r, w) = (self.next_fd + 100, self.next_fd + 101);
+        // The lowest free numbers, as the kernel hands them out: a closed
+        // descriptor comes straight back as the next pipe.
+        let mut free = (100..).filter(|fd| !self.open_fds.contains(fd));
+        let (r, w) = (free.next().unwrap(), free.next().unwrap());
         self.open_fds.insert(r);
         self.open_fds.insert(w);
         Ok((r, w))
@@ -116,12 +124,21 @@ impl Os for FakeOs {
             "closing fd {fd} that is not open"
         );
         self.watched.remove(&fd);
+        self.nonblocking.remove(&fd);
+        self.readiness.remove(&fd);
     }
-    fn watch(&mut self, fd: Fd, slot: usize) {
+    fn watch(&mut self, fd: Fd, token: u64) {
         assert!(self.open_fds.contains(&fd), "watching fd {fd} not open");
-        self.watched.insert(fd, slot);
+        self.watched.insert(fd, token);
+        self.nonblocking.insert(fd);
+        self.tokens.push((token, fd));
     }
     fn read(&mut self, fd: Fd, buf: &mut [u8]) -> ReadResult {
+        assert!(
+            self.open_fds.contains(&fd),
+            "reading fd {fd} that is not open"
+        );
+        self.reads.push(fd);
         match self
             .readiness
             .get_mut(&fd)
@@ -132,7 +149,13 @@ impl Os for FakeOs {
                 ReadResult::Data(n)
             }
             Some(other) => other,
-            None => ReadResult::Nothing,
+            None => {
+                assert!(
+                    self.nonblocking.contains(&fd),
+                    "read of the empty blocking fd {fd}: nitro would hang"
+                );
+                ReadResult::Nothing
+            }
         }
     }
     fn notify(&mut self, name: &[u8], state: State) {
@@ -251,9 +274,9 @@ impl Sim {
         self.request(&d)
     }
 
-    /// The readiness pipes the loop is asked to watch: (slot, fd).
-    fn watched(&self) -> impl Iterator<Item = (usize, Fd)> + '_ {
-        self.os.watched.iter().map(|(&fd, &slot)| (slot, fd))
+    /// The readiness pipes the loop is asked to watch: (token, fd).
+    fn watched(&self) -> impl Iterator<Item = (u64, Fd)> + '_ {
+        self.os.watched.iter().map(|(&fd, &token)| (token, fd))
     }
 
     /// Invariants after every step.
@@ -264,7 +287,8 @@ impl Sim {
         let mut watched = BTreeMap::new();
         for (i, s) in self.sup.services() {
             if let Some(fd) = s.ready_fd {
-                watched.insert(fd, i);
+                watched.insert(fd, s.ready_token);
+                assert_eq!(s.ready_token & 0xffff_ffff, i as u64, "token of {}", s.name);
             }
             match s.state {
                 State::Down | State::Fatal | State::Delay | State::Oneshot => {
@@ -320,7 +344,7 @@ fn run_becomes_up_after_two_seconds_without_notification_fd() {
 #[test]
 fn readiness_by_pipe_needs_a_newline() {
     let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", "3\n")]));
-    let (i, fd) = sim.watched().next().expect("a readiness pipe");
+    let (token, fd) = sim.watched().next().expect("a readiness pipe");
     sim.advance(5000);
     assert_eq!(
         sim.state("a"),
@@ -330,20 +354,49 @@ fn readiness_by_pipe_needs_a_newline() {
     sim.os
         .readiness
         .insert(fd, vec![ReadResult::Nothing, ReadResult::Data(1)]);
-    sim.sup.on_ready_fd(&mut sim.os, i, sim.now);
+    sim.sup.on_ready_fd(&mut sim.os, token, sim.now);
     assert_eq!(sim.state("a"), State::Starting);
-    sim.sup.on_ready_fd(&mut sim.os, i, sim.now);
+    sim.sup.on_ready_fd(&mut sim.os, token, sim.now);
     assert_eq!(sim.state("a"), State::Up);
     assert_eq!(sim.watched().count(), 0, "pipe closed once ready");
     sim.check();
 }
 
+/// The wake-up that reports `run`'s exit also reports its readiness pipe
+/// (end of file). The exit comes first, the restart puts a new pipe in
+/// the same slot: the old event must not read the new, empty pipe
+/// (blocking, that froze nitro), nor act on it at all.
+#[test]
+fn a_readiness_event_of_a_replaced_pipe_never_reaches_its_successor() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", "3")]));
+    let (old, old_fd) = sim.watched().next().unwrap();
+    sim.command(proto::TAG_RESTART, "a");
+    sim.os.readiness.insert(old_fd, vec![ReadResult::Eof]);
+    sim.exit(sim.os.pid_of("a", Prog::Run), killed(libc::SIGTERM));
+    assert_eq!(sim.state("a"), State::Starting);
+    let (new, new_fd) = sim.watched().next().expect("the new run's pipe");
+    assert_ne!(new, old);
+    sim.os.readiness.insert(new_fd, vec![ReadResult::Data(1)]);
+    let reads = sim.os.reads.len();
+    sim.sup.on_ready_fd(&mut sim.os, old, sim.now);
+    sim.check();
+    assert_eq!(
+        sim.os.reads.len(),
+        reads,
+        "the new pipe was read for the old one"
+    );
+    assert_eq!(sim.state("a"), State::Starting);
+    // Its own event does.
+    sim.sup.on_ready_fd(&mut sim.os, new, sim.now);
+    assert_eq!(sim.state("a"), State::Up);
+}
+
 #[test]
 fn readiness_pipe_closed_without_newline_stays_starting() {
     let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", "3")]));
-    let (i, fd) = sim.watched().next().unwrap();
+    let (token, fd) = sim.watched().next().unwrap();
     sim.os.readiness.insert(fd, vec![ReadResult::Eof]);
-    sim.sup.on_ready_fd(&mut sim.os, i, sim.now);
+    sim.sup.on_ready_fd(&mut sim.os, token, sim.now);
     assert_eq!(sim.state("a"), State::Starting);
     assert_eq!(sim.watched().count(), 0);
     sim.check();
@@ -783,6 +836,10 @@ mod random {
         Down(usize),
         Restart(usize),
         Ready(usize),
+        /// The loop reports the n-th readiness pipe ever watched, maybe
+        /// long closed or replaced: a newline, end of file, or nothing
+        /// (another event of the same wake-up emptied it).
+        PipeEvent(usize, u8),
         /// Exit the n-th live process with a status.
         Exit(usize, i32),
         Advance(Millis),
@@ -796,6 +853,7 @@ mod random {
             (0..6usize).prop_map(Step::Down),
             (0..6usize).prop_map(Step::Restart),
             (0..6usize).prop_map(Step::Ready),
+            (0..16usize, 0..3u8).prop_map(|(n, k)| Step::PipeEvent(n, k)),
             (
                 0..8usize,
                 prop_oneof![Just(0), Just(256), Just(111 << 8), Just(9)]
@@ -811,7 +869,10 @@ mod random {
 
     fn world() -> FakeOs {
         let mut os = FakeOs::default();
-        os.service("a", &[("run", ""), ("finish", "")]);
+        os.service(
+            "a",
+            &[("run", ""), ("finish", ""), ("notification-fd", "3")],
+        );
         os.service("b", &[("setup", ""), ("run", ""), ("notification-fd", "3")]);
         os.service("c", &[("run", ""), ("notification-fd", "0"), ("down", "")]);
         os.service("t@", &[("run", "")]);
@@ -832,6 +893,15 @@ mod random {
                     Step::Down(n) => { sim.command(proto::TAG_DOWN, NAMES[n]); }
                     Step::Restart(n) => { sim.command(proto::TAG_RESTART, NAMES[n]); }
                     Step::Ready(n) => { sim.command(proto::TAG_READY, NAMES[n]); }
+                    Step::PipeEvent(n, kind) => {
+                        let Some(&(token, fd)) = sim.os.tokens.get(n % sim.os.tokens.len().max(1)) else { continue };
+                        if sim.os.watched.get(&fd) == Some(&token) {
+                            let result = [ReadResult::Data(1), ReadResult::Eof, ReadResult::Nothing][kind as usize];
+                            sim.os.readiness.entry(fd).or_default().push(result);
+                        }
+                        sim.sup.on_ready_fd(&mut sim.os, token, sim.now);
+                        sim.check();
+                    }
                     Step::Exit(n, status) => {
                         let pids: Vec<Pid> = sim.sup.services().filter(|(_, s)| s.pid > 0).map(|(_, s)| s.pid).collect();
                         if !pids.is_empty() {

@@ -234,8 +234,15 @@ impl core::Os for RealOs {
         }
     }
 
-    fn watch(&mut self, fd: Fd, slot: usize) {
-        if let Err(errno) = self.poller.add(fd, slot as u64) {
+    fn watch(&mut self, fd: Fd, token: u64) {
+        // Nothing on the event path may block: a stale wake-up, or a
+        // writer that wrote and took it back, finds the pipe empty.
+        // SAFETY: fcntl on a descriptor we own, with integer arguments.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        if let Err(errno) = self.poller.add(fd, token) {
             super::warn(format_args!(
                 "cannot watch a readiness pipe: errno {}; nitroctl ready still works",
                 errno
