@@ -107,6 +107,9 @@ impl Supervisor {
 
     /// want down: `down`, gone from disk, shutdown.
     pub(super) fn want_down(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        // A stop asked for while a main service's `finish` runs takes over:
+        // the run that ended no longer ends the system.
+        self.sv_mut(i).main_status = None;
         match self.sv(i).state {
             State::Setup | State::Starting | State::Up | State::Shutdown | State::Restart => {
                 self.stop(os, i, State::Shutdown, now)
@@ -130,6 +133,7 @@ impl Supervisor {
         if !self.starting_allowed() {
             return;
         }
+        self.sv_mut(i).main_status = None;
         match self.sv(i).state {
             State::Setup | State::Starting | State::Up | State::Restart | State::Shutdown => {
                 self.stop(os, i, State::Restart, now)
@@ -479,10 +483,13 @@ impl Supervisor {
 
     /// The end of `finish` (or of the stop, when there is none).
     fn finished(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        // Taken in every case: only the run that just ended may end the
+        // system, never a later one.
+        let main_status = self.sv_mut(i).main_status.take();
         match self.sv(i).state {
             State::Restart | State::Starting | State::Up => {
                 self.set_state(os, i, State::Down, now);
-                if let Some(status) = self.sv_mut(i).main_status.take() {
+                if let Some(status) = main_status {
                     // A main service is not restarted: the system ends with it.
                     self.main_ended(os, status, now);
                     return;
@@ -508,7 +515,7 @@ impl Supervisor {
                 self.maybe_forget(os, i);
             }
             State::Fatal => {
-                if let Some(status) = self.sv_mut(i).main_status.take() {
+                if let Some(status) = main_status {
                     self.main_ended(os, status, now);
                 }
             }

@@ -1039,6 +1039,45 @@ fn main_service_fatal_is_111_and_requested_stops_do_not_count() {
     assert_eq!(sim.state("a"), State::Starting);
 }
 
+/// A main service's `run` ended on its own; while its `finish` runs the
+/// user takes over (down, start, restart). Only the run that just ended
+/// may end the system, and what the user asked for since wins: the old
+/// status must never shut the system down later.
+#[test]
+fn requests_during_a_main_services_finish_never_end_the_system_later() {
+    let mut os = simple(&[("run", ""), ("main", ""), ("finish", "")]);
+    os.service("other", &[("run", "")]);
+    let mut sim = Sim::new(os);
+    sim.advance(3000);
+    sim.exit(sim.os.pid_of("a", Prog::Run), exited(3));
+    let finish = sim.os.pid_of("a", Prog::Finish);
+    sim.command(proto::TAG_DOWN, "a");
+    sim.command(proto::TAG_UP, "a");
+    sim.command(proto::TAG_RESTART, "a");
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.sup.phase(), Phase::Running, "the system went down");
+    assert_eq!(sim.state("a"), State::Starting);
+
+    // The same with a FATAL main service taken down while its finish runs,
+    // then restarted by hand.
+    let mut os = simple(&[("run", ""), ("main", ""), ("finish", "")]);
+    os.exec_errors.insert(b"a/run".to_vec(), libc::EACCES);
+    let mut sim = Sim::new(os);
+    let finish = sim.os.pid_of("a", Prog::Finish);
+    sim.command(proto::TAG_DOWN, "a");
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("a"), State::Down);
+    sim.os.exec_errors.clear();
+    sim.command(proto::TAG_UP, "a");
+    sim.advance(3000);
+    let run = sim.os.pid_of("a", Prog::Run);
+    sim.command(proto::TAG_RESTART, "a");
+    sim.exit(run, killed(libc::SIGTERM));
+    sim.exit(sim.os.pid_of("a", Prog::Finish), EXITED_0);
+    assert_eq!(sim.sup.phase(), Phase::Running, "the system went down");
+    assert_eq!(sim.state("a"), State::Starting);
+}
+
 #[test]
 fn requested_restarts_start_at_once_and_do_not_count_as_restarts() {
     let mut sim = Sim::new(simple(&[("run", "")]));
