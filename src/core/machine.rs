@@ -8,6 +8,17 @@ use super::{
     STOP_TIMEOUT_MS, Spawn, SpawnError, Supervisor, Timer,
 };
 
+/// How a `run` becomes UP (SPEC section 2, `notification-fd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readiness {
+    /// By itself, `READY_TIMEOUT_MS` after it started.
+    Timer,
+    /// Only through `nitroctl ready`.
+    Request,
+    /// By a newline on this descriptor of a pipe.
+    Pipe(i32),
+}
+
 /// exec errors that may go away by themselves: DELAY, not FATAL.
 fn temporary_exec_error(errno: i32) -> bool {
     matches!(
@@ -269,7 +280,11 @@ impl Supervisor {
             self.set_state(os, i, State::Oneshot, now);
             return;
         }
-        let notify_fd = self.notification_fd(os, i);
+        let readiness = self.readiness(os, i);
+        let notify_fd = match readiness {
+            Readiness::Pipe(fd) => Some(fd),
+            Readiness::Timer | Readiness::Request => None,
+        };
         let pipe = match notify_fd {
             Some(_) => match os.pipe() {
                 Ok(pipe) => Some(pipe),
@@ -305,7 +320,7 @@ impl Supervisor {
                     os.watch(read, token);
                 }
                 self.set_state(os, i, State::Starting, now);
-                if !os.exists(self.sv(i).name.dir(), b"notification-fd") {
+                if readiness == Readiness::Timer {
                     self.set_timer(i, Timer::Ready, now + READY_TIMEOUT_MS);
                 }
             }
@@ -313,14 +328,17 @@ impl Supervisor {
         }
     }
 
-    /// The readiness fd `run` gets, from `notification-fd`: `None` for no
-    /// pipe (absent file, 0, or an unusable number).
-    fn notification_fd(&self, os: &mut dyn Os, i: usize) -> Option<i32> {
+    /// How `run` tells it is ready, from `notification-fd`: a file that is
+    /// absent, empty or unreadable means the timer (as in the C nitro).
+    fn readiness(&self, os: &mut dyn Os, i: usize) -> Readiness {
         let mut buf = [0u8; 32];
-        let n = os.read_file(self.sv(i).name.dir(), b"notification-fd", &mut buf)?;
+        let n = match os.read_file(self.sv(i).name.dir(), b"notification-fd", &mut buf) {
+            Some(n) if n > 0 => n,
+            _ => return Readiness::Timer,
+        };
         let fd = digits(&buf[..n]).unwrap_or(0);
         if fd == 0 {
-            return None;
+            return Readiness::Request;
         }
         if fd < 3 || fd >= self.config.fd_limit.max(0) as u64 {
             os.warn(format_args!(
@@ -328,9 +346,9 @@ impl Supervisor {
                 self.sv(i).name,
                 fd
             ));
-            return None;
+            return Readiness::Request;
         }
-        Some(fd as i32)
+        Readiness::Pipe(fd as i32)
     }
 
     fn spawn_failed(

@@ -413,6 +413,20 @@ fn notification_fd_zero_waits_for_ready_request() {
     assert_eq!(sim.state("a"), State::Up);
 }
 
+/// An empty `notification-fd` reads like an absent one (as in the C
+/// nitro): UP after two seconds, not STARTING forever.
+#[test]
+fn an_empty_notification_fd_means_up_after_two_seconds() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", "")]));
+    assert_eq!(sim.watched().count(), 0);
+    sim.advance(READY_TIMEOUT_MS);
+    assert_eq!(sim.state("a"), State::Up);
+    // A byte that is no digit reads as 0: wait for `nitroctl ready`.
+    let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", "\n")]));
+    sim.advance(10_000);
+    assert_eq!(sim.state("a"), State::Starting);
+}
+
 #[test]
 fn unusable_notification_fds_warn_and_wait_for_ready() {
     for content in ["1", "2", "99999"] {
