@@ -76,3 +76,46 @@ fn down_files_keep_services_down_at_boot() {
     n.until_state("b", State::Up);
     assert_eq!(n.state("a"), Some(State::Down));
 }
+
+/// A template renamed or removed takes its instances with it: each one
+/// is stopped and forgotten, whether a request, a directory entry or a
+/// log link made it.
+#[test]
+fn instances_go_when_their_template_is_renamed_or_removed() {
+    let mut n = Nitro::start(|sv| {
+        script(
+            &sv.join("t@/run"),
+            r#"echo $$ > "$T/pid-$1"; exec sleep 1000"#,
+        );
+        std::os::unix::fs::symlink("t@", sv.join("t@entry")).unwrap();
+        script(&sv.join("lg@/run"), "exec cat > /dev/null");
+        script(&sv.join("w/run"), "exec sleep 1000");
+        std::os::unix::fs::symlink("../lg@", sv.join("w/log")).unwrap();
+    });
+    assert_eq!(n.ctl(&["start", "t@asked"]).0, 0);
+    for name in ["t@entry", "lg@w"] {
+        n.wait_for(name, State::Starting);
+    }
+    let pids: Vec<String> = ["asked", "entry"]
+        .iter()
+        .map(|p| {
+            until("the instance wrote its pid", || {
+                !read(&n.path(&format!("pid-{p}"))).is_empty()
+            });
+            read(&n.path(&format!("pid-{p}"))).trim().to_string()
+        })
+        .collect();
+    std::fs::rename(n.path("sv/t@"), n.path("sv/u@")).unwrap();
+    std::fs::remove_dir_all(n.path("sv/lg@")).unwrap();
+    assert_eq!(n.ctl(&["rescan"]).0, 0);
+    for name in ["t@asked", "t@entry", "lg@w"] {
+        until(&format!("{name} forgotten"), || n.query(name).is_none());
+    }
+    for pid in pids {
+        until("the instance's process is gone", || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+    }
+    n.wait_for("w", State::Up);
+    assert_eq!(n.state("w"), Some(State::Up), "the writer runs on");
+}

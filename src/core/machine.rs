@@ -560,8 +560,7 @@ impl Supervisor {
 
     /// A service gone from disk is forgotten once it is DOWN.
     fn maybe_forget(&mut self, os: &mut dyn Os, i: usize) {
-        let service = self.sv(i);
-        if service.forget && service.is_stopped() && !self.is_logger(i) {
+        if self.forgettable(i) {
             self.forget(os, i);
         }
     }

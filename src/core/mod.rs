@@ -306,13 +306,18 @@ impl Supervisor {
 
     /// Drops a service that is DOWN, releasing its descriptors and every
     /// logger link to it.
+    /// A logger gone from disk waited only for its last writer: it goes
+    /// too, and so on down a chain (walked, not recursed).
     fn forget(&mut self, os: &mut dyn Os, i: usize) {
-        if self.slots[i].is_none() {
-            return;
+        let mut next = Some(i);
+        while let Some(i) = next {
+            next = self.forget_one(os, i);
         }
-        let Some(service) = self.tracking(i, |sup| sup.slots[i].take()) else {
-            return;
-        };
+    }
+
+    /// Forgets service `i`; returns its logger if that can go now.
+    fn forget_one(&mut self, os: &mut dyn Os, i: usize) -> Option<usize> {
+        let service = self.tracking(i, |sup| sup.slots[i].take())?;
         self.names.remove(hash_name(service.name.as_bytes()), i);
         if service.pid > 0 {
             self.pids.remove(hash_pid(service.pid), i);
@@ -330,9 +335,6 @@ impl Supervisor {
         {
             os.close(fd);
         }
-        if let Some(l) = service.logger {
-            self.set_logger_users(l, -1);
-        }
         // Only a service nothing logs into is forgotten; should one be
         // all the same, no link may point at its slot.
         if service.log_users > 0 {
@@ -342,6 +344,26 @@ impl Supervisor {
                 }
             }
         }
+        let l = service.logger.filter(|&l| l != i)?;
+        self.set_logger_users(l, -1);
+        self.forgettable(l).then_some(l)
+    }
+
+    /// One writer fewer logs into `l`, which is forgotten if it was gone
+    /// from disk and waited only for that writer.
+    fn unlink_logger(&mut self, os: &mut dyn Os, l: usize) {
+        self.set_logger_users(l, -1);
+        if self.forgettable(l) {
+            self.forget(os, l);
+        }
+    }
+
+    /// Gone from disk, DOWN, and nothing logs into it.
+    fn forgettable(&self, i: usize) -> bool {
+        self.slots[i]
+            .as_ref()
+            .is_some_and(|s| s.forget && s.is_stopped())
+            && !self.is_logger(i)
     }
 
     /// Neither stopped nor a logger.

@@ -59,6 +59,22 @@ impl Supervisor {
                 self.want_up(os, i, now);
             }
         }
+        // Gone from disk: a service whose entry is gone, an instance whose
+        // template is gone (however the instance came to be). Marked first,
+        // so that no log link is made to them below.
+        for i in 0..self.slots.len() {
+            let Some(service) = &self.slots[i] else {
+                continue;
+            };
+            let gone = match service.name.param() {
+                Some(_) => !is_service_dir(os, service.name.dir()),
+                None => service.seen != generation,
+            };
+            if gone && !service.forget {
+                self.sv_mut(i).forget = true;
+                self.want_down(os, i, now);
+            }
+        }
         for i in 0..self.slots.len() {
             if self.slots[i].is_none() {
                 continue;
@@ -71,20 +87,14 @@ impl Supervisor {
                 self.want_up(os, l, now);
             }
         }
+        // An instance that is DOWN and neither listed nor used as a logger.
         for i in 0..self.slots.len() {
-            let Some(service) = &self.slots[i] else {
-                continue;
-            };
-            if service.seen == generation || service.forget {
-                continue;
-            }
-            if service.is_instance() {
-                if service.is_stopped() && !self.is_logger(i) {
-                    self.forget(os, i);
-                }
-            } else {
-                self.sv_mut(i).forget = true;
-                self.want_down(os, i, now);
+            if self.slots[i]
+                .as_ref()
+                .is_some_and(|s| s.is_instance() && s.seen != generation && s.is_stopped())
+                && !self.is_logger(i)
+            {
+                self.forget(os, i);
             }
         }
     }
@@ -103,7 +113,9 @@ impl Supervisor {
         let mut name_buf = [0u8; 128];
         let wanted = self.logger_name(os, i, &mut name_buf);
         let logger = wanted.and_then(|name| {
-            let found = self.lookup(os, name, true, now);
+            let found = self
+                .lookup(os, name, true, now)
+                .filter(|&l| !self.sv(l).forget);
             if found.is_none() {
                 os.warn(format_args!(
                     "{}: log target {} is not a service, ignored",
@@ -118,13 +130,13 @@ impl Supervisor {
         if old == logger {
             return false;
         }
-        if let Some(l) = old {
-            self.set_logger_users(l, -1);
-        }
         if let Some(l) = logger {
             self.set_logger_users(l, 1);
         }
         self.sv_mut(i).logger = logger;
+        if let Some(l) = old {
+            self.unlink_logger(os, l);
+        }
         true
     }
 

@@ -700,6 +700,54 @@ fn instances_on_demand_are_forgotten_on_rescan_once_down() {
     assert!(sim.sup.find(b"t@1").is_none());
 }
 
+/// A template removed or renamed takes every instance with it, however
+/// the instance came to be: by a directory entry, a request or a log link.
+#[test]
+fn instances_are_stopped_and_forgotten_once_their_template_is_gone() {
+    let mut os = FakeOs::default();
+    os.service("t@", &[("run", "")]);
+    os.link("", "t@entry", "t@");
+    os.service("t@entry", &[]);
+    os.service("lg@", &[("run", "")]);
+    os.service("a", &[("run", "")]);
+    os.link("a", "log", "../lg@");
+    let mut sim = Sim::new(os);
+    sim.command(proto::TAG_UP, "t@asked");
+    for name in ["t@entry", "t@asked", "lg@a"] {
+        assert_eq!(sim.state(name), State::Starting, "{name}");
+    }
+    // While the template exists, a running instance stays, even without
+    // its entry.
+    sim.os.remove_service("t@entry");
+    sim.command(proto::TAG_RESCAN, "");
+    assert_eq!(sim.state("t@entry"), State::Starting);
+
+    sim.os.remove_service("t@");
+    sim.os.remove_service("lg@");
+    sim.command(proto::TAG_RESCAN, "");
+    for name in ["t@entry", "t@asked", "lg@a"] {
+        assert_eq!(sim.state(name), State::Shutdown, "{name}");
+    }
+    let i = sim.sup.find(b"a").unwrap();
+    assert_eq!(sim.sup.sv(i).logger, None, "a no longer logs into lg@a");
+    let pids: Vec<Pid> = sim
+        .sup
+        .services()
+        .filter(|(_, s)| s.name.param().is_some())
+        .map(|(_, s)| s.pid)
+        .collect();
+    for pid in pids {
+        sim.exit(pid, killed(libc::SIGTERM));
+    }
+    for name in ["t@entry", "t@asked", "lg@a"] {
+        assert!(
+            sim.sup.find(name.as_bytes()).is_none(),
+            "{name} is forgotten"
+        );
+    }
+    assert_eq!(sim.state("a"), State::Starting);
+}
+
 #[test]
 fn rescan_starts_new_and_forgets_removed_services() {
     let mut sim = Sim::new(simple(&[("run", "")]));
