@@ -344,3 +344,124 @@ fn a_hundred_services_in_one_call() {
     let (status, _, err) = n.ctl(&args);
     assert_eq!(status, 0, "{err}");
 }
+
+/// A nitroctl whose stderr the test reads.
+fn spawn_ctl(n: &Nitro, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(nitroctl_bin())
+        .args(args)
+        .env("NITRO_SOCK", &n.sock)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits at most `limit` for a nitroctl to exit: (status, stderr). One
+/// that still runs then is killed (it would wait forever) and fails the
+/// test.
+fn exit_within(mut child: std::process::Child, limit: Duration) -> (i32, String) {
+    let end = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("nitroctl still runs after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Ends nitro with `signal` (SIGKILL leaves its socket behind, refused;
+/// SIGTERM is an orderly exit that removes it) and waits for it.
+fn end_nitro(n: &mut Nitro, signal: i32) {
+    let mut child = n.child.take().unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    child.wait().unwrap();
+}
+
+/// Well under the 10 s after which a silent nitro counts as gone: a nitro
+/// that is gone is noticed by the next QUERY, a second after the last news.
+const NOTICED: Duration = Duration::from_secs(7);
+
+#[test]
+fn waits_end_with_4_when_nitro_is_gone() {
+    for signal in [libc::SIGKILL, libc::SIGTERM] {
+        let mut n = Nitro::start(|sv| {
+            // Never ready: STARTING until nitro goes.
+            script(&sv.join("slow/run"), "exec sleep 1000");
+            file(&sv.join("slow/notification-fd"), "3");
+            file(&sv.join("slow/down"), "");
+        });
+        let start = spawn_ctl(&n, &["start", "slow"]);
+        // STARTING shows nitro applied the request: nitroctl now waits.
+        n.until_state("slow", State::Starting);
+        let wait = spawn_ctl(&n, &["wait-up", "slow"]);
+        let notify = n.sock.parent().unwrap().join("notify");
+        until("wait-up is bound", || {
+            notify.join(format!("slow,{}_0", wait.id())).exists()
+        });
+        let (_, pid) = n.query("slow").unwrap();
+        end_nitro(&mut n, signal);
+        if signal == libc::SIGKILL {
+            // The service outlives a killed nitro (SIGTERM takes it
+            // along); nitroctl has nothing to learn from it.
+            // SAFETY: a process this test made nitro start.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        for child in [start, wait] {
+            let (status, err) = exit_within(child, NOTICED);
+            assert_eq!(status, 4, "signal {signal}: {err}");
+            assert!(err.contains("cannot reach nitro"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn events_ends_with_4_when_nitro_is_gone() {
+    for signal in [libc::SIGKILL, libc::SIGTERM] {
+        let mut n = Nitro::start(|sv| script(&sv.join("o/setup"), "true"));
+        n.wait_for("o", State::Oneshot);
+        let events = spawn_ctl(&n, &["events"]);
+        let notify = n.sock.parent().unwrap().join("notify");
+        until("events is bound", || {
+            notify.join(format!("ALL,{}", events.id())).exists()
+        });
+        end_nitro(&mut n, signal);
+        let (status, err) = exit_within(events, NOTICED);
+        assert_eq!(status, 4, "signal {signal}: {err}");
+        assert!(err.contains("cannot reach nitro"), "{err}");
+    }
+}
+
+#[test]
+fn a_wait_gives_up_on_a_nitro_that_answers_nothing() {
+    let mut n = Nitro::start(|sv| {
+        script(&sv.join("x/run"), "exec sleep 1000");
+        file(&sv.join("x/down"), "");
+    });
+    let wait = spawn_ctl(&n, &["wait-up", "x"]);
+    let notify = n.sock.parent().unwrap().join("notify");
+    until("wait-up is bound", || {
+        notify.join(format!("x,{}_0", wait.id())).exists()
+    });
+    let pid = n.pid() as i32;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    let outcome = std::panic::catch_unwind(|| exit_within(wait, DEADLINE));
+    // SAFETY: as above; a stopped nitro could not be stopped in order.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let (status, err) = outcome.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert_eq!(status, 4, "{err}");
+    assert!(err.contains("cannot reach nitro"), "{err}");
+    // The same 10 s as a plain request, counted from the first QUERY left
+    // unanswered: sent after nitro stopped, or a moment before.
+    assert!(stopped.elapsed() >= Duration::from_secs(9), "{err}");
+    n.stop();
+}

@@ -5,8 +5,8 @@
 //! Passing here is what shows that our nitroctl drives the C nitro.
 //!
 //! Every step waits for a datagram or for nitroctl to exit; nothing
-//! sleeps. The one test that waits a second does so because that second
-//! is the requery interval under test.
+//! sleeps. The two tests that take time do so because the time is what
+//! they test: the requery interval, and the 10 s a silent nitro gets.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
@@ -480,6 +480,25 @@ fn restart_asks_again_when_events_are_lost() {
     assert!(silent.elapsed() >= Duration::from_millis(900));
     fake.reply(&again, &query_reply(UP, 3000));
     assert_eq!(finish(ctl).0, 0);
+}
+
+/// Only silence counts against nitro: a wait goes on past the 10 s after
+/// which a nitro that answers nothing is given up, as long as it answers.
+#[test]
+fn a_wait_goes_on_while_nitro_answers() {
+    let fake = Fake::new();
+    let started = Instant::now();
+    let ctl = fake.ctl(&["wait-up", "alpha"]);
+    loop {
+        let from = fake.expect(&query("alpha"));
+        if started.elapsed() >= Duration::from_secs(11) {
+            fake.reply(&from, &query_reply(UP, 3000));
+            break;
+        }
+        fake.reply(&from, &query_reply(DOWN, 0));
+    }
+    let (status, _, err) = finish(ctl);
+    assert_eq!(status, 0, "{err}");
 }
 
 #[test]

@@ -63,7 +63,7 @@ impl Ctl {
         if timed_out {
             fail(
                 EXIT_UNREACHABLE,
-                format_args!("no reply from nitro at {}", self.server.display()),
+                format_args!("cannot reach nitro at {}: no reply", self.server.display()),
             );
         }
         fail(

@@ -8,7 +8,10 @@
 //! arrives after the OK describes the service after our request, and
 //! nothing before it counts. Right after the OK we ask (QUERY) for the
 //! current state, and again whenever nothing arrived for a second: events
-//! are best-effort and a dropped one must not make us wait forever.
+//! are best-effort and a dropped one must not make us wait forever. That
+//! QUERY also tells whether nitro is still there: one that cannot be sent
+//! (nitro removed its socket, or died and left it refusing), or no reply
+//! for as long as a plain request waits, ends the command with 4.
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -16,11 +19,11 @@ use std::time::{Duration, Instant};
 use nitro::client::{self, Client};
 use nitro::proto::{self, State};
 
-use crate::Ctl;
 use crate::exit::{
     EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, bound, fail, leave_if_interrupted,
     say, signal_fd,
 };
+use crate::{Ctl, REPLY_TIMEOUT};
 
 /// Ask again when nothing came for this long.
 pub const REQUERY: Duration = Duration::from_secs(1);
@@ -168,22 +171,31 @@ struct Waiter {
     client: Option<Client>,
     tracker: Tracker,
     last_heard: Instant,
-    /// A request or QUERY went out and its reply has not come yet.
-    in_flight: bool,
+    /// Since when we wait for a reply: set by the oldest request or QUERY
+    /// not answered yet, `None` once a reply came.
+    asked: Option<Instant>,
 }
 
 impl Waiter {
-    fn send(&mut self, datagram: &[u8]) {
-        if let Some(client) = &self.client {
-            self.in_flight = true;
-            let _ = client.send(datagram);
+    /// Sends a QUERY. nitro's queue being full (it is busy, or stopped)
+    /// is no error: the next QUERY tries again, and the silence counts
+    /// from now all the same. Any other failure means nitro is gone.
+    fn send(&mut self, ctl: &Ctl, datagram: &[u8]) {
+        let Some(client) = &self.client else { return };
+        self.asked.get_or_insert_with(Instant::now);
+        match client.send(datagram) {
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                leave_if_interrupted();
+                ctl.unreachable(e, ctl.deadline)
+            }
+            _ => {}
         }
     }
 
     /// Decided: closing the socket frees whatever nitro still sends it.
     fn done(&mut self) {
         self.client = None;
-        self.in_flight = false;
+        self.asked = None;
     }
 
     fn socket(&self) -> Option<&std::os::unix::net::UnixDatagram> {
@@ -237,7 +249,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
             client: None,
             tracker: Tracker::new(name, wait),
             last_heard: Instant::now(),
-            in_flight: false,
+            asked: None,
         })
         .collect();
     // Waiters before `started` have sent their first request.
@@ -245,7 +257,10 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
     let mut buf = vec![0u8; 65536];
     loop {
         leave_if_interrupted();
-        let mut in_flight = waiters[..started].iter().filter(|w| w.in_flight).count();
+        let mut in_flight = waiters[..started]
+            .iter()
+            .filter(|w| w.asked.is_some())
+            .count();
         while started < waiters.len() && in_flight < IN_FLIGHT {
             let w = &mut waiters[started];
             let client = bind_waiter(ctl, format!("{},{pid}_{started}", w.tracker.name));
@@ -260,7 +275,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
             }
             let _ = client.socket.set_nonblocking(true);
             w.client = Some(client);
-            w.in_flight = true;
+            w.asked = Some(Instant::now());
             w.last_heard = Instant::now();
             started += 1;
             in_flight += 1;
@@ -282,10 +297,19 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
             break;
         }
         for &i in &pending {
+            // No reply for as long as a plain request waits (checked at
+            // least every second, as the QUERYs go out): nitro is
+            // stopped or stuck, as good as absent.
+            if waiters[i]
+                .asked
+                .is_some_and(|t| now.duration_since(t) >= REPLY_TIMEOUT)
+            {
+                ctl.unreachable(std::io::ErrorKind::TimedOut.into(), deadline);
+            }
             if now.duration_since(waiters[i].last_heard) >= REQUERY {
                 waiters[i].last_heard = now;
                 let query = waiters[i].tracker.query();
-                waiters[i].send(&query);
+                waiters[i].send(ctl, &query);
             }
         }
         let mut pollfds: Vec<libc::pollfd> = pending
@@ -325,7 +349,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
             while let Some(Ok(n)) = w.socket().map(|s| s.recv(&mut buf)) {
                 w.last_heard = Instant::now();
                 if !client::is_event(&buf[..n]) {
-                    w.in_flight = false;
+                    w.asked = None;
                 }
                 let effects = w.tracker.receive(&buf[..n]);
                 if let (true, Some(line)) = (ctl.options.verbose, effects.changed) {
@@ -333,7 +357,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
                 }
                 if effects.query {
                     let query = w.tracker.query();
-                    w.send(&query);
+                    w.send(ctl, &query);
                 }
                 if w.tracker.result.is_some() {
                     w.done();
@@ -356,7 +380,8 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
 /// The write timeout must not be zero: that means "forever".
 const MIN_WAIT: Duration = Duration::from_millis(1);
 
-/// `events`: print every state change until interrupted (then exit 0).
+/// `events`: print every state change until interrupted (then exit 0),
+/// or until nitro is gone (4).
 pub fn events(ctl: &Ctl) -> i32 {
     let client = bind(ctl, format!("ALL,{}", std::process::id()));
     let _ = client.socket.set_nonblocking(true);
@@ -368,7 +393,12 @@ pub fn events(ctl: &Ctl) -> i32 {
             revents: 0,
         });
         // SAFETY: pollfds is a valid array of its length.
-        unsafe { libc::poll(pollfds.as_mut_ptr(), 2, -1) };
+        let ready = unsafe { libc::poll(pollfds.as_mut_ptr(), 2, REQUERY.as_millis() as i32) };
+        if ready == 0
+            && let Err(e) = still_there(&ctl.server)
+        {
+            ctl.unreachable(e, None);
+        }
         // Print what has arrived, even when interrupted: those events
         // happened before the interruption.
         while let Ok(n) = client.socket.recv(&mut buf) {
@@ -380,6 +410,16 @@ pub fn events(ctl: &Ctl) -> i32 {
             return 0;
         }
     }
+}
+
+/// Whether nitro still has its socket, without making it do anything: a
+/// connect only looks the socket up. It fails when nitro removed the
+/// socket on exit, and is refused when nitro died and left it behind. A
+/// stopped nitro passes: `events` waits for nothing in particular, and a
+/// nitro continued later (or one started anew on the same socket) goes on
+/// sending it events.
+fn still_there(server: &std::path::Path) -> std::io::Result<()> {
+    std::os::unix::net::UnixDatagram::unbound()?.connect(server)
 }
 
 #[cfg(test)]
