@@ -177,7 +177,7 @@ impl Supervisor {
         }
         if matches!(proc, Proc::Setup | Proc::Run) && self.sv(i).timer != Timer::Kill {
             let timeout = self.timeout(os, i, b"timeout-kill", STOP_TIMEOUT_MS);
-            self.set_timer(i, Timer::Kill, now + timeout);
+            self.set_timer(i, Timer::Kill, now.saturating_add(timeout));
         }
         self.set_state(os, i, target, now);
         if proc == Proc::None {
@@ -321,7 +321,7 @@ impl Supervisor {
                 }
                 self.set_state(os, i, State::Starting, now);
                 if readiness == Readiness::Timer {
-                    self.set_timer(i, Timer::Ready, now + READY_TIMEOUT_MS);
+                    self.set_timer(i, Timer::Ready, now.saturating_add(READY_TIMEOUT_MS));
                 }
             }
             Err(error) => self.spawn_failed(os, i, Prog::Run, error, now),
@@ -394,7 +394,7 @@ impl Supervisor {
     /// DELAY: start again after `ms`.
     fn delay(&mut self, os: &mut dyn Os, i: usize, ms: Millis, now: Millis) {
         self.set_state(os, i, State::Delay, now);
-        self.set_timer(i, Timer::Respawn, now + ms);
+        self.set_timer(i, Timer::Respawn, now.saturating_add(ms));
     }
 
     /// Spawns a program of service `i` with its arguments and fds.
@@ -441,7 +441,7 @@ impl Supervisor {
                 Ok(pid) => {
                     self.set_proc(i, Proc::Finish, pid);
                     let timeout = self.timeout(os, i, b"timeout-finish", FINISH_TIMEOUT_MS);
-                    self.set_timer(i, Timer::KillFinish, now + timeout);
+                    self.set_timer(i, Timer::KillFinish, now.saturating_add(timeout));
                     return;
                 }
                 Err(error) => {

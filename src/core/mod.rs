@@ -550,7 +550,7 @@ impl Supervisor {
                 Ok(pid) => {
                     self.phase = Phase::Finishing;
                     self.sys_pid = pid;
-                    self.sys_deadline = Some(now + SYS_TIMEOUT_MS);
+                    self.sys_deadline = Some(now.saturating_add(SYS_TIMEOUT_MS));
                     os.notify(SYS, State::Shutdown);
                     return;
                 }

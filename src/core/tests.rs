@@ -563,6 +563,26 @@ fn timeout_kill_file_sets_the_budget() {
     assert_eq!(sim.os.kills.last(), Some(&(pid, libc::SIGKILL)));
 }
 
+/// A budget near the end of the clock never wraps around into "at once".
+#[test]
+fn huge_timeouts_saturate_instead_of_killing_at_once() {
+    let huge = "18446744073709551000";
+    let mut sim = Sim::new(simple(&[
+        ("run", ""),
+        ("finish", ""),
+        ("timeout-kill", huge),
+        ("timeout-finish", huge),
+    ]));
+    let pid = sim.os.pid_of("a", Prog::Run);
+    sim.command(proto::TAG_DOWN, "a");
+    sim.advance(86_400_000);
+    assert_eq!(sim.os.kills, [(pid, libc::SIGTERM), (pid, libc::SIGCONT)]);
+    sim.exit(pid, killed(libc::SIGTERM));
+    sim.advance(86_400_000);
+    assert_eq!(sim.os.kills.len(), 2, "finish was killed");
+    assert_eq!(sim.state("a"), State::Shutdown);
+}
+
 #[test]
 fn down_from_finish_cancels_a_restart() {
     let mut sim = Sim::new(simple(&[("run", ""), ("finish", "")]));
