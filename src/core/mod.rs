@@ -193,7 +193,10 @@ pub struct Supervisor {
     reboot: bool,
     /// Pid of the running `SYS/setup` or `SYS/finish`, 0 when none.
     sys_pid: Pid,
-    /// When `SYS/finish` is killed.
+    /// Which of the two it is.
+    sys_prog: Prog,
+    /// When it is killed: `SYS/finish` after its time, `SYS/setup` after
+    /// the stop budget once a shutdown cut it short.
     sys_deadline: Option<Millis>,
     /// nitro's exit status, set by the first main service that ends.
     exit_status: Option<i32>,
@@ -223,6 +226,7 @@ impl Supervisor {
             phase: Phase::Boot,
             reboot: false,
             sys_pid: 0,
+            sys_prog: Prog::Setup,
             sys_deadline: None,
             exit_status: None,
             scan_gen: 0,
@@ -528,21 +532,29 @@ impl Supervisor {
     /// `SYS/finish`, then every service.
     pub fn shutdown(&mut self, os: &mut dyn Os, reboot: bool, now: Millis) {
         self.reboot = reboot;
-        match self.phase {
-            Phase::Finishing | Phase::Stopping => return,
-            Phase::Boot if self.sys_pid > 0 => {
-                // SYS/setup is cut short; its exit no longer matters.
-                os.kill(self.sys_pid, libc::SIGTERM);
-                os.kill(self.sys_pid, libc::SIGCONT);
-                self.sys_pid = 0;
-                os.notify(SYS, State::Down);
-            }
-            Phase::Boot | Phase::Running => {}
+        if matches!(self.phase, Phase::Finishing | Phase::Stopping) {
+            return;
         }
         os.warn(format_args!(
             "{}: stopping all services",
             if reboot { "reboot" } else { "shutdown" }
         ));
+        if self.phase == Phase::Boot && self.sys_pid > 0 {
+            // SYS/setup is cut short and stopped like a service; the
+            // shutdown goes on once it is gone.
+            os.kill(self.sys_pid, libc::SIGTERM);
+            os.kill(self.sys_pid, libc::SIGCONT);
+            self.sys_deadline = Some(now.saturating_add(STOP_TIMEOUT_MS));
+            self.phase = Phase::Finishing;
+            os.notify(SYS, State::Shutdown);
+            return;
+        }
+        self.finish_system(os, now);
+    }
+
+    /// `SYS/finish` if there is one, then every service.
+    fn finish_system(&mut self, os: &mut dyn Os, now: Millis) {
+        let reboot = self.reboot;
         self.enter_stopping();
         if os.exists(SYS, b"finish") {
             let end: &[u8] = if reboot { b"reboot" } else { b"shutdown" };
@@ -550,6 +562,7 @@ impl Supervisor {
                 Ok(pid) => {
                     self.phase = Phase::Finishing;
                     self.sys_pid = pid;
+                    self.sys_prog = Prog::Finish;
                     self.sys_deadline = Some(now.saturating_add(SYS_TIMEOUT_MS));
                     os.notify(SYS, State::Shutdown);
                     return;
@@ -580,6 +593,7 @@ impl Supervisor {
             match self.spawn_sys(os, Prog::Setup, &[]) {
                 Ok(pid) => {
                     self.sys_pid = pid;
+                    self.sys_prog = Prog::Setup;
                     os.notify(SYS, State::Setup);
                     return;
                 }
@@ -611,6 +625,7 @@ impl Supervisor {
                 ));
                 self.start_all(os, now);
             }
+            Phase::Finishing if self.sys_prog == Prog::Setup => self.finish_system(os, now),
             Phase::Finishing => {
                 self.enter_stopping();
                 self.stop_step(os, now);
@@ -700,7 +715,10 @@ impl Supervisor {
     pub fn on_timers(&mut self, os: &mut dyn Os, now: Millis) {
         if self.sys_deadline.is_some_and(|d| d <= now) {
             self.sys_deadline = None;
-            os.warn(format_args!("SYS/finish takes too long, killing it"));
+            os.warn(format_args!(
+                "SYS/{} takes too long, killing it",
+                self.sys_prog.file()
+            ));
             os.kill(self.sys_pid, libc::SIGKILL);
         }
         // Each service's timer fires at most once per call, even one set

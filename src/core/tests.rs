@@ -1038,6 +1038,36 @@ fn sys_setup_runs_before_the_scan_and_can_create_services_down() {
     assert_eq!(sim.state("b"), State::Down, "created down inside SYS/setup");
 }
 
+/// A shutdown while `SYS/setup` runs stops it like any service: SIGTERM,
+/// SIGKILL after the stop budget, and the system waits for it to end
+/// before `SYS/finish` and the end.
+#[test]
+fn a_shutdown_during_sys_setup_stops_it_and_waits_for_it() {
+    let mut os = simple(&[("run", "")]);
+    os.service("b", &[("run", "")]);
+    os.service("SYS", &[("setup", ""), ("finish", "")]);
+    let mut sim = Sim::new(os);
+    let setup = sim.os.pid_of("SYS", Prog::Setup);
+    sim.command(proto::TAG_UP, "a");
+    let run = sim.os.pid_of("a", Prog::Run);
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    assert_eq!(
+        sim.os.kills,
+        [(setup, libc::SIGTERM), (setup, libc::SIGCONT)]
+    );
+    sim.advance(STOP_TIMEOUT_MS);
+    assert_eq!(sim.os.kills.last(), Some(&(setup, libc::SIGKILL)));
+    assert!(!sim.sup.stopped(), "SYS/setup is still there");
+    assert!(sim.os.last_spawn("SYS", Prog::Finish).is_none());
+    sim.exit(setup, killed(libc::SIGKILL));
+    let finish = sim.os.pid_of("SYS", Prog::Finish);
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("a"), State::Shutdown);
+    sim.exit(run, killed(libc::SIGTERM));
+    assert!(sim.sup.stopped());
+    assert!(sim.sup.find(b"b").is_none(), "no scan after SYS/setup ends");
+}
+
 #[test]
 fn sys_finish_is_awaited_in_full_before_services_stop() {
     let mut os = simple(&[("run", "")]);
