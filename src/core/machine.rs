@@ -460,7 +460,11 @@ impl Supervisor {
         match proc {
             Proc::Setup => {
                 self.set_timer(i, Timer::None, 0);
-                if matches!(self.sv(i).state, State::Shutdown | State::Restart) {
+                // A stop was asked for, or the system goes down: `run`
+                // never starts.
+                if matches!(self.sv(i).state, State::Shutdown | State::Restart)
+                    || !self.starting_allowed()
+                {
                     self.finished(os, i, now);
                 } else if libc::WIFEXITED(wstatus) && libc::WEXITSTATUS(wstatus) == 0 {
                     self.launch(os, i, now);

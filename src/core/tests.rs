@@ -1068,6 +1068,31 @@ fn a_shutdown_during_sys_setup_stops_it_and_waits_for_it() {
     assert!(sim.sup.find(b"b").is_none(), "no scan after SYS/setup ends");
 }
 
+/// Once the system goes down nothing starts: a `setup` that succeeds
+/// while `SYS/finish` runs, or while the loggers are held back, ends in
+/// DOWN without `run`.
+#[test]
+fn a_setup_that_succeeds_after_shutdown_began_does_not_start_run() {
+    let mut os = simple(&[("setup", ""), ("run", "")]);
+    os.service("lg", &[("setup", ""), ("run", "")]);
+    os.service("w", &[("run", "")]);
+    os.link("w", "log", "../lg");
+    os.service("SYS", &[("finish", "")]);
+    let mut sim = Sim::new(os);
+    let setup = sim.os.pid_of("a", Prog::Setup);
+    let logger_setup = sim.os.pid_of("lg", Prog::Setup);
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    sim.exit(setup, EXITED_0);
+    assert_eq!(sim.state("a"), State::Down);
+    sim.exit(sim.os.pid_of("SYS", Prog::Finish), EXITED_0);
+    sim.exit(logger_setup, EXITED_0);
+    assert_eq!(sim.state("lg"), State::Down);
+    assert!(sim.os.last_spawn("a", Prog::Run).is_none());
+    assert!(sim.os.last_spawn("lg", Prog::Run).is_none());
+    sim.exit(sim.os.pid_of("w", Prog::Run), killed(libc::SIGTERM));
+    assert!(sim.sup.stopped());
+}
+
 #[test]
 fn sys_finish_is_awaited_in_full_before_services_stop() {
     let mut os = simple(&[("run", "")]);
