@@ -75,6 +75,26 @@ fn setup_run_and_finish_all_write_to_the_logger() {
 }
 
 #[test]
+fn only_the_loggers_run_reads_its_pipe() {
+    let n = Nitro::start(|sv| {
+        // On the log pipe, these cats would block and eat the lines.
+        script(&sv.join("lg/setup"), r#"cat >> "$T/eaten""#);
+        script(&sv.join("lg/finish"), r#"cat >> "$T/eaten""#);
+        // `read` takes one line and leaves the next in the pipe.
+        script(
+            &sv.join("lg/run"),
+            r#"IFS= read -r line && echo "$line" >> "$T/out""#,
+        );
+        script(&sv.join("w/run"), "echo one; echo two; exec sleep 1000");
+        symlink("../lg", sv.join("w/log")).unwrap();
+    });
+    until("both lines, one per run", || {
+        read(&n.path("out")) == "one\ntwo\n"
+    });
+    assert_eq!(read(&n.path("eaten")), "");
+}
+
+#[test]
 fn default_template_logger_and_global_logger_together() {
     let n = Nitro::start(|sv| {
         script(

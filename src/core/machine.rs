@@ -382,7 +382,7 @@ impl Supervisor {
         extra: &[&[u8]],
         notify: Option<(i32, super::Fd)>,
     ) -> Result<super::Pid, SpawnError> {
-        let (stdin, stdout, stderr_to_stdout) = self.stdio(i);
+        let (stdin, stdout, stderr_to_stdout) = self.stdio(i, prog);
         let service = self.sv(i);
         let mut args: [&[u8]; 3] = [&[]; 3];
         let mut argc = 0;

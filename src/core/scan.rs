@@ -3,7 +3,7 @@
 
 use crate::proto::{self, State};
 
-use super::{Fd, Millis, Os, Phase, Supervisor};
+use super::{Fd, Millis, Os, Phase, Prog, Supervisor};
 
 /// The global logger.
 pub(super) const GLOBAL_LOGGER: &[u8] = b"LOG";
@@ -202,11 +202,16 @@ impl Supervisor {
         }
     }
 
-    /// stdin, stdout and whether stderr follows stdout, for a program of
-    /// service `i`.
-    pub(super) fn stdio(&self, i: usize) -> (Option<Fd>, Option<Fd>, bool) {
+    /// stdin, stdout and whether stderr follows stdout, for program `prog`
+    /// of service `i`.
+    pub(super) fn stdio(&self, i: usize, prog: Prog) -> (Option<Fd>, Option<Fd>, bool) {
         let service = self.sv(i);
-        let stdin = service.log_pipe.map(|(read, _)| read);
+        // Only a logger's `run` reads its pipe: a `setup` or `finish`
+        // reading it would take lines meant for `run`.
+        let stdin = match prog {
+            Prog::Run => service.log_pipe.map(|(read, _)| read),
+            Prog::Setup | Prog::Finish | Prog::Final => None,
+        };
         let is_global = service.name.as_bytes() == GLOBAL_LOGGER;
         let stdout = match service.logger {
             Some(l) => self.sv(l).log_pipe.map(|(_, write)| write),

@@ -725,6 +725,26 @@ fn log_links_resolve_to_services_and_templates() {
 }
 
 #[test]
+fn only_a_loggers_run_reads_its_pipe() {
+    let mut os = FakeOs::default();
+    os.service("logger", &[("setup", ""), ("run", ""), ("finish", "")]);
+    os.service("a", &[("run", "")]);
+    os.link("a", "log", "../logger");
+    let mut sim = Sim::new(os);
+    let logger = sim.sup.find(b"logger").unwrap();
+    let (read, _) = sim.sup.sv(logger).log_pipe.expect("the logger's pipe");
+    // setup and finish would take lines meant for run.
+    assert_eq!(sim.os.last_spawn("logger", Prog::Setup).unwrap().3, None);
+    sim.exit(sim.os.pid_of("logger", Prog::Setup), EXITED_0);
+    assert_eq!(
+        sim.os.last_spawn("logger", Prog::Run).unwrap().3,
+        Some(read)
+    );
+    sim.exit(sim.os.pid_of("logger", Prog::Run), exited(0));
+    assert_eq!(sim.os.last_spawn("logger", Prog::Finish).unwrap().3, None);
+}
+
+#[test]
 fn log_loops_and_self_links_do_not_hang() {
     let mut os = FakeOs::default();
     os.service("a", &[("run", "")]);
