@@ -95,6 +95,30 @@ fn only_the_loggers_run_reads_its_pipe() {
 }
 
 #[test]
+fn a_logger_listed_before_its_writer_starts_with_its_pipe() {
+    let n = Nitro::start(|sv| {
+        // Whichever the directory lists first becomes the logger: readdir
+        // follows no order.
+        std::fs::create_dir(sv.join("p")).unwrap();
+        std::fs::create_dir(sv.join("q")).unwrap();
+        let listed: Vec<_> = std::fs::read_dir(sv)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let (lg, w) = (sv.join(&listed[0]), sv.join(&listed[1]));
+        script(
+            &lg.join("run"),
+            r#"echo started >> "$T/runs"; exec cat >> "$T/out""#,
+        );
+        script(&w.join("run"), "echo hello; exec sleep 1000");
+        symlink(&lg, w.join("log")).unwrap();
+    });
+    until("the line", || read(&n.path("out")) == "hello\n");
+    // Without its pipe, cat ends at once and the logger starts again.
+    assert_eq!(read(&n.path("runs")), "started\n");
+}
+
+#[test]
 fn default_template_logger_and_global_logger_together() {
     let n = Nitro::start(|sv| {
         script(

@@ -28,7 +28,9 @@ fn concat<'b>(buf: &'b mut [u8; 128], prefix: &[u8], suffix: &[u8]) -> Option<&'
 
 impl Supervisor {
     /// Rescan: start services new on disk, stop and forget those gone,
-    /// forget unused instances, re-read log links.
+    /// forget unused instances, re-read log links. Every entry is read and
+    /// every link wired before anything starts: the directory lists a
+    /// logger before its writer as often as after.
     pub fn rescan(&mut self, os: &mut dyn Os, now: Millis) {
         if self.phase != Phase::Running {
             return;
@@ -56,7 +58,7 @@ impl Supervisor {
             } else if let Some(i) = self.add(os, name, now)
                 && !os.exists(dir, b"down")
             {
-                self.want_up(os, i, now);
+                self.sv_mut(i).start_after_scan = true;
             }
         }
         for i in 0..self.slots.len() {
@@ -69,6 +71,13 @@ impl Supervisor {
                 && let Some(l) = self.sv(i).logger
             {
                 self.want_up(os, l, now);
+            }
+        }
+        for i in 0..self.slots.len() {
+            if let Some(service) = &mut self.slots[i]
+                && core::mem::take(&mut service.start_after_scan)
+            {
+                self.want_up(os, i, now);
             }
         }
         for i in 0..self.slots.len() {

@@ -28,6 +28,8 @@ struct FakeOs {
     /// the kernel drops a closed descriptor from an epoll set).
     watched: BTreeMap<Fd, usize>,
     scan: Vec<Vec<u8>>,
+    /// List the directory in reverse name order (readdir follows no order).
+    scan_reversed: bool,
 }
 
 fn path(dir: &[u8], file: &[u8]) -> Vec<u8> {
@@ -161,7 +163,11 @@ impl Os for FakeOs {
             let dir = key.split(|&b| b == b'/').next().unwrap();
             names.insert(dir.to_vec());
         }
+        // `scan` is popped from the end.
         self.scan = names.into_iter().rev().collect();
+        if self.scan_reversed {
+            self.scan.reverse();
+        }
     }
     fn scan_next(&mut self, buf: &mut [u8; 256]) -> Option<usize> {
         let name = self.scan.pop()?;
@@ -742,6 +748,27 @@ fn only_a_loggers_run_reads_its_pipe() {
     );
     sim.exit(sim.os.pid_of("logger", Prog::Run), exited(0));
     assert_eq!(sim.os.last_spawn("logger", Prog::Finish).unwrap().3, None);
+}
+
+#[test]
+fn a_logger_listed_before_its_writer_starts_with_its_pipe() {
+    let mut os = FakeOs::default();
+    os.service("a", &[("run", "")]);
+    os.service("logger", &[("run", "")]);
+    os.link("a", "log", "../logger");
+    os.scan_reversed = true;
+    let sim = Sim::new(os);
+    let logger = sim.sup.find(b"logger").unwrap();
+    let (read, write) = sim.sup.sv(logger).log_pipe.expect("the logger's pipe");
+    let runs: Vec<_> = sim
+        .os
+        .spawns
+        .iter()
+        .filter(|s| s.0 == b"logger" && s.1 == Prog::Run)
+        .map(|s| s.3)
+        .collect();
+    assert_eq!(runs, [Some(read)], "started once, on its pipe");
+    assert_eq!(sim.os.last_spawn("a", Prog::Run).unwrap().4, Some(write));
 }
 
 #[test]
