@@ -225,6 +225,30 @@ fn a_logger_with_a_down_file_starts_with_its_writer() {
 }
 
 #[test]
+fn a_stopping_logger_comes_back_when_its_writer_starts() {
+    let mut n = Nitro::start(|sv| {
+        logger(&sv.join("lg"), "out", "");
+        script(
+            &sv.join("lg/finish"),
+            r#"touch "$T/finishing"; while [ ! -e "$T/go" ]; do sleep 0.05; done"#,
+        );
+        script(
+            &sv.join("w/run"),
+            r#"echo "w-$(cat "$T/round" 2>/dev/null)"; exec sleep 1000"#,
+        );
+        symlink("../lg", sv.join("w/log")).unwrap();
+    });
+    until("the first line", || read(&n.path("out")) == "w-\n");
+    assert_eq!(n.ctl(&["down", "lg"]).0, 0);
+    until("lg's finish", || n.path("finishing").exists());
+    file(&n.path("round"), "2");
+    assert_eq!(n.ctl(&["restart", "w"]).0, 0);
+    n.wait_for("lg", State::Restart);
+    file(&n.path("go"), "");
+    until("the second line", || read(&n.path("out")) == "w-\nw-2\n");
+}
+
+#[test]
 fn changed_log_links_take_effect_on_restart_and_unused_instances_are_forgotten() {
     let mut n = Nitro::start(|sv| {
         script(

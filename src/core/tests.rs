@@ -772,6 +772,25 @@ fn a_logger_listed_before_its_writer_starts_with_its_pipe() {
 }
 
 #[test]
+fn a_stopping_logger_comes_back_when_its_writer_starts() {
+    let mut os = FakeOs::default();
+    os.service("logger", &[("run", ""), ("finish", "")]);
+    os.service("a", &[("run", "")]);
+    os.link("a", "log", "../logger");
+    let mut sim = Sim::new(os);
+    sim.command(proto::TAG_DOWN, "logger");
+    sim.exit(sim.os.pid_of("logger", Prog::Run), killed(libc::SIGTERM));
+    let finish = sim.os.pid_of("logger", Prog::Finish);
+    assert_eq!(sim.state("logger"), State::Shutdown);
+    sim.command(proto::TAG_RESTART, "a");
+    sim.exit(sim.os.pid_of("a", Prog::Run), killed(libc::SIGTERM));
+    assert_eq!(sim.state("a"), State::Starting);
+    assert_eq!(sim.state("logger"), State::Restart, "want up reached it");
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("logger"), State::Starting);
+}
+
+#[test]
 fn log_loops_and_self_links_do_not_hang() {
     let mut os = FakeOs::default();
     os.service("a", &[("run", "")]);
