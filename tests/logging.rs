@@ -193,19 +193,30 @@ fn several_writers_and_chains() {
 }
 
 #[test]
-fn a_log_link_to_itself_or_a_loop_hangs_nothing() {
-    let n = Nitro::start(|sv| {
-        script(&sv.join("selfish/run"), "echo me; exec sleep 1000");
+fn a_service_may_log_into_itself_or_a_loop() {
+    // Each reads a line from its own pipe: its own line, or its partner's.
+    let reader = |name: &str| {
+        format!(
+            r#"echo from-{name}; IFS= read -r line; echo "$line" > "$T/{name}"; exec sleep 1000"#
+        )
+    };
+    let mut n = Nitro::start(|sv| {
+        script(&sv.join("selfish/run"), &reader("selfish"));
         symlink("../selfish", sv.join("selfish/log")).unwrap();
-        script(&sv.join("x/run"), "exec sleep 1000");
-        script(&sv.join("y/run"), "exec sleep 1000");
+        script(&sv.join("x/run"), &reader("x"));
+        script(&sv.join("y/run"), &reader("y"));
         symlink("../y", sv.join("x/log")).unwrap();
         symlink("../x", sv.join("y/log")).unwrap();
+        script(&sv.join("plain/run"), "exec sleep 1000");
     });
-    n.until_state("selfish", State::Up);
-    n.until_state("x", State::Up);
-    n.until_state("y", State::Up);
-    assert_eq!(n.ctl(&["list"]).0, 0);
+    until("selfish read itself", || {
+        read(&n.path("selfish")) == "from-selfish\n"
+    });
+    until("x read y", || read(&n.path("x")) == "from-y\n");
+    until("y read x", || read(&n.path("y")) == "from-x\n");
+    assert!(!n.stderr().contains("itself"), "{}", n.stderr());
+    n.until_state("plain", State::Up);
+    assert_eq!(n.stop().code(), Some(0), "the shutdown ends");
 }
 
 #[test]

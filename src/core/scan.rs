@@ -68,7 +68,7 @@ impl Supervisor {
             let relinked = self.resolve_logger(os, i, now);
             if relinked
                 && !self.sv(i).is_stopped()
-                && let Some(l) = self.sv(i).logger
+                && let Some(l) = self.sv(i).logger.filter(|&l| l != i)
             {
                 self.want_up(os, l, now);
             }
@@ -163,11 +163,9 @@ impl Supervisor {
                 } else {
                     concat(buf, last, b"")
                 };
+                // The name may be the service's own: it is then its own
+                // logger, reading back what it writes.
                 match logger {
-                    Some(l) if l == name.as_bytes() => {
-                        os.warn(format_args!("{}: log points at itself, ignored", name));
-                        None
-                    }
                     Some(l) if proto::valid_name(l) => Some(l),
                     _ => {
                         os.warn(format_args!("{}: bad log target, ignored", name));

@@ -791,19 +791,66 @@ fn a_stopping_logger_comes_back_when_its_writer_starts() {
 }
 
 #[test]
-fn log_loops_and_self_links_do_not_hang() {
+fn a_service_may_log_into_itself_or_a_loop() {
     let mut os = FakeOs::default();
     os.service("a", &[("run", "")]);
     os.service("b", &[("run", "")]);
     os.service("c", &[("run", "")]);
+    os.service("d", &[("run", "")]);
     os.link("a", "log", "../b");
     os.link("b", "log", "../a");
     os.link("c", "log", "../c");
-    let sim = Sim::new(os);
-    assert_eq!(sim.state("a"), State::Starting);
-    assert_eq!(sim.state("b"), State::Starting);
-    assert_eq!(sim.state("c"), State::Starting);
-    assert!(sim.os.warnings > 0);
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.os.warnings, 0);
+    let pipe = |sim: &Sim, name: &str| {
+        let i = sim.sup.find(name.as_bytes()).unwrap();
+        sim.sup.sv(i).log_pipe.expect("a log pipe")
+    };
+    let stdio = |sim: &Sim, name: &str| {
+        let spawn = sim.os.last_spawn(name, Prog::Run).unwrap();
+        (spawn.3, spawn.4)
+    };
+    let (a, b, c) = (pipe(&sim, "a"), pipe(&sim, "b"), pipe(&sim, "c"));
+    assert_eq!(
+        stdio(&sim, "c"),
+        (Some(c.0), Some(c.1)),
+        "c reads what it writes"
+    );
+    assert_eq!(stdio(&sim, "a"), (Some(a.0), Some(b.1)));
+    assert_eq!(stdio(&sim, "b"), (Some(b.0), Some(a.1)));
+    // They are loggers: stopped once the ordinary service d is down.
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    assert_eq!(sim.state("d"), State::Shutdown);
+    for name in ["a", "b", "c"] {
+        assert_eq!(sim.state(name), State::Starting, "{name} held back");
+    }
+    sim.exit(sim.os.pid_of("d", Prog::Run), killed(libc::SIGTERM));
+    for name in ["a", "b", "c"] {
+        assert_eq!(sim.state(name), State::Shutdown, "{name} stopping");
+        sim.exit(sim.os.pid_of(name, Prog::Run), killed(libc::SIGTERM));
+    }
+    assert!(sim.sup.stopped());
+}
+
+#[test]
+fn a_service_logging_into_itself_is_forgotten_once_gone() {
+    let mut os = FakeOs::default();
+    os.service("c", &[("run", "")]);
+    os.link("c", "log", "../c");
+    os.service("t@", &[("run", "")]);
+    os.link("t@", "log", "../t@");
+    let mut sim = Sim::new(os);
+    sim.command(proto::TAG_UP, "t@x");
+    let i = sim.sup.find(b"t@x").unwrap();
+    assert_eq!(sim.sup.sv(i).logger, Some(i), "t@x logs into itself");
+    sim.command(proto::TAG_DOWN, "t@x");
+    sim.exit(sim.os.pid_of("t@", Prog::Run), killed(libc::SIGTERM));
+    sim.os.remove_service("c");
+    sim.command(proto::TAG_RESCAN, "");
+    sim.exit(sim.os.pid_of("c", Prog::Run), killed(libc::SIGTERM));
+    assert!(sim.sup.find(b"c").is_none(), "c forgotten");
+    assert!(sim.sup.find(b"t@x").is_none(), "t@x forgotten");
+    assert_eq!(sim.sup.services().count(), 0);
 }
 
 #[test]
@@ -885,6 +932,7 @@ mod random {
         os.service("one", &[("setup", ""), ("finish", "")]);
         os.link("a", "log", "../log");
         os.link("t@", "log", "../log");
+        os.link("c", "log", "../c");
         os
     }
 
