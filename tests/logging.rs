@@ -75,6 +75,50 @@ fn setup_run_and_finish_all_write_to_the_logger() {
 }
 
 #[test]
+fn only_the_loggers_run_reads_its_pipe() {
+    let n = Nitro::start(|sv| {
+        // On the log pipe, these cats would block and eat the lines.
+        script(&sv.join("lg/setup"), r#"cat >> "$T/eaten""#);
+        script(&sv.join("lg/finish"), r#"cat >> "$T/eaten""#);
+        // `read` takes one line and leaves the next in the pipe.
+        script(
+            &sv.join("lg/run"),
+            r#"IFS= read -r line && echo "$line" >> "$T/out""#,
+        );
+        script(&sv.join("w/run"), "echo one; echo two; exec sleep 1000");
+        symlink("../lg", sv.join("w/log")).unwrap();
+    });
+    until("both lines, one per run", || {
+        read(&n.path("out")) == "one\ntwo\n"
+    });
+    assert_eq!(read(&n.path("eaten")), "");
+}
+
+#[test]
+fn a_logger_listed_before_its_writer_starts_with_its_pipe() {
+    let n = Nitro::start(|sv| {
+        // Whichever the directory lists first becomes the logger: readdir
+        // follows no order.
+        std::fs::create_dir(sv.join("p")).unwrap();
+        std::fs::create_dir(sv.join("q")).unwrap();
+        let listed: Vec<_> = std::fs::read_dir(sv)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let (lg, w) = (sv.join(&listed[0]), sv.join(&listed[1]));
+        script(
+            &lg.join("run"),
+            r#"echo started >> "$T/runs"; exec cat >> "$T/out""#,
+        );
+        script(&w.join("run"), "echo hello; exec sleep 1000");
+        symlink(&lg, w.join("log")).unwrap();
+    });
+    until("the line", || read(&n.path("out")) == "hello\n");
+    // Without its pipe, cat ends at once and the logger starts again.
+    assert_eq!(read(&n.path("runs")), "started\n");
+}
+
+#[test]
 fn default_template_logger_and_global_logger_together() {
     let n = Nitro::start(|sv| {
         script(
@@ -149,19 +193,30 @@ fn several_writers_and_chains() {
 }
 
 #[test]
-fn a_log_link_to_itself_or_a_loop_hangs_nothing() {
-    let n = Nitro::start(|sv| {
-        script(&sv.join("selfish/run"), "echo me; exec sleep 1000");
+fn a_service_may_log_into_itself_or_a_loop() {
+    // Each reads a line from its own pipe: its own line, or its partner's.
+    let reader = |name: &str| {
+        format!(
+            r#"echo from-{name}; IFS= read -r line; echo "$line" > "$T/{name}"; exec sleep 1000"#
+        )
+    };
+    let mut n = Nitro::start(|sv| {
+        script(&sv.join("selfish/run"), &reader("selfish"));
         symlink("../selfish", sv.join("selfish/log")).unwrap();
-        script(&sv.join("x/run"), "exec sleep 1000");
-        script(&sv.join("y/run"), "exec sleep 1000");
+        script(&sv.join("x/run"), &reader("x"));
+        script(&sv.join("y/run"), &reader("y"));
         symlink("../y", sv.join("x/log")).unwrap();
         symlink("../x", sv.join("y/log")).unwrap();
+        script(&sv.join("plain/run"), "exec sleep 1000");
     });
-    n.until_state("selfish", State::Up);
-    n.until_state("x", State::Up);
-    n.until_state("y", State::Up);
-    assert_eq!(n.ctl(&["list"]).0, 0);
+    until("selfish read itself", || {
+        read(&n.path("selfish")) == "from-selfish\n"
+    });
+    until("x read y", || read(&n.path("x")) == "from-y\n");
+    until("y read x", || read(&n.path("y")) == "from-x\n");
+    assert!(!n.stderr().contains("itself"), "{}", n.stderr());
+    n.until_state("plain", State::Up);
+    assert_eq!(n.stop().code(), Some(0), "the shutdown ends");
 }
 
 #[test]
@@ -178,6 +233,30 @@ fn a_logger_with_a_down_file_starts_with_its_writer() {
     assert_eq!(n.ctl(&["start", "w"]).0, 0);
     n.wait_for("lazy", State::Starting);
     until("the line", || read(&n.path("lazy")) == "hello\n");
+}
+
+#[test]
+fn a_stopping_logger_comes_back_when_its_writer_starts() {
+    let mut n = Nitro::start(|sv| {
+        logger(&sv.join("lg"), "out", "");
+        script(
+            &sv.join("lg/finish"),
+            r#"touch "$T/finishing"; while [ ! -e "$T/go" ]; do sleep 0.05; done"#,
+        );
+        script(
+            &sv.join("w/run"),
+            r#"echo "w-$(cat "$T/round" 2>/dev/null)"; exec sleep 1000"#,
+        );
+        symlink("../lg", sv.join("w/log")).unwrap();
+    });
+    until("the first line", || read(&n.path("out")) == "w-\n");
+    assert_eq!(n.ctl(&["down", "lg"]).0, 0);
+    until("lg's finish", || n.path("finishing").exists());
+    file(&n.path("round"), "2");
+    assert_eq!(n.ctl(&["restart", "w"]).0, 0);
+    n.wait_for("lg", State::Restart);
+    file(&n.path("go"), "");
+    until("the second line", || read(&n.path("out")) == "w-\nw-2\n");
 }
 
 #[test]

@@ -231,16 +231,26 @@ impl Supervisor {
         self.set_timer(i, Timer::None, 0);
         self.resolve_logger(os, i, now);
         // Loggers first, walked iteratively: a chain cannot recurse and a
-        // loop ends at the first service already coming up.
+        // loop ends at the first service already coming up. A stopping
+        // logger starts again once stopped (want up), and then brings up
+        // its own logger.
         let mut next = self.sv(i).logger;
         for _ in 0..self.slots.len() {
-            let Some(l) = next else { break };
-            if l == i || !matches!(self.sv(l).state, State::Down | State::Fatal | State::Delay) {
+            let Some(l) = next.filter(|&l| l != i) else {
                 break;
+            };
+            match self.sv(l).state {
+                State::Down | State::Fatal | State::Delay => {
+                    self.resolve_logger(os, l, now);
+                    self.start_one(os, l, now);
+                    next = self.sv(l).logger;
+                }
+                State::Shutdown => {
+                    self.want_up(os, l, now);
+                    break;
+                }
+                _ => break,
             }
-            self.resolve_logger(os, l, now);
-            self.start_one(os, l, now);
-            next = self.sv(l).logger;
         }
         self.start_one(os, i, now);
     }
@@ -406,7 +416,7 @@ impl Supervisor {
         extra: &[&[u8]],
         notify: Option<(i32, super::Fd)>,
     ) -> Result<super::Pid, SpawnError> {
-        let (stdin, stdout, stderr_to_stdout) = self.stdio(i);
+        let (stdin, stdout, stderr_to_stdout) = self.stdio(i, prog);
         let service = self.sv(i);
         let mut args: [&[u8]; 3] = [&[]; 3];
         let mut argc = 0;

@@ -372,7 +372,7 @@ impl Supervisor {
 
     /// Neither stopped nor a logger.
     fn is_live_other(&self, i: usize) -> bool {
-        !self.sv(i).is_stopped() && !self.is_logger(i)
+        !self.sv(i).is_stopped() && !self.reads_log(i)
     }
 
     /// Changes service `i` with `change`, keeping `live_others` true.
@@ -668,7 +668,7 @@ impl Supervisor {
             let stopping = matches!(service.state, State::Down | State::Fatal | State::Shutdown);
             // A logger with nothing running (DELAY) cannot lose data: it
             // goes DOWN at once, since it will not be started again.
-            let holds_back = others_left && self.is_logger(i) && service.proc != Proc::None;
+            let holds_back = others_left && self.reads_log(i) && service.proc != Proc::None;
             if !stopping && !holds_back {
                 self.want_down(os, i, now);
             }
@@ -680,8 +680,17 @@ impl Supervisor {
         self.phase == Phase::Stopping && self.services().all(|(_, s)| s.is_stopped())
     }
 
-    /// Whether some other service logs into slot `i`.
+    /// Whether some other service logs into slot `i`: it is kept while
+    /// they may write, even once gone from disk or unused as an instance.
     fn is_logger(&self, i: usize) -> bool {
+        let service = self.sv(i);
+        let own_link = u32::from(service.logger == Some(i));
+        service.log_users > own_link || service.name.as_bytes() == scan::GLOBAL_LOGGER
+    }
+
+    /// Whether some service, itself included, logs into slot `i`: the
+    /// shutdown stops it with the loggers, last.
+    fn reads_log(&self, i: usize) -> bool {
         let service = self.sv(i);
         service.log_users > 0 || service.name.as_bytes() == scan::GLOBAL_LOGGER
     }

@@ -3,7 +3,7 @@
 
 use crate::proto::{self, State};
 
-use super::{Fd, Millis, Os, Phase, Supervisor};
+use super::{Fd, Millis, Os, Phase, Prog, Supervisor};
 
 /// The global logger.
 pub(super) const GLOBAL_LOGGER: &[u8] = b"LOG";
@@ -28,7 +28,9 @@ fn concat<'b>(buf: &'b mut [u8; 128], prefix: &[u8], suffix: &[u8]) -> Option<&'
 
 impl Supervisor {
     /// Rescan: start services new on disk, stop and forget those gone,
-    /// forget unused instances, re-read log links.
+    /// forget unused instances, re-read log links. Every entry is read and
+    /// every link wired before anything starts: the directory lists a
+    /// logger before its writer as often as after.
     pub fn rescan(&mut self, os: &mut dyn Os, now: Millis) {
         if self.phase != Phase::Running {
             return;
@@ -56,7 +58,7 @@ impl Supervisor {
             } else if let Some(i) = self.add(os, name, now)
                 && !os.exists(dir, b"down")
             {
-                self.want_up(os, i, now);
+                self.sv_mut(i).start_after_scan = true;
             }
         }
         // Gone from disk: a service whose entry is gone, an instance whose
@@ -82,9 +84,16 @@ impl Supervisor {
             let relinked = self.resolve_logger(os, i, now);
             if relinked
                 && !self.sv(i).is_stopped()
-                && let Some(l) = self.sv(i).logger
+                && let Some(l) = self.sv(i).logger.filter(|&l| l != i)
             {
                 self.want_up(os, l, now);
+            }
+        }
+        for i in 0..self.slots.len() {
+            if let Some(service) = &mut self.slots[i]
+                && core::mem::take(&mut service.start_after_scan)
+            {
+                self.want_up(os, i, now);
             }
         }
         // An instance that is DOWN and neither listed nor used as a logger.
@@ -166,11 +175,9 @@ impl Supervisor {
                 } else {
                     concat(buf, last, b"")
                 };
+                // The name may be the service's own: it is then its own
+                // logger, reading back what it writes.
                 match logger {
-                    Some(l) if l == name.as_bytes() => {
-                        os.warn(format_args!("{}: log points at itself, ignored", name));
-                        None
-                    }
                     Some(l) if proto::valid_name(l) => Some(l),
                     _ => {
                         os.warn(format_args!("{}: bad log target, ignored", name));
@@ -214,11 +221,16 @@ impl Supervisor {
         }
     }
 
-    /// stdin, stdout and whether stderr follows stdout, for a program of
-    /// service `i`.
-    pub(super) fn stdio(&self, i: usize) -> (Option<Fd>, Option<Fd>, bool) {
+    /// stdin, stdout and whether stderr follows stdout, for program `prog`
+    /// of service `i`.
+    pub(super) fn stdio(&self, i: usize, prog: Prog) -> (Option<Fd>, Option<Fd>, bool) {
         let service = self.sv(i);
-        let stdin = service.log_pipe.map(|(read, _)| read);
+        // Only a logger's `run` reads its pipe: a `setup` or `finish`
+        // reading it would take lines meant for `run`.
+        let stdin = match prog {
+            Prog::Run => service.log_pipe.map(|(read, _)| read),
+            Prog::Setup | Prog::Finish | Prog::Final => None,
+        };
         let is_global = service.name.as_bytes() == GLOBAL_LOGGER;
         let stdout = match service.logger {
             Some(l) => self.sv(l).log_pipe.map(|(_, write)| write),

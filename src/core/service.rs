@@ -116,6 +116,9 @@ pub struct Service {
     pub seen: u32,
     /// Forget the service once it is DOWN (gone from disk).
     pub forget: bool,
+    /// New in the running scan and not `down`: started once the scan has
+    /// wired every log link, so that no logger starts without its pipe.
+    pub start_after_scan: bool,
     /// Automatic restarts since the service was added.
     pub restarts: u32,
     /// The stop in progress was a requested restart: start again at once.
@@ -143,6 +146,7 @@ impl Service {
             log_users: 0,
             seen: 0,
             forget: false,
+            start_after_scan: false,
             restarts: 0,
             restart_requested: false,
             main_status: None,

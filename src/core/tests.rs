@@ -34,6 +34,8 @@ struct FakeOs {
     /// Every readiness pipe ever watched, with its token.
     tokens: Vec<(u64, Fd)>,
     scan: Vec<Vec<u8>>,
+    /// List the directory in reverse name order (readdir follows no order).
+    scan_reversed: bool,
 }
 
 fn path(dir: &[u8], file: &[u8]) -> Vec<u8> {
@@ -184,7 +186,11 @@ impl Os for FakeOs {
             let dir = key.split(|&b| b == b'/').next().unwrap();
             names.insert(dir.to_vec());
         }
+        // `scan` is popped from the end.
         self.scan = names.into_iter().rev().collect();
+        if self.scan_reversed {
+            self.scan.reverse();
+        }
     }
     fn scan_next(&mut self, buf: &mut [u8; 256]) -> Option<usize> {
         let name = self.scan.pop()?;
@@ -860,19 +866,126 @@ fn log_links_resolve_to_services_and_templates() {
 }
 
 #[test]
-fn log_loops_and_self_links_do_not_hang() {
+fn only_a_loggers_run_reads_its_pipe() {
+    let mut os = FakeOs::default();
+    os.service("logger", &[("setup", ""), ("run", ""), ("finish", "")]);
+    os.service("a", &[("run", "")]);
+    os.link("a", "log", "../logger");
+    let mut sim = Sim::new(os);
+    let logger = sim.sup.find(b"logger").unwrap();
+    let (read, _) = sim.sup.sv(logger).log_pipe.expect("the logger's pipe");
+    // setup and finish would take lines meant for run.
+    assert_eq!(sim.os.last_spawn("logger", Prog::Setup).unwrap().3, None);
+    sim.exit(sim.os.pid_of("logger", Prog::Setup), EXITED_0);
+    assert_eq!(
+        sim.os.last_spawn("logger", Prog::Run).unwrap().3,
+        Some(read)
+    );
+    sim.exit(sim.os.pid_of("logger", Prog::Run), exited(0));
+    assert_eq!(sim.os.last_spawn("logger", Prog::Finish).unwrap().3, None);
+}
+
+#[test]
+fn a_logger_listed_before_its_writer_starts_with_its_pipe() {
+    let mut os = FakeOs::default();
+    os.service("a", &[("run", "")]);
+    os.service("logger", &[("run", "")]);
+    os.link("a", "log", "../logger");
+    os.scan_reversed = true;
+    let sim = Sim::new(os);
+    let logger = sim.sup.find(b"logger").unwrap();
+    let (read, write) = sim.sup.sv(logger).log_pipe.expect("the logger's pipe");
+    let runs: Vec<_> = sim
+        .os
+        .spawns
+        .iter()
+        .filter(|s| s.0 == b"logger" && s.1 == Prog::Run)
+        .map(|s| s.3)
+        .collect();
+    assert_eq!(runs, [Some(read)], "started once, on its pipe");
+    assert_eq!(sim.os.last_spawn("a", Prog::Run).unwrap().4, Some(write));
+}
+
+#[test]
+fn a_stopping_logger_comes_back_when_its_writer_starts() {
+    let mut os = FakeOs::default();
+    os.service("logger", &[("run", ""), ("finish", "")]);
+    os.service("a", &[("run", "")]);
+    os.link("a", "log", "../logger");
+    let mut sim = Sim::new(os);
+    sim.command(proto::TAG_DOWN, "logger");
+    sim.exit(sim.os.pid_of("logger", Prog::Run), killed(libc::SIGTERM));
+    let finish = sim.os.pid_of("logger", Prog::Finish);
+    assert_eq!(sim.state("logger"), State::Shutdown);
+    sim.command(proto::TAG_RESTART, "a");
+    sim.exit(sim.os.pid_of("a", Prog::Run), killed(libc::SIGTERM));
+    assert_eq!(sim.state("a"), State::Starting);
+    assert_eq!(sim.state("logger"), State::Restart, "want up reached it");
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("logger"), State::Starting);
+}
+
+#[test]
+fn a_service_may_log_into_itself_or_a_loop() {
     let mut os = FakeOs::default();
     os.service("a", &[("run", "")]);
     os.service("b", &[("run", "")]);
     os.service("c", &[("run", "")]);
+    os.service("d", &[("run", "")]);
     os.link("a", "log", "../b");
     os.link("b", "log", "../a");
     os.link("c", "log", "../c");
-    let sim = Sim::new(os);
-    assert_eq!(sim.state("a"), State::Starting);
-    assert_eq!(sim.state("b"), State::Starting);
-    assert_eq!(sim.state("c"), State::Starting);
-    assert!(sim.os.warnings > 0);
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.os.warnings, 0);
+    let pipe = |sim: &Sim, name: &str| {
+        let i = sim.sup.find(name.as_bytes()).unwrap();
+        sim.sup.sv(i).log_pipe.expect("a log pipe")
+    };
+    let stdio = |sim: &Sim, name: &str| {
+        let spawn = sim.os.last_spawn(name, Prog::Run).unwrap();
+        (spawn.3, spawn.4)
+    };
+    let (a, b, c) = (pipe(&sim, "a"), pipe(&sim, "b"), pipe(&sim, "c"));
+    assert_eq!(
+        stdio(&sim, "c"),
+        (Some(c.0), Some(c.1)),
+        "c reads what it writes"
+    );
+    assert_eq!(stdio(&sim, "a"), (Some(a.0), Some(b.1)));
+    assert_eq!(stdio(&sim, "b"), (Some(b.0), Some(a.1)));
+    // They are loggers: stopped once the ordinary service d is down.
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    assert_eq!(sim.state("d"), State::Shutdown);
+    for name in ["a", "b", "c"] {
+        assert_eq!(sim.state(name), State::Starting, "{name} held back");
+    }
+    sim.exit(sim.os.pid_of("d", Prog::Run), killed(libc::SIGTERM));
+    for name in ["a", "b", "c"] {
+        assert_eq!(sim.state(name), State::Shutdown, "{name} stopping");
+        sim.exit(sim.os.pid_of(name, Prog::Run), killed(libc::SIGTERM));
+    }
+    assert!(sim.sup.stopped());
+}
+
+#[test]
+fn a_service_logging_into_itself_is_forgotten_once_gone() {
+    let mut os = FakeOs::default();
+    os.service("c", &[("run", "")]);
+    os.link("c", "log", "../c");
+    os.service("t@", &[("run", "")]);
+    os.link("t@", "log", "../t@");
+    let mut sim = Sim::new(os);
+    sim.command(proto::TAG_UP, "t@x");
+    let i = sim.sup.find(b"t@x").unwrap();
+    assert_eq!(sim.sup.sv(i).logger, Some(i), "t@x logs into itself");
+    sim.command(proto::TAG_DOWN, "t@x");
+    sim.exit(sim.os.pid_of("t@", Prog::Run), killed(libc::SIGTERM));
+    sim.os.remove_service("c");
+    sim.command(proto::TAG_RESCAN, "");
+    sim.exit(sim.os.pid_of("c", Prog::Run), killed(libc::SIGTERM));
+    assert!(sim.sup.find(b"c").is_none(), "c forgotten");
+    assert!(sim.sup.find(b"t@x").is_none(), "t@x forgotten");
+    assert_eq!(sim.sup.services().count(), 0);
 }
 
 #[test]
@@ -962,6 +1075,7 @@ mod random {
         os.service("one", &[("setup", ""), ("finish", "")]);
         os.link("a", "log", "../log");
         os.link("t@", "log", "../log");
+        os.link("c", "log", "../c");
         os
     }
 
