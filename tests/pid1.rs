@@ -11,6 +11,8 @@
 
 mod support;
 
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -528,6 +530,52 @@ fn shutdown_datagram_runs_everything_in_order_and_exits_0() {
         [0, 0, proto::TAG_OK]
     );
     ended_in_order(&mut c, &procs);
+}
+
+#[test]
+fn events_arrive_when_proc_is_not_mounted() {
+    require_unshare!();
+    // Bound before nitro starts, so that it sees every event from the first.
+    let mut watcher = None;
+    let mut c = Container::start_after(
+        |sv| {
+            let notify = sv.parent().unwrap().join("s/notify");
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&notify)
+                .unwrap();
+            watcher = Some(UnixDatagram::bind(notify.join("ALL,watcher")).unwrap());
+            script(&sv.join("SYS/setup"), "exit 0");
+            script(&sv.join("a/run"), "exec sleep 1000");
+        },
+        // An empty /proc, as a real pid 1 has before SYS/setup mounts it.
+        &["mount -t tmpfs none /proc", "! [ -e /proc/self ]"],
+    );
+    let watcher = watcher.unwrap();
+    watcher.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 128];
+    while !seen.contains(&(State::Up, "a".to_string())) {
+        let len = watcher.recv(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "{e}; events so far: {seen:?}; unshare: {}",
+                read(&c.path("unshare.err"))
+            )
+        });
+        seen.extend(nitro::client::decode_event(&buf[..len]));
+    }
+    assert_eq!(
+        seen[..2],
+        [
+            (State::Setup, "SYS".to_string()),
+            (State::Down, "SYS".to_string())
+        ],
+        "{seen:?}"
+    );
+    // SAFETY: signalling the nitro this test started.
+    unsafe { libc::kill(c.nitro, libc::SIGTERM) };
+    assert_eq!(c.wait().0, 0);
 }
 
 #[test]

@@ -189,7 +189,7 @@ fn main() {
         }
         Err(SetupError::Other(message)) => fatal(format_args!("{}", message)),
     };
-    let mut os = RealOs::new(&control.notify_dir).unwrap_or_else(|e| {
+    let mut os = RealOs::new(&control.notify_dir, control.fd).unwrap_or_else(|e| {
         control.remove();
         fatal(format_args!("cannot set up: {}", e))
     });
