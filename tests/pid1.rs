@@ -578,6 +578,62 @@ fn events_arrive_when_proc_is_not_mounted() {
     assert_eq!(c.wait().0, 0);
 }
 
+/// A new pseudo-terminal: its master, drained by a thread so that what
+/// nitro writes to it never blocks, and the path of its terminal.
+fn pty() -> String {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    // SAFETY: posix_openpt returns a new descriptor we own; grantpt,
+    // unlockpt and ptsname_r get that descriptor and a valid buffer.
+    let (master, name) = unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(master >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let mut name = [0 as libc::c_char; 64];
+        assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0);
+        let name = std::ffi::CStr::from_ptr(name.as_ptr());
+        (
+            std::fs::File::from_raw_fd(master),
+            name.to_string_lossy().into_owned(),
+        )
+    };
+    std::thread::spawn(move || {
+        let mut master = master;
+        let mut buf = [0u8; 512];
+        // Ends with EIO once nobody has the terminal open any more.
+        while master.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    name
+}
+
+#[test]
+fn sys_setup_takes_the_console_as_its_controlling_terminal() {
+    require_unshare!();
+    let console = pty();
+    let bind = format!("mount --bind {console} /dev/console");
+    let mut c = Container::start_after(
+        |sv| {
+            // Opening /dev/tty works only with a controlling terminal.
+            script(
+                &sv.join("SYS/setup"),
+                r#"if (: < /dev/tty) 2>/dev/null; then echo setup-has-a-tty; else echo setup-has-no-tty; fi >> "$T/order""#,
+            );
+            script(
+                &sv.join("a/run"),
+                r#"echo a-up >> "$T/order"; exec sleep 1000"#,
+            );
+        },
+        &[&bind],
+    );
+    c.until("a up", || c.lines().contains(&"a-up".to_string()));
+    // nitro took the console first: SYS/setup has to steal it.
+    assert_eq!(c.lines(), ["setup-has-a-tty", "a-up"]);
+    // SAFETY: signalling the nitro this test started.
+    unsafe { libc::kill(c.nitro, libc::SIGTERM) };
+    assert_eq!(c.wait().0, 0);
+}
+
 #[test]
 fn reboot_datagram_re_executes_nitro_in_place() {
     require_unshare!();
