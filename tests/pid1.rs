@@ -859,6 +859,50 @@ fn a_stray_ignoring_sigterm_is_killed_after_7_s_by_default() {
     assert!(took < Duration::from_secs(30), "{took:?}");
 }
 
+#[test]
+fn a_huge_sys_timeout_kill_waits_instead_of_wrapping_around() {
+    require_unshare!();
+    let mut c = Container::start(|sv| {
+        stubborn_system(sv);
+        file(&sv.join("SYS/timeout-kill"), "18446744073709551000\n");
+        // An orphan that tells when the SIGTERM to every process came.
+        helper(
+            sv,
+            "herald.sh",
+            r#"trap 'echo termed >> "$T/order"; exit 0' TERM; sleep 1000 & wait"#,
+        );
+        script(
+            &sv.join("herald/run"),
+            r#"( sh "$T/herald.sh" & ); exec sleep 1000"#,
+        );
+    });
+    let stray = stubborn_running(&c);
+    c.until("the herald, an orphan", || {
+        !c.children_marked("herald.sh").is_empty()
+    });
+    assert_eq!(
+        c.request(&[0, 0, proto::TAG_SHUTDOWN]),
+        [0, 0, proto::TAG_OK]
+    );
+    c.until("the SIGTERM to every process", || c.count("termed") == 1);
+    // The grace is practically endless: no SIGKILL, no end of nitro.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(1500) {
+        assert!(
+            c.alive(),
+            "nitro ended; unshare: {}",
+            read(&c.path("unshare.err"))
+        );
+        assert!(ignores_sigterm(stray), "the stray was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: killing the stray of this test's namespace.
+    unsafe { libc::kill(stray, libc::SIGKILL) };
+    let (status, _) = c.wait();
+    assert_eq!(status, 0, "SYS/reincarnate's status");
+    assert_eq!(read(&c.path("left")).trim(), "1", "only pid 1 is left");
+}
+
 /// Ten double-forked orphans that wait for `$T/<gate>`, then exit.
 fn orphans(marker: &str, gate: &str) -> String {
     format!(
