@@ -71,14 +71,30 @@ fn service_dir(pid1: bool) -> PathBuf {
     }
 }
 
+/// The most services `NITRO_MAX_SERVICES` may ask for: storage for all of
+/// them is reserved at startup (about 150 bytes a slot, 10 MiB here), and
+/// a value from the environment must never exhaust memory or kill pid 1.
+const MAX_SERVICES_LIMIT: usize = 65536;
+
+/// `NITRO_MAX_SERVICES`; a bad value is a warning, never the end of nitro.
 fn max_services() -> usize {
-    match std::env::var("NITRO_MAX_SERVICES") {
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => fatal(format_args!("bad NITRO_MAX_SERVICES: {:?}", v)),
-        },
-        Err(_) => DEFAULT_MAX_SERVICES,
-    }
+    let Some(value) = std::env::var_os("NITRO_MAX_SERVICES") else {
+        return DEFAULT_MAX_SERVICES;
+    };
+    let text = value.to_string_lossy();
+    let (max, why) = match text.trim().parse::<usize>() {
+        Ok(n) if n > MAX_SERVICES_LIMIT => (MAX_SERVICES_LIMIT, "too large"),
+        Ok(n) if n > 0 => return n,
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+            (MAX_SERVICES_LIMIT, "too large")
+        }
+        _ => (DEFAULT_MAX_SERVICES, "not a positive number"),
+    };
+    sys::warn(format_args!(
+        "NITRO_MAX_SERVICES={:?} is {}, using {}",
+        text, why, max
+    ));
+    max
 }
 
 fn fd_limit() -> i32 {
