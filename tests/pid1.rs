@@ -773,7 +773,8 @@ echo quitter-exited >> "$T/order""#,
 /// A stray process that ignores SIGTERM (double-forked, so an orphan), and
 /// `SYS/reincarnate`, which nitro execs at the very end as pid 1: it lists
 /// the processes left in the namespace into `$T/left` (shell builtins
-/// only, so the list holds none of its own helpers).
+/// only, so the list holds none of its own helpers), and whether the
+/// control socket is still there into `$T/socket`.
 fn stubborn_system(sv: &Path) {
     script(
         &sv.join("stray/run"),
@@ -783,7 +784,8 @@ fn stubborn_system(sv: &Path) {
         &sv.join("SYS/reincarnate"),
         r#"left=
 for p in /proc/[0-9]*; do left="$left ${p#/proc/}"; done
-echo $left > "$T/left""#,
+echo $left > "$T/left"
+if [ -e "$T/s/nitro.sock" ]; then echo left; else echo removed; fi > "$T/socket""#,
     );
 }
 
@@ -832,6 +834,11 @@ fn stubborn_shutdown(c: &mut Container) -> Duration {
     assert!(
         !Path::new(&format!("/proc/{stray}")).exists(),
         "the stray is gone"
+    );
+    assert_eq!(
+        read(&c.path("socket")).trim(),
+        "removed",
+        "before SYS/reincarnate"
     );
     took
 }

@@ -296,9 +296,6 @@ fn main() {
     let reboot = sup.reboot_requested();
     if is_pid1 {
         pid1::kill_all(&signals, kill_all_timeout());
-        if real_pid1 {
-            pid1::run_final(os.spawner(), &signals, reboot);
-        }
     }
     control.remove();
     if real_pid1 {
@@ -308,8 +305,18 @@ fn main() {
         // SAFETY: sync has no preconditions.
         unsafe { libc::sync() };
     }
+    // A system handed over is not finalized: SYS/final runs only when
+    // there is no SYS/reincarnate or its exec failed.
     exec_if_present(c"SYS/reincarnate");
+    let exec_errno = sys::errno();
+    if exec_errno != libc::ENOENT {
+        sys::warn(format_args!(
+            "cannot exec SYS/reincarnate: errno {}",
+            exec_errno
+        ));
+    }
     if real_pid1 {
+        pid1::run_final(os.spawner(), &signals, reboot);
         pid1::halt_machine(reboot);
     }
     if reboot {
