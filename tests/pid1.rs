@@ -11,6 +11,8 @@
 
 mod support;
 
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -531,6 +533,108 @@ fn shutdown_datagram_runs_everything_in_order_and_exits_0() {
 }
 
 #[test]
+fn events_arrive_when_proc_is_not_mounted() {
+    require_unshare!();
+    // Bound before nitro starts, so that it sees every event from the first.
+    let mut watcher = None;
+    let mut c = Container::start_after(
+        |sv| {
+            let notify = sv.parent().unwrap().join("s/notify");
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&notify)
+                .unwrap();
+            watcher = Some(UnixDatagram::bind(notify.join("ALL,watcher")).unwrap());
+            script(&sv.join("SYS/setup"), "exit 0");
+            script(&sv.join("a/run"), "exec sleep 1000");
+        },
+        // An empty /proc, as a real pid 1 has before SYS/setup mounts it.
+        &["mount -t tmpfs none /proc", "! [ -e /proc/self ]"],
+    );
+    let watcher = watcher.unwrap();
+    watcher.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 128];
+    while !seen.contains(&(State::Up, "a".to_string())) {
+        let len = watcher.recv(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "{e}; events so far: {seen:?}; unshare: {}",
+                read(&c.path("unshare.err"))
+            )
+        });
+        seen.extend(nitro::client::decode_event(&buf[..len]));
+    }
+    assert_eq!(
+        seen[..2],
+        [
+            (State::Setup, "SYS".to_string()),
+            (State::Down, "SYS".to_string())
+        ],
+        "{seen:?}"
+    );
+    // SAFETY: signalling the nitro this test started.
+    unsafe { libc::kill(c.nitro, libc::SIGTERM) };
+    assert_eq!(c.wait().0, 0);
+}
+
+/// A new pseudo-terminal: its master, drained by a thread so that what
+/// nitro writes to it never blocks, and the path of its terminal.
+fn pty() -> String {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    // SAFETY: posix_openpt returns a new descriptor we own; grantpt,
+    // unlockpt and ptsname_r get that descriptor and a valid buffer.
+    let (master, name) = unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(master >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let mut name = [0 as libc::c_char; 64];
+        assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0);
+        let name = std::ffi::CStr::from_ptr(name.as_ptr());
+        (
+            std::fs::File::from_raw_fd(master),
+            name.to_string_lossy().into_owned(),
+        )
+    };
+    std::thread::spawn(move || {
+        let mut master = master;
+        let mut buf = [0u8; 512];
+        // Ends with EIO once nobody has the terminal open any more.
+        while master.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    name
+}
+
+#[test]
+fn sys_setup_takes_the_console_as_its_controlling_terminal() {
+    require_unshare!();
+    let console = pty();
+    let bind = format!("mount --bind {console} /dev/console");
+    let mut c = Container::start_after(
+        |sv| {
+            // Opening /dev/tty works only with a controlling terminal.
+            script(
+                &sv.join("SYS/setup"),
+                r#"if (: < /dev/tty) 2>/dev/null; then echo setup-has-a-tty; else echo setup-has-no-tty; fi >> "$T/order""#,
+            );
+            script(
+                &sv.join("a/run"),
+                r#"echo a-up >> "$T/order"; exec sleep 1000"#,
+            );
+        },
+        &[&bind],
+    );
+    c.until("a up", || c.lines().contains(&"a-up".to_string()));
+    // nitro took the console first: SYS/setup has to steal it.
+    assert_eq!(c.lines(), ["setup-has-a-tty", "a-up"]);
+    // SAFETY: signalling the nitro this test started.
+    unsafe { libc::kill(c.nitro, libc::SIGTERM) };
+    assert_eq!(c.wait().0, 0);
+}
+
+#[test]
 fn reboot_datagram_re_executes_nitro_in_place() {
     require_unshare!();
     let mut c = Container::start(system);
@@ -669,7 +773,8 @@ echo quitter-exited >> "$T/order""#,
 /// A stray process that ignores SIGTERM (double-forked, so an orphan), and
 /// `SYS/reincarnate`, which nitro execs at the very end as pid 1: it lists
 /// the processes left in the namespace into `$T/left` (shell builtins
-/// only, so the list holds none of its own helpers).
+/// only, so the list holds none of its own helpers), and whether the
+/// control socket is still there into `$T/socket`.
 fn stubborn_system(sv: &Path) {
     script(
         &sv.join("stray/run"),
@@ -679,7 +784,8 @@ fn stubborn_system(sv: &Path) {
         &sv.join("SYS/reincarnate"),
         r#"left=
 for p in /proc/[0-9]*; do left="$left ${p#/proc/}"; done
-echo $left > "$T/left""#,
+echo $left > "$T/left"
+if [ -e "$T/s/nitro.sock" ]; then echo left; else echo removed; fi > "$T/socket""#,
     );
 }
 
@@ -729,6 +835,11 @@ fn stubborn_shutdown(c: &mut Container) -> Duration {
         !Path::new(&format!("/proc/{stray}")).exists(),
         "the stray is gone"
     );
+    assert_eq!(
+        read(&c.path("socket")).trim(),
+        "removed",
+        "before SYS/reincarnate"
+    );
     took
 }
 
@@ -753,6 +864,50 @@ fn a_stray_ignoring_sigterm_is_killed_after_7_s_by_default() {
     eprintln!("shutdown with the default grace took {took:?}");
     assert!(took >= Duration::from_secs(6), "{took:?}: the grace is 7 s");
     assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+#[test]
+fn a_huge_sys_timeout_kill_waits_instead_of_wrapping_around() {
+    require_unshare!();
+    let mut c = Container::start(|sv| {
+        stubborn_system(sv);
+        file(&sv.join("SYS/timeout-kill"), "18446744073709551000\n");
+        // An orphan that tells when the SIGTERM to every process came.
+        helper(
+            sv,
+            "herald.sh",
+            r#"trap 'echo termed >> "$T/order"; exit 0' TERM; sleep 1000 & wait"#,
+        );
+        script(
+            &sv.join("herald/run"),
+            r#"( sh "$T/herald.sh" & ); exec sleep 1000"#,
+        );
+    });
+    let stray = stubborn_running(&c);
+    c.until("the herald, an orphan", || {
+        !c.children_marked("herald.sh").is_empty()
+    });
+    assert_eq!(
+        c.request(&[0, 0, proto::TAG_SHUTDOWN]),
+        [0, 0, proto::TAG_OK]
+    );
+    c.until("the SIGTERM to every process", || c.count("termed") == 1);
+    // The grace is practically endless: no SIGKILL, no end of nitro.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(1500) {
+        assert!(
+            c.alive(),
+            "nitro ended; unshare: {}",
+            read(&c.path("unshare.err"))
+        );
+        assert!(ignores_sigterm(stray), "the stray was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: killing the stray of this test's namespace.
+    unsafe { libc::kill(stray, libc::SIGKILL) };
+    let (status, _) = c.wait();
+    assert_eq!(status, 0, "SYS/reincarnate's status");
+    assert_eq!(read(&c.path("left")).trim(), "1", "only pid 1 is left");
 }
 
 /// Ten double-forked orphans that wait for `$T/<gate>`, then exit.

@@ -204,6 +204,59 @@ fn events_go_to_all_and_named_sockets_only_and_stale_ones_are_removed() {
 }
 
 #[test]
+fn events_come_from_the_control_socket() {
+    let n = Nitro::start(two_services);
+    let notify = n.sock.parent().unwrap().join("notify");
+    let watcher = UnixDatagram::bind(notify.join("alpha,sender")).unwrap();
+    watcher.set_read_timeout(Some(DEADLINE)).unwrap();
+    // UP announces the current state, changed or not.
+    assert_eq!(n.command(proto::TAG_UP, "alpha"), [0, 0, proto::TAG_OK]);
+    let mut buf = [0u8; 64];
+    let (len, from) = watcher.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[3..len], b"alpha");
+    assert_eq!(
+        from.as_pathname(),
+        Some(n.sock.as_path()),
+        "the sender is the control socket, as with the C nitro"
+    );
+}
+
+#[test]
+fn events_reach_a_notify_entry_too_long_for_a_socket_address() {
+    use std::os::fd::AsRawFd;
+    let tmp = tempfile::tempdir().unwrap();
+    script(&tmp.path().join("sv/alpha/run"), "exec sleep 1000");
+    // The control socket's path fits in the 108 bytes of an address; the
+    // notify entry's full path does not.
+    let base = tmp.path().as_os_str().len();
+    let dir = tmp.path().join("d".repeat(90 - base));
+    let sock = dir.join("nitro.sock");
+    let receiver = "ALL,a-receiver-with-a-long-name";
+    assert!(sock.as_os_str().len() < 108);
+    assert!(dir.join("notify").join(receiver).as_os_str().len() > 108);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::create_dir(dir.join("notify")).unwrap();
+    // The test can bind there only through its own open directory.
+    let notify = std::fs::File::open(dir.join("notify")).unwrap();
+    let watcher =
+        UnixDatagram::bind(format!("/proc/self/fd/{}/{receiver}", notify.as_raw_fd())).unwrap();
+    watcher.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut child = std::process::Command::new(nitro_bin())
+        .arg(tmp.path().join("sv"))
+        .env("NITRO_SOCK", &sock)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let got = watcher.recv(&mut buf);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let len = got.expect("an event");
+    assert_eq!(&buf[3..len], b"alpha");
+}
+
+#[test]
 fn the_socket_directory_is_private() {
     let n = Nitro::start(|sv| {
         script(&sv.join("a/run"), "exec sleep 1000");

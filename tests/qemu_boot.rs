@@ -1,8 +1,8 @@
 //! A real boot: the static nitro as /init of a tiny Linux under qemu
 //! (software emulation), brought down by `nitroctl Shutdown` (after a
 //! SIGTERM it must ignore), `nitroctl Reboot` and Ctrl-Alt-Delete (`kill
-//! -INT 1`), and booted single-user. The checks live in tests/qemu/boot.sh,
-//! which reads the serial console.
+//! -INT 1`), booted single-user, and handed over to `SYS/reincarnate`.
+//! The checks live in tests/qemu/boot.sh, which reads the serial console.
 //!
 //! Needs qemu-system-x86_64, a static busybox, cpio and apt-get (for the
 //! kernel image); `.ci/run` installs them. Without them the test says so and
@@ -34,7 +34,7 @@ fn boots_and_goes_down_in_order() {
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/qemu/boot.sh");
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
-    for scenario in ["shutdown", "reboot", "cad", "single"] {
+    for scenario in ["shutdown", "reboot", "cad", "single", "reincarnate"] {
         let out = Command::new(&script)
             .args([env!("CARGO_BIN_EXE_nitro"), env!("CARGO_BIN_EXE_nitroctl")])
             .arg(&work)

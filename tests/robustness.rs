@@ -211,6 +211,30 @@ fn more_services_than_the_limit_are_refused_and_the_rest_runs() {
 }
 
 #[test]
+fn a_huge_or_bad_nitro_max_services_is_a_warning_not_an_end() {
+    for (value, warning) in [
+        ("18446744073709551615", "using 65536"),
+        ("99999999999999999999999", "using 65536"),
+        ("0", "using 500"),
+        ("lots", "using 500"),
+    ] {
+        let mut n = Nitro::start_with(
+            |sv| script(&sv.join("a/run"), "exec sleep 1000"),
+            |cmd| {
+                cmd.env("NITRO_MAX_SERVICES", value);
+            },
+        );
+        n.wait_for("a", State::Up);
+        assert!(
+            n.stderr().contains(warning),
+            "NITRO_MAX_SERVICES={value}: {}",
+            n.stderr()
+        );
+        assert_eq!(n.stop().code(), Some(0));
+    }
+}
+
+#[test]
 fn a_log_chain_longer_than_the_limit_starts_without_hanging() {
     let n = Nitro::start_with(
         |sv| {

@@ -71,14 +71,30 @@ fn service_dir(pid1: bool) -> PathBuf {
     }
 }
 
+/// The most services `NITRO_MAX_SERVICES` may ask for: storage for all of
+/// them is reserved at startup (about 150 bytes a slot, 10 MiB here), and
+/// a value from the environment must never exhaust memory or kill pid 1.
+const MAX_SERVICES_LIMIT: usize = 65536;
+
+/// `NITRO_MAX_SERVICES`; a bad value is a warning, never the end of nitro.
 fn max_services() -> usize {
-    match std::env::var("NITRO_MAX_SERVICES") {
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => fatal(format_args!("bad NITRO_MAX_SERVICES: {:?}", v)),
-        },
-        Err(_) => DEFAULT_MAX_SERVICES,
-    }
+    let Some(value) = std::env::var_os("NITRO_MAX_SERVICES") else {
+        return DEFAULT_MAX_SERVICES;
+    };
+    let text = value.to_string_lossy();
+    let (max, why) = match text.trim().parse::<usize>() {
+        Ok(n) if n > MAX_SERVICES_LIMIT => (MAX_SERVICES_LIMIT, "too large"),
+        Ok(n) if n > 0 => return n,
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+            (MAX_SERVICES_LIMIT, "too large")
+        }
+        _ => (DEFAULT_MAX_SERVICES, "not a positive number"),
+    };
+    sys::warn(format_args!(
+        "NITRO_MAX_SERVICES={:?} is {}, using {}",
+        text, why, max
+    ));
+    max
 }
 
 fn fd_limit() -> i32 {
@@ -189,7 +205,7 @@ fn main() {
         }
         Err(SetupError::Other(message)) => fatal(format_args!("{}", message)),
     };
-    let mut os = RealOs::new(&control.notify_dir).unwrap_or_else(|e| {
+    let mut os = RealOs::new(&control.notify_dir, control.fd).unwrap_or_else(|e| {
         control.remove();
         fatal(format_args!("cannot set up: {}", e))
     });
@@ -280,9 +296,6 @@ fn main() {
     let reboot = sup.reboot_requested();
     if is_pid1 {
         pid1::kill_all(&signals, kill_all_timeout());
-        if real_pid1 {
-            pid1::run_final(os.spawner(), &signals, reboot);
-        }
     }
     control.remove();
     if real_pid1 {
@@ -292,8 +305,18 @@ fn main() {
         // SAFETY: sync has no preconditions.
         unsafe { libc::sync() };
     }
+    // A system handed over is not finalized: SYS/final runs only when
+    // there is no SYS/reincarnate or its exec failed.
     exec_if_present(c"SYS/reincarnate");
+    let exec_errno = sys::errno();
+    if exec_errno != libc::ENOENT {
+        sys::warn(format_args!(
+            "cannot exec SYS/reincarnate: errno {}",
+            exec_errno
+        ));
+    }
     if real_pid1 {
+        pid1::run_final(os.spawner(), &signals, reboot);
         pid1::halt_machine(reboot);
     }
     if reboot {

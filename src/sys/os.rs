@@ -1,7 +1,7 @@
 //! The real `Os` of the core: processes, pipes, the service directory
 //! (nitro's working directory) and the event sockets in `notify/`.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 
 use crate::core::{self, Fd, Pid, ReadResult, Spawn, SpawnError};
 use crate::proto::{NAME_MAX, State};
@@ -86,17 +86,22 @@ pub struct RealOs {
     /// The service directory, opened once (nitro's cwd).
     service_dir: Fd,
     scan: DirReader,
-    /// `notify/`, opened once; events are sent to `/proc/self/fd/N/<entry>`
-    /// so the path always fits in `sun_path`.
+    /// `notify/`, opened once: read for every event, and the directory the
+    /// entries too long for an address are reached from.
     notify_dir: Fd,
+    /// Its path, the prefix of the address of each entry: it needs no
+    /// `/proc`, which a pid 1 has only once `SYS/setup` mounted it.
+    notify_path: CString,
     notify_scan: DirReader,
-    /// Unbound datagram socket events are sent from.
-    event_socket: Fd,
+    /// The control socket: events come from it, so that receivers see
+    /// `nitro.sock` as the sender, as with the C nitro.
+    control: Fd,
 }
 
 impl RealOs {
-    /// `notify_dir` is the path of the `notify/` directory.
-    pub fn new(notify_dir: &CStr) -> std::io::Result<RealOs> {
+    /// `notify_dir` is the path of the `notify/` directory, `control` the
+    /// control socket (nitro keeps it open for as long as `RealOs` lives).
+    pub fn new(notify_dir: &CStr, control: Fd) -> std::io::Result<RealOs> {
         let open_dir = |path: &CStr| {
             // SAFETY: path is a valid C string.
             let fd = unsafe {
@@ -111,25 +116,15 @@ impl RealOs {
                 Ok(fd)
             }
         };
-        // SAFETY: plain socket creation.
-        let event_socket = unsafe {
-            libc::socket(
-                libc::AF_UNIX,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                0,
-            )
-        };
-        if event_socket < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
         Ok(RealOs {
             spawner: Spawner::new()?,
             poller: Poller::new()?,
             service_dir: open_dir(c".")?,
             scan: DirReader::new(),
             notify_dir: open_dir(notify_dir)?,
+            notify_path: notify_dir.to_owned(),
             notify_scan: DirReader::new(),
-            event_socket,
+            control,
         })
     }
 
@@ -145,30 +140,26 @@ impl RealOs {
     /// Sends `event` to the socket `notify/<entry>`; removes it if nobody
     /// listens there any more.
     fn send_event(&self, entry: &[u8], event: &[u8]) {
-        // SAFETY: a zeroed sockaddr_un is valid.
-        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        let mut path = [0u8; 108];
-        let mut prefix = [0u8; 32];
-        let prefix = fmt_fd_dir(&mut prefix, self.notify_dir);
-        let Some(path) = join_path(&mut path, prefix, entry) else {
-            return;
+        let mut path = [0u8; SUN_PATH];
+        let refused = match join_path(&mut path, self.notify_path.to_bytes(), entry) {
+            Some(path) => self.send_to(path, event),
+            None => {
+                // The full path does not fit in an address: the entry's
+                // name does, seen from inside `notify/` (docs/choices.md).
+                let mut name = [0u8; SUN_PATH];
+                let Some(name) = join_path(&mut name, entry, b"") else {
+                    return;
+                };
+                // SAFETY: fchdir on directory fds we own; the service
+                // directory is nitro's working directory again right after.
+                unsafe { libc::fchdir(self.notify_dir) };
+                let refused = self.send_to(name, event);
+                // SAFETY: as above.
+                unsafe { libc::fchdir(self.service_dir) };
+                refused
+            }
         };
-        for (dst, &src) in addr.sun_path.iter_mut().zip(path.to_bytes_with_nul()) {
-            *dst = src as libc::c_char;
-        }
-        // SAFETY: event and addr are valid for the lengths given.
-        let sent = unsafe {
-            libc::sendto(
-                self.event_socket,
-                event.as_ptr().cast(),
-                event.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                (&addr as *const libc::sockaddr_un).cast(),
-                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 && errno() == libc::ECONNREFUSED {
+        if refused {
             let mut name = [0u8; 260];
             if let Some(name) = join_path(&mut name, entry, b"") {
                 // SAFETY: name is a valid C string relative to notify_dir.
@@ -176,28 +167,33 @@ impl RealOs {
             }
         }
     }
+
+    /// Sends `event` from the control socket to the socket at `path`,
+    /// never blocking; whether it was refused (nobody listens there).
+    fn send_to(&self, path: &CStr, event: &[u8]) -> bool {
+        // SAFETY: a zeroed sockaddr_un is valid.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (dst, &src) in addr.sun_path.iter_mut().zip(path.to_bytes_with_nul()) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: event and addr are valid for the lengths given.
+        let sent = unsafe {
+            libc::sendto(
+                self.control,
+                event.as_ptr().cast(),
+                event.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                (&addr as *const libc::sockaddr_un).cast(),
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            )
+        };
+        sent < 0 && errno() == libc::ECONNREFUSED
+    }
 }
 
-/// `/proc/self/fd/N` for a directory fd.
-fn fmt_fd_dir(buf: &mut [u8; 32], fd: Fd) -> &[u8] {
-    let prefix = b"/proc/self/fd/";
-    buf[..prefix.len()].copy_from_slice(prefix);
-    let mut digits = [0u8; 10];
-    let mut n = fd.max(0) as u32;
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for k in 0..len {
-        buf[prefix.len() + k] = digits[len - 1 - k];
-    }
-    &buf[..prefix.len() + len]
-}
+/// Size of `sun_path`: an address path and its NUL must fit.
+const SUN_PATH: usize = 108;
 
 impl core::Os for RealOs {
     fn spawn(&mut self, spawn: &Spawn) -> Result<Pid, SpawnError> {

@@ -95,9 +95,11 @@ fn reap_all() -> bool {
     }
 }
 
-/// Waits up to `ms` until no child is left, reaping as they go.
+/// Waits up to `ms` until no child is left, reaping as they go. A huge
+/// `ms` (from `SYS/timeout-kill`) means waiting for ever, never wrapping
+/// around to no wait at all.
 fn wait_children(signals: &SignalPipe, ms: Millis) -> bool {
-    let deadline = now_ms() + ms;
+    let deadline = now_ms().saturating_add(ms);
     loop {
         if !reap_all() {
             return true;

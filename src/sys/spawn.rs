@@ -186,8 +186,11 @@ impl Spawner {
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             libc::setsid();
+            // Steal the terminal (argument 1), as the C nitro does: as
+            // pid 1, nitro's own session holds the console, and without it
+            // SYS/setup gets no job control.
             if spawn.controlling_tty && libc::isatty(0) == 1 {
-                libc::ioctl(0, libc::TIOCSCTTY, 0);
+                libc::ioctl(0, libc::TIOCSCTTY, 1);
             }
             let ok = libc::dup2(spawn.stdin.unwrap_or(self.devnull), 0) >= 0
                 && spawn.stdout.is_none_or(|fd| libc::dup2(fd, 1) >= 0)

@@ -7,7 +7,9 @@
 # SCENARIO: shutdown (SIGTERM first, which the real pid 1 ignores, then
 # nitroctl Shutdown), reboot (nitroctl Reboot), cad (kill -INT 1, what the
 # kernel sends on Ctrl-Alt-Delete) or single (booted with `single` on the
-# kernel command line: /etc/nitro.single, then nitroctl Shutdown).
+# kernel command line: /etc/nitro.single, then nitroctl Shutdown) or
+# reincarnate (nitroctl Shutdown with a SYS/reincarnate, which takes over
+# instead of SYS/final).
 # Needs qemu-system-x86_64, busybox (static), cpio and a kernel image: the
 # first of $NITRO_TEST_KERNEL, WORKDIR/vmlinuz, or one extracted from
 # Debian's linux-image package fetched with `apt-get download`.
@@ -32,7 +34,7 @@ mkdir -p "$root"/{bin,sbin,etc/nitro,proc,sys,dev,run,tmp}
 cp "$nitro" "$root"/init
 cp "$nitroctl" "$root"/bin/nitroctl
 cp "$(command -v busybox)" "$root"/bin/busybox
-for applet in sh echo cat sleep mount kill ls mkdir seq; do
+for applet in sh echo cat sleep mount kill ls mkdir seq poweroff; do
 	ln -s busybox "$root"/bin/$applet
 done
 
@@ -51,6 +53,9 @@ script "$sv"/SYS/setup 'mount -t proc proc /proc; echo "@@ SYS/setup ran in $(di
 script "$sv"/SYS/finish 'echo "@@ SYS/finish $*"'
 script "$sv"/SYS/final 'echo "@@ SYS/final $*"'
 echo 2000 >"$sv"/SYS/timeout-kill
+if [ "$scenario" = reincarnate ]; then
+	script "$sv"/SYS/reincarnate 'echo "@@ SYS/reincarnate as pid $$, socket $([ -e /run/nitro/nitro.sock ] && echo left || echo removed)"; exec poweroff -f'
+fi
 # A service with readiness on fd 3; it says when it is stopped.
 script "$sv"/ready/run 'trap "echo @@ ready stopped; exit 0" TERM; echo "@@ ready running"; echo >&3; while :; do sleep 1; done'
 echo 3 >"$sv"/ready/notification-fd
@@ -63,7 +68,7 @@ script "$sv"/logger/run 'while read -r line; do echo "@@ logged: $line"; done'
 # The driver: once everything is up, bring the machine down.
 case $scenario in
 shutdown) action='kill -TERM 1; sleep 1; nitroctl list >/dev/null && echo "@@ survived SIGTERM"; nitroctl Shutdown' ;;
-single) action='nitroctl Shutdown' ;;
+single | reincarnate) action='nitroctl Shutdown' ;;
 reboot) action='nitroctl Reboot' ;;
 cad) action='kill -INT 1' ;;
 *) echo "unknown scenario $scenario" >&2; exit 2 ;;
@@ -86,11 +91,13 @@ fi
 # The console must show these lines in this order.
 end=reboot dir=/etc/nitro
 case $scenario in
-shutdown | single) end=shutdown ;;
+shutdown | single | reincarnate) end=shutdown ;;
 esac
 [ "$scenario" = single ] && dir=/etc/nitro.single
 expected=("@@ SYS/setup ran in $dir" "@@ all up" "@@ SYS/finish 0 0 $end" "@@ ready stopped" "@@ SYS/final $end")
 [ "$scenario" = shutdown ] && expected=("${expected[@]:0:2}" "@@ survived SIGTERM" "${expected[@]:2}")
+# A system handed over is not finalized.
+[ "$scenario" = reincarnate ] && expected=("${expected[@]:0:4}" "@@ SYS/reincarnate as pid 1, socket removed")
 at=0
 while IFS= read -r line; do
 	if [ $at -lt ${#expected[@]} ] && [[ $line == *"${expected[$at]}"* ]]; then
@@ -99,6 +106,10 @@ while IFS= read -r line; do
 done < <(tr -d '\r' <"$log")
 if [ $at -ne ${#expected[@]} ]; then
 	echo "missing, or out of order: ${expected[$at]}" >&2
+	exit 1
+fi
+if [ "$scenario" = reincarnate ] && grep -aq "@@ SYS/final" "$log"; then
+	echo "SYS/final ran although SYS/reincarnate took over" >&2
 	exit 1
 fi
 for needed in "@@ ready running" "@@ oneshot set up" "@@ logged: line from writer"; do
