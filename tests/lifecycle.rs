@@ -270,9 +270,15 @@ fn reboot_re_executes_nitro_when_not_pid_1() {
     n.wait_for("a", State::Starting);
     let pid = n.pid();
     assert_eq!(n.ctl(&["Reboot"]).0, 0);
-    until("a second start", || {
-        read(&n.path("runs")).lines().count() == 2
-    });
+    let end = Instant::now() + DEADLINE;
+    while read(&n.path("runs")).lines().count() < 2 {
+        assert!(
+            Instant::now() < end,
+            "no second start; nitro said:\n{}",
+            n.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         n.ctl(&["info"]).1.lines().next().unwrap(),
         format!("nitro_pid {pid}")
