@@ -988,6 +988,37 @@ fn a_service_logging_into_itself_is_forgotten_once_gone() {
     assert_eq!(sim.sup.services().count(), 0);
 }
 
+/// Writer and logger both removed, a chain or a loop: each is forgotten
+/// once stopped; none waits for a writer that is gone too.
+#[test]
+fn loggers_removed_with_their_writers_are_forgotten() {
+    let mut os = FakeOs::default();
+    for name in ["w", "l", "x", "y"] {
+        os.service(name, &[("run", "")]);
+    }
+    os.link("w", "log", "../l");
+    os.link("x", "log", "../y");
+    os.link("y", "log", "../x");
+    let mut sim = Sim::new(os);
+    let pids: Vec<Pid> = ["w", "l", "x", "y"]
+        .iter()
+        .map(|n| sim.os.pid_of(n, Prog::Run))
+        .collect();
+    for name in ["w", "l", "x", "y"] {
+        sim.os.remove_service(name);
+    }
+    sim.command(proto::TAG_RESCAN, "");
+    for pid in pids {
+        sim.exit(pid, killed(libc::SIGTERM));
+    }
+    let left: Vec<String> = sim
+        .sup
+        .services()
+        .map(|(_, s)| s.name.to_string())
+        .collect();
+    assert!(left.is_empty(), "still listed: {left:?}");
+}
+
 #[test]
 fn shutdown_stops_loggers_last() {
     let mut os = FakeOs::default();
