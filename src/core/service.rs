@@ -118,6 +118,9 @@ pub struct Service {
     pub forget: bool,
     /// Automatic restarts since the service was added.
     pub restarts: u32,
+    /// Why the service could not be started the last time, until `run` is
+    /// launched again (REASON, tag 183).
+    pub reason: Option<proto::Reason>,
     /// The stop in progress was a requested restart: start again at once.
     pub restart_requested: bool,
     /// A main service's `run` ended on its own with this exit status;
@@ -144,6 +147,7 @@ impl Service {
             seen: 0,
             forget: false,
             restarts: 0,
+            reason: None,
             restart_requested: false,
             main_status: None,
         }
