@@ -1406,11 +1406,17 @@ fn the_reason_of_a_failed_start_is_sent_until_run_is_launched_again() {
         failure: Failure::Status,
         value: exited(code),
     };
-    assert_eq!(reason_in(&sim.command(proto::TAG_QUERY, "b")), Some(failed(2)));
+    assert_eq!(
+        reason_in(&sim.command(proto::TAG_QUERY, "b")),
+        Some(failed(2))
+    );
     sim.advance(1000);
     sim.exit(sim.os.pid_of("b", Prog::Setup), exited(111));
     assert_eq!(sim.state("b"), State::Fatal);
-    assert_eq!(reason_in(&sim.command(proto::TAG_QUERY, "b")), Some(failed(111)));
+    assert_eq!(
+        reason_in(&sim.command(proto::TAG_QUERY, "b")),
+        Some(failed(111))
+    );
 
     sim.os.exec_errors.clear();
     sim.command(proto::TAG_UP, "a");

@@ -5,6 +5,7 @@
 //! - `exit`: exit statuses, signals, removal of our sockets, output;
 //! - `wait`: commands that wait for a state, and `events`;
 //! - `personality`: the halt/poweroff/reboot/init names;
+//! - `status`: the view for people;
 //! - here: the commands that send one request per service or per call.
 //!
 //! Protocol decoding and the output formats live in `nitro::client`.
@@ -12,6 +13,7 @@
 mod args;
 mod exit;
 mod personality;
+mod status;
 mod wait;
 
 use std::os::fd::AsRawFd;
@@ -121,7 +123,8 @@ impl Ctl {
         }
     }
 
-    /// Every service, following LIST_NEXT pages, sorted by name.
+    /// Every service, following LIST_NEXT pages, in natural order of
+    /// names (`svc-2` before `svc-10`).
     fn list_all(&self) -> Vec<Status> {
         let client = self.client();
         let mut all = Vec::new();
@@ -141,7 +144,7 @@ impl Ctl {
                 _ => break,
             }
         }
-        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all.sort_by(|a, b| client::natural_cmp(&a.name, &b.name));
         all
     }
 
@@ -230,7 +233,7 @@ fn arity(command: &str) -> Option<Arity> {
         return Some(Arity::Required);
     }
     Some(match command {
-        "list" | "l" => Arity::Optional,
+        "list" | "l" | "status" => Arity::Optional,
         "up" | "u" | "down" | "d" | "ready" | "pidof" | "check" => Arity::Required,
         "info" | "metrics" | "scan" | "s" | "rescan" | "events" | "Shutdown" | "Reboot" => {
             Arity::NoService
@@ -284,6 +287,7 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
             }
             status
         }
+        "status" => status::status(ctl, names),
         "info" => {
             let info = ctl.info();
             if ctl.options.json {
@@ -399,6 +403,7 @@ mod tests {
         for c in [
             "list",
             "l",
+            "status",
             "start",
             "stop",
             "restart",
