@@ -187,6 +187,33 @@ impl Ctl {
         status
     }
 
+    /// Sends `signal` to each service's `run`. nitro answers ESRCH both
+    /// for an unknown service and for one without a process; a QUERY tells
+    /// them apart: `not running` is a failure (1), not an error (111).
+    fn signal(&self, names: &[String], signal: libc::c_int) -> i32 {
+        let client = self.client();
+        let mut status = 0;
+        for name in names {
+            let mut payload = vec![signal as u8];
+            payload.extend_from_slice(name.as_bytes());
+            let reply = self.call(&client, &client::request(proto::TAG_SIGNAL, &payload));
+            if reply.get(2) == Some(&proto::TAG_OK) {
+                continue;
+            }
+            let query = client::request(proto::TAG_QUERY, name.as_bytes());
+            let known = reply.get(2) == Some(&proto::TAG_ESRCH)
+                && client::decode_query(name, &self.call(&client, &query)).is_some();
+            if known {
+                eprintln!("nitroctl: {name}: not running");
+                status = status.max(EXIT_FAILED);
+            } else {
+                eprintln!("nitroctl: {}", refusal(name, &reply));
+                status = EXIT_OTHER;
+            }
+        }
+        status
+    }
+
     /// A request about the whole system (rescan, shutdown, reboot).
     pub fn system(&self, tag: u8) -> i32 {
         let client = self.client();
@@ -340,11 +367,7 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
         _ => {
             let signal = signal_for(command)
                 .unwrap_or_else(|| fail(EXIT_USAGE, format_args!("unknown command {command}")));
-            ctl.each(names, |name| {
-                let mut payload = vec![signal as u8];
-                payload.extend_from_slice(name.as_bytes());
-                client::request(proto::TAG_SIGNAL, &payload)
-            })
+            ctl.signal(names, signal)
         }
     }
 }
