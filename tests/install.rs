@@ -243,3 +243,42 @@ fn binaries_are_static() {
     let sh = std::fs::read("/bin/sh").unwrap();
     assert!(wants_interpreter(&sh), "/bin/sh is dynamic here");
 }
+
+/// The manual stands on its own: every relative link in README.md and
+/// docs/ names a file of this repository, and no page points at a path
+/// above it (a clone has nothing there).
+#[test]
+fn no_link_leaves_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .canonicalize()
+        .unwrap();
+    let mut pages = vec![root.join("README.md")];
+    for dir in ["docs", "man"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            pages.push(entry.unwrap().path());
+        }
+    }
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        assert!(!text.contains("../shared"), "{}", page.display());
+        for (_, rest) in text
+            .match_indices("](")
+            .map(|(at, _)| ((), &text[at + 2..]))
+        {
+            let target = &rest[..rest.find(')').unwrap()];
+            if target.contains("://") || target.starts_with('#') {
+                continue;
+            }
+            let path = page
+                .parent()
+                .unwrap()
+                .join(target.split('#').next().unwrap());
+            let resolved = path.canonicalize();
+            assert!(
+                resolved.as_ref().is_ok_and(|p| p.starts_with(&root)),
+                "{}: {target}",
+                page.display()
+            );
+        }
+    }
+}
