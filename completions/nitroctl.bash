@@ -1,8 +1,18 @@
 # bash completion for nitroctl: commands, options, and the services of the
-# running nitro (from `nitroctl list`).
+# running nitro (from `nitroctl list`; instance names may contain spaces).
 
+# One name per line: the list line without its state and its numbers.
 _nitroctl_services() {
-	nitroctl list 2>/dev/null | awk '{ print $2 }'
+	nitroctl list 2>/dev/null | sed -E 's/^[A-Z]+ //; s/( \(pid [0-9]+\))? \(wstatus -?[0-9]+\) [0-9]+s$//'
+}
+
+# The services starting with the word being typed, quoted for the line.
+_nitroctl_complete_services() {
+	local typed=${1//\\ / } name
+	COMPREPLY=()
+	while IFS= read -r name; do
+		[[ $name == "$typed"* ]] && COMPREPLY+=("$(printf '%q' "$name")")
+	done < <(_nitroctl_services)
 }
 
 _nitroctl() {
@@ -13,7 +23,7 @@ _nitroctl() {
 		words=("${COMP_WORDS[@]}")
 		cword=$COMP_CWORD
 	}
-	local commands="list info metrics scan rescan up down start stop restart
+	local commands="list status info metrics scan rescan up down start stop restart
 		fast-start fast-restart fast-stop ready wait-up wait-down wait-starting
 		pidof check pause cont hup alarm interrupt quit term kill 1 2 events
 		Shutdown Reboot"
@@ -38,7 +48,7 @@ _nitroctl() {
 	fi
 	case $command in
 	info | metrics | scan | s | rescan | events | Shutdown | Reboot) ;;
-	*) COMPREPLY=($(compgen -W "$(_nitroctl_services)" -- "$cur")) ;;
+	*) _nitroctl_complete_services "$cur" ;;
 	esac
 }
 complete -F _nitroctl nitroctl

@@ -1,11 +1,11 @@
 # fish completion for nitroctl: commands, options, and the services of the
-# running nitro (from `nitroctl list`).
+# running nitro (from `nitroctl list`; instance names may contain spaces).
 
 function __nitroctl_services
-    nitroctl list 2>/dev/null | awk '{ print $2 }'
+    nitroctl list 2>/dev/null | sed -E 's/^[A-Z]+ //; s/( \(pid [0-9]+\))? \(wstatus -?[0-9]+\) [0-9]+s$//'
 end
 
-set -l commands list info metrics scan rescan up down start stop restart \
+set -l commands list status info metrics scan rescan up down start stop restart \
     fast-start fast-restart fast-stop ready wait-up wait-down wait-starting \
     pidof check pause cont hup alarm interrupt quit term kill 1 2 events \
     Shutdown Reboot

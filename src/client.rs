@@ -7,8 +7,9 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::proto::{self, State};
+use crate::proto::{self, Failure, Program, Reason, State};
 use crate::spat::{self, Item, Reader, Writer};
+use crate::sys::Errno;
 
 /// One service as a LIST frame or a QUERY reply describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -19,6 +20,8 @@ pub struct Status {
     pub wstatus: i32,
     pub uptime: u32,
     pub restarts: Option<u32>,
+    /// Why it could not be started the last time (REASON, tag 183).
+    pub reason: Option<Reason>,
 }
 
 impl Status {
@@ -34,6 +37,7 @@ impl Status {
             proto::TAG_WSTATUS => self.wstatus = spat::payload_i32(payload).unwrap_or(0),
             proto::TAG_UPTIME => self.uptime = spat::payload_u32(payload).unwrap_or(0),
             proto::TAG_RESTARTS => self.restarts = spat::payload_u32(payload),
+            proto::TAG_REASON => self.reason = Reason::decode(payload),
             _ => {}
         }
     }
@@ -54,6 +58,20 @@ impl Status {
             .then(|| libc::WTERMSIG(self.wstatus))
     }
 
+    /// The last exit of `run` in words (`exited 3`, `killed by SIGKILL`),
+    /// or why the last start failed, which is more recent; `None` when
+    /// there is nothing to tell (a first `run` that is still running).
+    pub fn last_exit(&self) -> Option<String> {
+        if let Some(reason) = self.reason {
+            return Some(reason_words(reason));
+        }
+        match (self.wstatus, self.restarts) {
+            (-1, _) => Some("could not exec run".to_string()),
+            (0, None | Some(0)) => None,
+            (wstatus, _) => Some(wait_status_words(wstatus)),
+        }
+    }
+
     /// `STATE name (pid N) (wstatus N) Ns`, as the C nitroctl prints it.
     pub fn line(&self) -> String {
         let mut line = format!("{} {}", self.state_name(), self.name);
@@ -66,8 +84,17 @@ impl Status {
 
     pub fn json(&self) -> String {
         let opt = |v: Option<i32>| v.map_or("null".to_string(), |v| v.to_string());
+        let reason = self.reason.map_or("null".to_string(), |r| {
+            format!(
+                "{{\"program\":\"{}\",\"failure\":\"{}\",\"value\":{},\"text\":{}}}",
+                program_name(r.program),
+                failure_name(r.failure),
+                r.value,
+                json_string(&reason_words(r))
+            )
+        });
         format!(
-            "{{\"name\":{},\"state\":\"{}\",\"pid\":{},\"wstatus\":{},\"exit_code\":{},\"signal\":{},\"uptime\":{},\"restarts\":{}}}",
+            "{{\"name\":{},\"state\":\"{}\",\"pid\":{},\"wstatus\":{},\"exit_code\":{},\"signal\":{},\"uptime\":{},\"restarts\":{},\"reason\":{}}}",
             json_string(&self.name),
             self.state_name(),
             if self.pid == 0 {
@@ -79,9 +106,94 @@ impl Status {
             opt(self.exit_code()),
             opt(self.signal()),
             self.uptime,
-            self.restarts.unwrap_or(0)
+            self.restarts.unwrap_or(0),
+            reason
         )
     }
+}
+
+fn program_name(program: Program) -> &'static str {
+    match program {
+        Program::Setup => "setup",
+        Program::Run => "run",
+    }
+}
+
+fn failure_name(failure: Failure) -> &'static str {
+    match failure {
+        Failure::Exec => "exec",
+        Failure::Spawn => "spawn",
+        Failure::Status => "status",
+        Failure::Gone => "gone",
+    }
+}
+
+/// A REASON in words: `could not exec run: Permission denied`,
+/// `setup exited 111`.
+pub fn reason_words(reason: Reason) -> String {
+    let program = program_name(reason.program);
+    match reason.failure {
+        Failure::Exec => format!("could not exec {program}: {}", Errno(reason.value)),
+        Failure::Spawn => format!("could not start {program}: {}", Errno(reason.value)),
+        Failure::Status => format!("{program} {}", wait_status_words(reason.value)),
+        Failure::Gone => "the service directory is gone".to_string(),
+    }
+}
+
+/// A raw wait status in words: `exited 3`, `killed by SIGKILL`.
+pub fn wait_status_words(wstatus: i32) -> String {
+    if libc::WIFSIGNALED(wstatus) {
+        format!("killed by {}", signal_name(libc::WTERMSIG(wstatus)))
+    } else {
+        format!("exited {}", libc::WEXITSTATUS(wstatus))
+    }
+}
+
+/// `SIGKILL` for 9; `signal N` for a number without a name here.
+pub fn signal_name(signal: i32) -> String {
+    const NAMES: [&str; 31] = [
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+        "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+        "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+    ];
+    match NAMES.get((signal as usize).wrapping_sub(1)) {
+        Some(name) => format!("SIG{name}"),
+        None => format!("signal {signal}"),
+    }
+}
+
+/// Natural order of names: runs of digits compare as numbers, so
+/// `svc-2` comes before `svc-10`; equal numbers with more leading zeros
+/// come later, and ties are broken bytewise, so the order is total.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < x.len() && j < y.len() {
+        if x[i].is_ascii_digit() && y[j].is_ascii_digit() {
+            let run = |s: &[u8], k: usize| {
+                let end = k + s[k..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let start = k + s[k..end].iter().take_while(|&&c| c == b'0').count();
+                (start, end)
+            };
+            let ((xs, xe), (ys, ye)) = (run(x, i), run(y, j));
+            let order = (xe - xs)
+                .cmp(&(ye - ys))
+                .then_with(|| x[xs..xe].cmp(&y[ys..ye]))
+                .then_with(|| (xe - i).cmp(&(ye - j)));
+            if order != Ordering::Equal {
+                return order;
+            }
+            (i, j) = (xe, ye);
+        } else {
+            if x[i] != y[j] {
+                return x[i].cmp(&y[j]);
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (x.len() - i).cmp(&(y.len() - j)).then_with(|| x.cmp(y))
 }
 
 /// A JSON string literal.
@@ -289,6 +401,28 @@ pub fn metrics(services: &[Status], info: &[(String, Option<u32>)]) -> String {
             "counter",
             "Automatic restarts since the service was added.",
             restarts,
+        );
+    }
+    let failures: Vec<(String, String)> = services
+        .iter()
+        .filter_map(|s| {
+            let r = s.reason?;
+            let labels = format!(
+                "{{service=\"{}\",program=\"{}\",failure=\"{}\",text=\"{}\"}}",
+                label(&s.name),
+                program_name(r.program),
+                failure_name(r.failure),
+                label(&reason_words(r))
+            );
+            Some((labels, r.value.to_string()))
+        })
+        .collect();
+    if !failures.is_empty() {
+        family(
+            "nitro_service_start_failure",
+            "gauge",
+            "Why the last start failed (REASON): errno, or the raw wait status for failure=\"status\".",
+            failures,
         );
     }
     let global = |key: &str| info.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v);
@@ -539,15 +673,92 @@ mod tests {
             wstatus: 9,
             uptime: 5,
             restarts: Some(2),
+            reason: None,
         };
         assert_eq!(
             s.json(),
-            "{\"name\":\"we\\\"ird\\n\",\"state\":\"DOWN\",\"pid\":null,\"wstatus\":9,\"exit_code\":null,\"signal\":9,\"uptime\":5,\"restarts\":2}"
+            "{\"name\":\"we\\\"ird\\n\",\"state\":\"DOWN\",\"pid\":null,\"wstatus\":9,\"exit_code\":null,\"signal\":9,\"uptime\":5,\"restarts\":2,\"reason\":null}"
         );
         let m = metrics(&[s], &[("total_reaps".into(), Some(4))]);
         assert!(m.contains("nitro_service_state{service=\"we\\\"ird\\n\",state=\"DOWN\"} 1\n"));
         assert!(m.contains("nitro_service_last_exit_status{service=\"we\\\"ird\\n\"} 137\n"));
         assert!(m.contains("# TYPE nitro_reaps_total counter\nnitro_reaps_total 4\n"));
         assert!(!m.contains("nitro_allocations_since_start"));
+    }
+
+    #[test]
+    fn natural_order() {
+        let mut names = vec![
+            "svc-10", "svc-2", "svc-1", "b", "a10b", "a2b", "svc-02", "svc-", "A",
+        ];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            names,
+            [
+                "A", "a2b", "a10b", "b", "svc-", "svc-1", "svc-2", "svc-02", "svc-10"
+            ]
+        );
+        assert_eq!(natural_cmp("x1", "x1"), std::cmp::Ordering::Equal);
+        assert_eq!(natural_cmp("x01", "x1"), std::cmp::Ordering::Greater);
+    }
+
+    #[test]
+    fn exits_and_reasons_in_words() {
+        let status = |wstatus, restarts, reason| Status {
+            wstatus,
+            restarts,
+            reason,
+            ..Status::default()
+        };
+        assert_eq!(status(0, Some(0), None).last_exit(), None, "never ended");
+        assert_eq!(status(0, None, None).last_exit(), None);
+        assert_eq!(status(0, Some(1), None).last_exit().unwrap(), "exited 0");
+        assert_eq!(
+            status(3 << 8, Some(4), None).last_exit().unwrap(),
+            "exited 3"
+        );
+        assert_eq!(
+            status(9, None, None).last_exit().unwrap(),
+            "killed by SIGKILL"
+        );
+        assert_eq!(
+            status(-1, None, None).last_exit().unwrap(),
+            "could not exec run"
+        );
+        assert_eq!(signal_name(64), "signal 64");
+        let exec = Reason {
+            program: Program::Run,
+            failure: Failure::Exec,
+            value: libc::EACCES,
+        };
+        assert_eq!(
+            status(-1, Some(0), Some(exec)).last_exit().unwrap(),
+            "could not exec run: Permission denied"
+        );
+        let setup = Reason {
+            program: Program::Setup,
+            failure: Failure::Status,
+            value: 111 << 8,
+        };
+        assert_eq!(reason_words(setup), "setup exited 111");
+        let json = status(0, Some(0), Some(setup)).json();
+        assert!(
+            json.ends_with(
+                "\"reason\":{\"program\":\"setup\",\"failure\":\"status\",\"value\":28416,\"text\":\"setup exited 111\"}}"
+            ),
+            "{json}"
+        );
+        let m = metrics(
+            &[Status {
+                name: "x".into(),
+                reason: Some(exec),
+                ..Status::default()
+            }],
+            &[],
+        );
+        assert!(
+            m.contains("nitro_service_start_failure{service=\"x\",program=\"run\",failure=\"exec\",text=\"could not exec run: Permission denied\"} 13\n"),
+            "{m}"
+        );
     }
 }

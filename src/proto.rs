@@ -34,6 +34,8 @@ pub const TAG_LIST_NEXT: u8 = 180;
 pub const TAG_RESTARTS: u8 = 181;
 /// [beyond] Heap allocations since startup completed.
 pub const TAG_ALLOCS: u8 = 182;
+/// [beyond] Why a service last failed to start: a `Reason`.
+pub const TAG_REASON: u8 = 183;
 
 /// Size of the datagrams both sides exchange; the C nitroctl reads 4096.
 pub const DATAGRAM_MAX: usize = 4096;
@@ -85,6 +87,77 @@ impl State {
             State::Fatal => "FATAL",
             State::Delay => "DELAY",
         }
+    }
+}
+
+/// The program of a service a `Reason` is about (its wire number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Program {
+    Setup = 1,
+    Run = 2,
+}
+
+/// What went wrong in a `Reason`, and what its value means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Failure {
+    /// execve failed; the value is its errno.
+    Exec = 1,
+    /// The process (or the readiness pipe) could not be created: errno.
+    Spawn = 2,
+    /// The program ran and failed; the value is its raw wait status
+    /// (`setup` exiting 111 is what makes a service FATAL).
+    Status = 3,
+    /// The service directory is gone; the value is 0.
+    Gone = 4,
+}
+
+/// The payload of REASON (tag 183): why a service could not be started
+/// the last time it was tried, until `run` is launched again. Six bytes:
+/// u8 program, u8 failure, i32 value (little-endian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reason {
+    pub program: Program,
+    pub failure: Failure,
+    pub value: i32,
+}
+
+impl Reason {
+    pub fn encode(self) -> [u8; 6] {
+        let v = self.value.to_le_bytes();
+        [
+            self.program as u8,
+            self.failure as u8,
+            v[0],
+            v[1],
+            v[2],
+            v[3],
+        ]
+    }
+
+    /// `None` for a payload of another size or unknown numbers.
+    pub fn decode(payload: &[u8]) -> Option<Reason> {
+        let &[program, failure, a, b, c, d] = payload else {
+            return None;
+        };
+        let program = match program {
+            1 => Program::Setup,
+            2 => Program::Run,
+            _ => return None,
+        };
+        let failure = match failure {
+            1 => Failure::Exec,
+            2 => Failure::Spawn,
+            3 => Failure::Status,
+            4 => Failure::Gone,
+            _ => return None,
+        };
+        Some(Reason {
+            program,
+            failure,
+            value: i32::from_le_bytes([a, b, c, d]),
+        })
     }
 }
 
@@ -260,6 +333,31 @@ mod tests {
             parse_request(&[0x04, 0x00, 0x7c, 3, 0, 0, 0]),
             Some(Request::List { start: 3 })
         );
+    }
+
+    #[test]
+    fn reasons_round_trip_and_reject_garbage() {
+        let r = Reason {
+            program: Program::Run,
+            failure: Failure::Exec,
+            value: libc::EACCES,
+        };
+        assert_eq!(r.encode(), [2, 1, 13, 0, 0, 0]);
+        assert_eq!(Reason::decode(&r.encode()), Some(r));
+        let setup = Reason::decode(&[1, 3, 0, 0x6f, 0, 0]).unwrap();
+        assert_eq!(
+            (setup.program, setup.failure),
+            (Program::Setup, Failure::Status)
+        );
+        assert_eq!(setup.value, 111 << 8);
+        for bad in [
+            &[][..],
+            &[2, 1, 13, 0, 0],
+            &[0, 1, 0, 0, 0, 0],
+            &[2, 5, 0, 0, 0, 0],
+        ] {
+            assert_eq!(Reason::decode(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

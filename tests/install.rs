@@ -9,31 +9,51 @@ use std::process::Command;
 use nitro::proto::State;
 use support::*;
 
-#[test]
-fn install_into_a_prefix() {
+/// Runs install.sh with `args` into a fresh DESTDIR, PREFIX=/usr.
+fn install(args: &[&str]) -> tempfile::TempDir {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dest = tempfile::tempdir().unwrap();
     let bins = Path::new(nitro_bin()).parent().unwrap();
     let out = Command::new(root.join("install.sh"))
+        .args(args)
         .arg("PREFIX=/usr")
         .arg(format!("DESTDIR={}", dest.path().display()))
         .env("RELEASE_DIR", bins)
         .output()
         .unwrap();
     assert_succeeded("install.sh", &out);
+    dest
+}
+
+#[test]
+fn install_into_a_prefix() {
+    let dest = install(&[]);
     let d = dest.path();
     for file in [
         "usr/sbin/nitro",
         "usr/bin/nitroctl",
         "usr/share/man/man8/nitro.8",
         "usr/share/man/man1/nitroctl.1",
-        "usr/share/man/man8/halt.8",
         "usr/share/bash-completion/completions/nitroctl",
         "usr/share/zsh/site-functions/_nitroctl",
         "usr/share/fish/vendor_completions.d/nitroctl.fish",
     ] {
         assert!(d.join(file).exists(), "{file}");
     }
+    // No halt, poweroff, reboot or init unless asked for: they would
+    // shadow those of the system's own init.
+    for name in ["halt", "poweroff", "reboot", "init"] {
+        assert!(!d.join("usr/sbin").join(name).exists(), "{name}");
+        let page = d.join("usr/share/man/man8").join(format!("{name}.8"));
+        assert!(!page.exists(), "{name}.8");
+    }
+}
+
+#[test]
+fn install_with_init_links() {
+    let dest = install(&["--init-links"]);
+    let d = dest.path();
+    assert!(d.join("usr/sbin/nitro").exists());
     for name in ["halt", "poweroff", "reboot", "init"] {
         let link = std::fs::read_link(d.join("usr/sbin").join(name)).unwrap();
         assert_eq!(link, Path::new("/usr/bin/nitroctl"));
@@ -102,8 +122,10 @@ fn bash_completes_commands_and_services() {
     let n = Nitro::start(|sv| {
         script(&sv.join("alpha/run"), "exec sleep 1000");
         script(&sv.join("beta/run"), "exec sleep 1000");
+        script(&sv.join("tmpl@/run"), "exec sleep 1000");
+        std::os::unix::fs::symlink("tmpl@", sv.join("tmpl@a b")).unwrap();
     });
-    until("both known", || n.ctl(&["list"]).1.lines().count() == 2);
+    until("all known", || n.ctl(&["list"]).1.lines().count() == 3);
     let completion = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/nitroctl.bash");
     let bindir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(nitroctl_bin(), bindir.path().join("nitroctl")).unwrap();
@@ -135,7 +157,9 @@ fn bash_completes_commands_and_services() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     assert_eq!(complete("nitroctl resta"), "restart");
-    assert_eq!(complete("nitroctl start "), "alpha beta");
+    assert_eq!(complete("nitroctl start "), "alpha beta tmpl@a\\ b");
+    assert_eq!(complete("nitroctl status t"), "tmpl@a\\ b");
+    assert_eq!(complete("nitroctl stop tmpl@a"), "tmpl@a\\ b");
     assert_eq!(complete("nitroctl -t 5 stop b"), "beta");
     assert_eq!(complete("nitroctl --j"), "--json");
 }
@@ -218,4 +242,43 @@ fn binaries_are_static() {
     // The test's own check on a dynamically linked program.
     let sh = std::fs::read("/bin/sh").unwrap();
     assert!(wants_interpreter(&sh), "/bin/sh is dynamic here");
+}
+
+/// The manual stands on its own: every relative link in README.md and
+/// docs/ names a file of this repository, and no page points at a path
+/// above it (a clone has nothing there).
+#[test]
+fn no_link_leaves_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .canonicalize()
+        .unwrap();
+    let mut pages = vec![root.join("README.md")];
+    for dir in ["docs", "man"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            pages.push(entry.unwrap().path());
+        }
+    }
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        assert!(!text.contains("../shared"), "{}", page.display());
+        for (_, rest) in text
+            .match_indices("](")
+            .map(|(at, _)| ((), &text[at + 2..]))
+        {
+            let target = &rest[..rest.find(')').unwrap()];
+            if target.contains("://") || target.starts_with('#') {
+                continue;
+            }
+            let path = page
+                .parent()
+                .unwrap()
+                .join(target.split('#').next().unwrap());
+            let resolved = path.canonicalize();
+            assert!(
+                resolved.as_ref().is_ok_and(|p| p.starts_with(&root)),
+                "{}: {target}",
+                page.display()
+            );
+        }
+    }
 }

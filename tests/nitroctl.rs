@@ -193,7 +193,13 @@ fn signals_by_name_and_letter() {
     assert_eq!(n.ctl(&["c", "a"]).0, 0);
     assert_eq!(n.ctl(&["k", "a"]).0, 0);
     n.wait_for("a", State::Down);
-    assert_eq!(n.ctl(&["term", "o"]).0, 111, "no process: ESRCH");
+    let (status, _, err) = n.ctl(&["term", "o"]);
+    assert_eq!((status, err.as_str()), (1, "nitroctl: o: not running\n"));
+    let (status, _, err) = n.ctl(&["term", "nosuch"]);
+    assert_eq!(
+        (status, err.as_str()),
+        (111, "nitroctl: nosuch: no such service\n")
+    );
 }
 
 #[test]

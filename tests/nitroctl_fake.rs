@@ -256,9 +256,9 @@ fn json_list_and_info() {
     assert_eq!(
         out,
         "[{\"name\":\"alpha\",\"state\":\"UP\",\"pid\":2983,\"wstatus\":0,\"exit_code\":0,\
-         \"signal\":null,\"uptime\":3,\"restarts\":0},\
+         \"signal\":null,\"uptime\":3,\"restarts\":0,\"reason\":null},\
          {\"name\":\"beta@x\",\"state\":\"UP\",\"pid\":2982,\"wstatus\":0,\"exit_code\":0,\
-         \"signal\":null,\"uptime\":3,\"restarts\":0}]\n"
+         \"signal\":null,\"uptime\":3,\"restarts\":0,\"reason\":null}]\n"
     );
     let ctl = fake.ctl(&["--json", "info"]);
     fake.reply(&fake.expect(INFO), C_INFO);
@@ -279,7 +279,7 @@ fn json_list_and_info() {
     assert_eq!(
         out,
         "[{\"name\":\"a\\\"b\",\"state\":\"DOWN\",\"pid\":null,\"wstatus\":9,\"exit_code\":null,\
-         \"signal\":9,\"uptime\":5,\"restarts\":3}]\n"
+         \"signal\":9,\"uptime\":5,\"restarts\":3,\"reason\":null}]\n"
     );
 }
 
@@ -407,8 +407,16 @@ fn refusals_exit_111() {
     // The highest status wins; every service is still asked.
     let ctl = fake.ctl(&["term", "a", "b"]);
     fake.reply(&fake.expect(&[0x02, 0x00, 0x81, 15, b'a']), ESRCH);
+    // ESRCH: unknown, or known without a process? A QUERY tells.
+    fake.reply(&fake.expect(&query("a")), ESRCH);
     fake.reply(&fake.expect(&[0x02, 0x00, 0x81, 15, b'b']), OK);
     assert_eq!(finish(ctl).0, 111);
+    let ctl = fake.ctl(&["term", "a"]);
+    fake.reply(&fake.expect(&[0x02, 0x00, 0x81, 15, b'a']), ESRCH);
+    fake.reply(&fake.expect(&query("a")), &query_reply(DOWN, 0));
+    let (status, _, err) = finish(ctl);
+    assert_eq!(status, 1, "known, not running: {err}");
+    assert_eq!(err, "nitroctl: a: not running\n");
 }
 
 #[test]
@@ -559,6 +567,8 @@ fn waits_only_query() {
     fake.reply(&from, &query_reply(DOWN, 0));
     fake.event(&from, STARTING, "alpha");
     fake.event(&from, FATAL, "alpha");
+    // A FATAL event makes nitroctl ask why before it ends.
+    fake.reply(&fake.expect(&query("alpha")), &query_reply(FATAL, 0));
     assert_eq!(finish(ctl).0, 1, "FATAL ends wait-up");
 }
 

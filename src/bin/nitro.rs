@@ -132,7 +132,7 @@ fn reexec(exe: &Path, dir: &Path) -> ! {
     fatal(format_args!(
         "cannot re-exec {}: {}",
         exe.display(),
-        std::io::Error::last_os_error()
+        sys::Errno(sys::errno())
     ))
 }
 
@@ -183,7 +183,7 @@ fn main() {
         fatal(format_args!(
             "cannot use service directory {}: {}",
             dir.display(),
-            e
+            sys::IoText(&e)
         ));
     }
     IN_SERVICE_DIR.store(true, Ordering::Relaxed);
@@ -192,7 +192,8 @@ fn main() {
     let exe =
         std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
 
-    let signals = SignalPipe::install().unwrap_or_else(|e| fatal(format_args!("signals: {}", e)));
+    let signals = SignalPipe::install()
+        .unwrap_or_else(|e| fatal(format_args!("signals: {}", sys::IoText(&e))));
     let sock_path = sockpath::socket_path().unwrap_or_else(|e| fatal(format_args!("{}", e)));
     let control = match ControlSocket::bind(&sock_path) {
         Ok(control) => control,
@@ -207,7 +208,7 @@ fn main() {
     };
     let mut os = RealOs::new(&control.notify_dir, control.fd).unwrap_or_else(|e| {
         control.remove();
-        fatal(format_args!("cannot set up: {}", e))
+        fatal(format_args!("cannot set up: {}", sys::IoText(&e)))
     });
     let max = max_services();
     let mut sup = Supervisor::new(Config {
@@ -221,8 +222,9 @@ fn main() {
     for (fd, key) in [(signals.read_fd, SIGNALS_KEY), (control.fd, CONTROL_KEY)] {
         if let Err(errno) = poller.add(fd, key) {
             fatal(format_args!(
-                "cannot watch descriptor {}: errno {}",
-                fd, errno
+                "cannot watch descriptor {}: {}",
+                fd,
+                sys::Errno(errno)
             ));
         }
     }
@@ -232,6 +234,18 @@ fn main() {
     let mut reply = [0u8; DATAGRAM_MAX];
     let mut sender = Sender::default();
 
+    let role = match (is_pid1, real_pid1) {
+        (true, true) => "as pid 1",
+        (true, false) => "as pid 1 of a container",
+        (false, _) => "not as pid 1",
+    };
+    sys::warn(format_args!(
+        "starting: pid {}, {}, services in {}, socket {}",
+        nitro_pid,
+        role,
+        abs_dir.display(),
+        sock_path.display()
+    ));
     sup.boot(&mut os, now_ms());
     // From here on nothing is allocated; INFO shows the count.
     nitro::alloc_count::arm();
@@ -311,16 +325,25 @@ fn main() {
     let exec_errno = sys::errno();
     if exec_errno != libc::ENOENT {
         sys::warn(format_args!(
-            "cannot exec SYS/reincarnate: errno {}",
-            exec_errno
+            "cannot exec SYS/reincarnate: {}",
+            sys::Errno(exec_errno)
         ));
     }
     if real_pid1 {
         pid1::run_final(os.spawner(), &signals, reboot);
+        sys::warn(format_args!(
+            "every service is down, {}",
+            if reboot { "rebooting" } else { "powering off" }
+        ));
         pid1::halt_machine(reboot);
     }
     if reboot {
+        sys::warn(format_args!("every service is down, starting again"));
         reexec(&exe, &abs_dir);
     }
+    sys::warn(format_args!(
+        "every service is down, exiting with status {}",
+        sup.exit_status()
+    ));
     std::process::exit(sup.exit_status())
 }

@@ -1,7 +1,8 @@
 //! The state machine of SPEC section 3: every transition of a service goes
 //! through the functions here.
 
-use crate::proto::{self, State};
+use crate::proto::{self, Failure, Program, Reason, State};
+use crate::sys::Errno;
 
 use super::{
     FINISH_TIMEOUT_MS, Millis, Os, Proc, Prog, READY_TIMEOUT_MS, RESPAWN_DELAY_MS, SPAWN_RETRY_MS,
@@ -25,6 +26,20 @@ fn temporary_exec_error(errno: i32) -> bool {
         errno,
         libc::EAGAIN | libc::EIO | libc::EMFILE | libc::ENOMEM | libc::ETXTBSY
     )
+}
+
+/// REASON for a program of a service (only `setup` and `run` are started
+/// on the way up).
+fn reason(prog: Prog, failure: Failure, value: i32) -> Reason {
+    let program = match prog {
+        Prog::Setup => Program::Setup,
+        Prog::Run | Prog::Finish | Prog::Final => Program::Run,
+    };
+    Reason {
+        program,
+        failure,
+        value,
+    }
 }
 
 /// Writes a decimal number into `buf`, returning the digits.
@@ -277,12 +292,14 @@ impl Supervisor {
 
     /// launch: `run`, or ONESHOT without one.
     fn launch(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        self.sv_mut(i).reason = None;
         let dir = self.sv(i).name.dir();
         if !os.exists(dir, b"") {
             os.warn(format_args!(
                 "{}: service directory is gone",
                 self.sv(i).name
             ));
+            self.sv_mut(i).reason = Some(reason(Prog::Run, Failure::Gone, 0));
             self.fatal(os, i, now);
             return;
         }
@@ -300,10 +317,11 @@ impl Supervisor {
                 Ok(pipe) => Some(pipe),
                 Err(errno) => {
                     os.warn(format_args!(
-                        "{}: cannot create readiness pipe: errno {}",
+                        "{}: cannot create readiness pipe: {}",
                         self.sv(i).name,
-                        errno
+                        Errno(errno)
                     ));
+                    self.sv_mut(i).reason = Some(reason(Prog::Run, Failure::Spawn, errno));
                     self.delay(os, i, SPAWN_RETRY_MS, now);
                     return;
                 }
@@ -371,25 +389,35 @@ impl Supervisor {
     ) {
         let name = self.sv(i).name;
         let what = prog.file();
+        self.sv_mut(i).reason = Some(match error {
+            SpawnError::Fork(errno) => reason(prog, Failure::Spawn, errno),
+            SpawnError::Exec(errno) => reason(prog, Failure::Exec, errno),
+        });
         match error {
             SpawnError::Fork(errno) => {
                 os.warn(format_args!(
-                    "{}: cannot start {}: errno {}",
-                    name, what, errno
+                    "{}: cannot start {}: {}",
+                    name,
+                    what,
+                    Errno(errno)
                 ));
                 self.delay(os, i, SPAWN_RETRY_MS, now);
             }
             SpawnError::Exec(errno) if temporary_exec_error(errno) => {
                 os.warn(format_args!(
-                    "{}: cannot exec {}: errno {}",
-                    name, what, errno
+                    "{}: cannot exec {}: {}",
+                    name,
+                    what,
+                    Errno(errno)
                 ));
                 self.delay(os, i, SPAWN_RETRY_MS, now);
             }
             SpawnError::Exec(errno) => {
                 os.warn(format_args!(
-                    "{}: cannot exec {}: errno {}",
-                    name, what, errno
+                    "{}: cannot exec {}: {}",
+                    name,
+                    what,
+                    Errno(errno)
                 ));
                 self.set_state(os, i, State::Fatal, now);
                 if prog == Prog::Run {
@@ -456,7 +484,7 @@ impl Supervisor {
                 }
                 Err(error) => {
                     let name = self.sv(i).name;
-                    os.warn(format_args!("{}: cannot run finish: {:?}", name, error));
+                    os.warn(format_args!("{}: finish: {}", name, error));
                 }
             }
         }
@@ -479,8 +507,10 @@ impl Supervisor {
                 } else if libc::WIFEXITED(wstatus) && libc::WEXITSTATUS(wstatus) == 0 {
                     self.launch(os, i, now);
                 } else if libc::WIFEXITED(wstatus) && libc::WEXITSTATUS(wstatus) == 111 {
+                    self.sv_mut(i).reason = Some(reason(Prog::Setup, Failure::Status, wstatus));
                     self.fatal(os, i, now);
                 } else {
+                    self.sv_mut(i).reason = Some(reason(Prog::Setup, Failure::Status, wstatus));
                     self.delay(os, i, RESPAWN_DELAY_MS, now);
                 }
             }

@@ -20,6 +20,7 @@ mod service;
 
 use crate::proto::{self, Request, State};
 use crate::spat::{Full, Writer};
+use crate::sys::Errno;
 
 use index::{Deadlines, Table, hash_name, hash_pid};
 
@@ -92,6 +93,15 @@ pub enum SpawnError {
     Fork(i32),
     /// execve failed in the child: errno.
     Exec(i32),
+}
+
+impl core::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            SpawnError::Fork(errno) => write!(f, "cannot start: {}", Errno(errno)),
+            SpawnError::Exec(errno) => write!(f, "cannot exec: {}", Errno(errno)),
+        }
+    }
 }
 
 /// Result of reading a readiness pipe.
@@ -472,7 +482,7 @@ impl Supervisor {
                 Some(i) => {
                     let service = self.sv(i);
                     write_status(w, service, now)?;
-                    w.u32(proto::TAG_RESTARTS, service.restarts)
+                    write_extensions(w, service)
                 }
                 None => w.packet(proto::TAG_ESRCH, &[]),
             },
@@ -567,7 +577,7 @@ impl Supervisor {
                     os.notify(SYS, State::Shutdown);
                     return;
                 }
-                Err(error) => os.warn(format_args!("cannot run SYS/finish: {:?}", error)),
+                Err(error) => os.warn(format_args!("SYS/finish: {}", error)),
             }
         }
         self.stop_step(os, now);
@@ -597,7 +607,7 @@ impl Supervisor {
                     os.notify(SYS, State::Setup);
                     return;
                 }
-                Err(error) => os.warn(format_args!("cannot run SYS/setup: {:?}", error)),
+                Err(error) => os.warn(format_args!("SYS/setup: {}", error)),
             }
         }
         self.start_all(os, now);
@@ -826,8 +836,18 @@ fn write_frame(w: &mut Writer, service: &Service, now: Millis) -> Result<(), Ful
     w.open(proto::TAG_SERVICE)?;
     w.packet(proto::TAG_NAME, service.name.as_bytes())?;
     write_status(w, service, now)?;
-    w.u32(proto::TAG_RESTARTS, service.restarts)?;
+    write_extensions(w, service)?;
     w.close(proto::TAG_SERVICE)
+}
+
+/// The per-service extension packets, after the standard ones: RESTARTS,
+/// and REASON when there is one.
+fn write_extensions(w: &mut Writer, service: &Service) -> Result<(), Full> {
+    w.u32(proto::TAG_RESTARTS, service.restarts)?;
+    match service.reason {
+        Some(reason) => w.packet(proto::TAG_REASON, &reason.encode()),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

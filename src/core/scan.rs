@@ -212,9 +212,9 @@ impl Supervisor {
             }
             Err(errno) => {
                 os.warn(format_args!(
-                    "{}: cannot create log pipe: errno {}",
+                    "{}: cannot create log pipe: {}",
                     self.sv(l).name,
-                    errno
+                    crate::sys::Errno(errno)
                 ));
                 None
             }

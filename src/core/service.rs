@@ -121,6 +121,9 @@ pub struct Service {
     pub start_after_scan: bool,
     /// Automatic restarts since the service was added.
     pub restarts: u32,
+    /// Why the service could not be started the last time, until `run` is
+    /// launched again (REASON, tag 183).
+    pub reason: Option<proto::Reason>,
     /// The stop in progress was a requested restart: start again at once.
     pub restart_requested: bool,
     /// A main service's `run` ended on its own with this exit status;
@@ -148,6 +151,7 @@ impl Service {
             forget: false,
             start_after_scan: false,
             restarts: 0,
+            reason: None,
             restart_requested: false,
             main_status: None,
         }

@@ -1581,3 +1581,65 @@ fn state_event_table() {
         assert_eq!(sim.state("a"), to, "{from:?} + {event:?}");
     }
 }
+
+/// The REASON packet (tag 183) ending a QUERY reply or a SERVICE frame.
+fn reason_in(reply: &[u8]) -> Option<proto::Reason> {
+    Reader::new(reply)
+        .filter_map(Result::ok)
+        .filter_map(|item| match item {
+            Item::Packet {
+                tag: proto::TAG_REASON,
+                payload,
+            } => proto::Reason::decode(payload),
+            _ => None,
+        })
+        .last()
+}
+
+#[test]
+fn the_reason_of_a_failed_start_is_sent_until_run_is_launched_again() {
+    use proto::{Failure, Program, Reason};
+    let mut os = simple(&[("run", "")]);
+    os.exec_errors.insert(b"a/run".to_vec(), libc::EACCES);
+    os.service("b", &[("setup", ""), ("run", "")]);
+    let mut sim = Sim::new(os);
+    let query = sim.command(proto::TAG_QUERY, "a");
+    let exec = Reason {
+        program: Program::Run,
+        failure: Failure::Exec,
+        value: libc::EACCES,
+    };
+    assert_eq!(
+        query[query.len() - 9..],
+        [6, 0, proto::TAG_REASON, 2, 1, 13, 0, 0, 0],
+        "last, after RESTARTS"
+    );
+    assert_eq!(reason_in(&sim.command(proto::TAG_QUERY, "a")), Some(exec));
+    let list = sim.request(&[0, 0, proto::TAG_LIST]);
+    assert_eq!(reason_in(&list), Some(exec));
+
+    let setup = sim.os.pid_of("b", Prog::Setup);
+    sim.exit(setup, exited(2));
+    assert_eq!(sim.state("b"), State::Delay);
+    let failed = |code| Reason {
+        program: Program::Setup,
+        failure: Failure::Status,
+        value: exited(code),
+    };
+    assert_eq!(
+        reason_in(&sim.command(proto::TAG_QUERY, "b")),
+        Some(failed(2))
+    );
+    sim.advance(1000);
+    sim.exit(sim.os.pid_of("b", Prog::Setup), exited(111));
+    assert_eq!(sim.state("b"), State::Fatal);
+    assert_eq!(
+        reason_in(&sim.command(proto::TAG_QUERY, "b")),
+        Some(failed(111))
+    );
+
+    sim.os.exec_errors.clear();
+    sim.command(proto::TAG_UP, "a");
+    assert_eq!(sim.state("a"), State::Starting);
+    assert_eq!(reason_in(&sim.command(proto::TAG_QUERY, "a")), None);
+}

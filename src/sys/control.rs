@@ -32,12 +32,17 @@ fn secure_dir(dir: &Path) -> Result<(), SetupError> {
             return Err(SetupError::Other(format!(
                 "cannot create {}: {}",
                 dir.display(),
-                e
+                super::IoText(&e)
             )));
         }
     }
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| SetupError::Other(format!("cannot stat {}: {}", dir.display(), e)))?;
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        SetupError::Other(format!(
+            "cannot stat {}: {}",
+            dir.display(),
+            super::IoText(&e)
+        ))
+    })?;
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
     if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
@@ -76,7 +81,7 @@ fn socket(kind: i32) -> Result<i32, SetupError> {
     if fd < 0 {
         return Err(SetupError::Other(format!(
             "socket: {}",
-            std::io::Error::last_os_error()
+            super::Errno(errno())
         )));
     }
     Ok(fd)
@@ -130,7 +135,7 @@ impl ControlSocket {
             return Err(SetupError::Other(format!(
                 "cannot bind {}: {}",
                 path.display(),
-                e
+                super::IoText(&e)
             )));
         }
         let notify_dir = CString::new(notify.as_os_str().as_bytes())

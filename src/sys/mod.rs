@@ -16,6 +16,41 @@ pub fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// An errno shown as the C library's text for it (`Permission denied`),
+/// formatted into a stack buffer: nothing is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl core::fmt::Display for Errno {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut buf = [0u8; 128];
+        // SAFETY: buf is writable for its length; the XSI strerror_r (the
+        // one the libc crate binds) always NUL-terminates what it writes.
+        let rc = unsafe { libc::strerror_r(self.0, buf.as_mut_ptr().cast(), buf.len()) };
+        let text = CStr::from_bytes_until_nul(&buf)
+            .ok()
+            .and_then(|t| t.to_str().ok())
+            .filter(|t| rc == 0 && !t.is_empty());
+        match text {
+            Some(text) => f.write_str(text),
+            None => write!(f, "errno {}", self.0),
+        }
+    }
+}
+
+/// An `io::Error` as `Errno` shows it, without the `(os error N)` that
+/// std appends.
+pub struct IoText<'a>(pub &'a std::io::Error);
+
+impl core::fmt::Display for IoText<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0.raw_os_error() {
+            Some(errno) => Errno(errno).fmt(f),
+            None => self.0.fmt(f),
+        }
+    }
+}
+
 /// Milliseconds on the monotonic clock, which does not count suspend and
 /// does not move with the wall clock.
 pub fn now_ms() -> u64 {

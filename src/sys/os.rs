@@ -240,8 +240,8 @@ impl core::Os for RealOs {
         }
         if let Err(errno) = self.poller.add(fd, token) {
             super::warn(format_args!(
-                "cannot watch a readiness pipe: errno {}; nitroctl ready still works",
-                errno
+                "cannot watch a readiness pipe: {}; nitroctl ready still works",
+                super::Errno(errno)
             ));
         }
     }

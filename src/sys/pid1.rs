@@ -169,7 +169,7 @@ pub fn run_final(spawner: &Spawner, signals: &SignalPipe, reboot: bool) {
                 wait_children(signals, 1000);
             }
         }
-        Err(error) => warn(format_args!("cannot run SYS/final: {:?}", error)),
+        Err(error) => warn(format_args!("SYS/final: {}", error)),
     }
 }
 

@@ -11,6 +11,7 @@ pub const HELP: &str = "\
 usage: nitroctl [-t SECONDS] [-v] [--json] [COMMAND [SERVICE...]]
 
   list, l (default)     list services (list SVC... for some)
+  status [SVC...]       state, uptime, restarts, last exit, readiness, logger
   info                  nitro's counters
   metrics               Prometheus text format
   scan, s, rescan       rescan the service directory

@@ -5,6 +5,7 @@
 //! - `exit`: exit statuses, signals, removal of our sockets, output;
 //! - `wait`: commands that wait for a state, and `events`;
 //! - `personality`: the halt/poweroff/reboot/init names;
+//! - `status`: the view for people;
 //! - here: the commands that send one request per service or per call.
 //!
 //! Protocol decoding and the output formats live in `nitro::client`.
@@ -12,6 +13,7 @@
 mod args;
 mod exit;
 mod personality;
+mod status;
 mod wait;
 
 use std::os::fd::AsRawFd;
@@ -121,7 +123,8 @@ impl Ctl {
         }
     }
 
-    /// Every service, following LIST_NEXT pages, sorted by name.
+    /// Every service, following LIST_NEXT pages, in natural order of
+    /// names (`svc-2` before `svc-10`).
     fn list_all(&self) -> Vec<Status> {
         let client = self.client();
         let mut all = Vec::new();
@@ -141,7 +144,7 @@ impl Ctl {
                 _ => break,
             }
         }
-        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all.sort_by(|a, b| client::natural_cmp(&a.name, &b.name));
         all
     }
 
@@ -177,6 +180,33 @@ impl Ctl {
         for name in names {
             let reply = self.call(&client, &request(name));
             if reply.get(2) != Some(&proto::TAG_OK) {
+                eprintln!("nitroctl: {}", refusal(name, &reply));
+                status = EXIT_OTHER;
+            }
+        }
+        status
+    }
+
+    /// Sends `signal` to each service's `run`. nitro answers ESRCH both
+    /// for an unknown service and for one without a process; a QUERY tells
+    /// them apart: `not running` is a failure (1), not an error (111).
+    fn signal(&self, names: &[String], signal: libc::c_int) -> i32 {
+        let client = self.client();
+        let mut status = 0;
+        for name in names {
+            let mut payload = vec![signal as u8];
+            payload.extend_from_slice(name.as_bytes());
+            let reply = self.call(&client, &client::request(proto::TAG_SIGNAL, &payload));
+            if reply.get(2) == Some(&proto::TAG_OK) {
+                continue;
+            }
+            let query = client::request(proto::TAG_QUERY, name.as_bytes());
+            let known = reply.get(2) == Some(&proto::TAG_ESRCH)
+                && client::decode_query(name, &self.call(&client, &query)).is_some();
+            if known {
+                eprintln!("nitroctl: {name}: not running");
+                status = status.max(EXIT_FAILED);
+            } else {
                 eprintln!("nitroctl: {}", refusal(name, &reply));
                 status = EXIT_OTHER;
             }
@@ -230,7 +260,7 @@ fn arity(command: &str) -> Option<Arity> {
         return Some(Arity::Required);
     }
     Some(match command {
-        "list" | "l" => Arity::Optional,
+        "list" | "l" | "status" => Arity::Optional,
         "up" | "u" | "down" | "d" | "ready" | "pidof" | "check" => Arity::Required,
         "info" | "metrics" | "scan" | "s" | "rescan" | "events" | "Shutdown" | "Reboot" => {
             Arity::NoService
@@ -284,6 +314,7 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
             }
             status
         }
+        "status" => status::status(ctl, names),
         "info" => {
             let info = ctl.info();
             if ctl.options.json {
@@ -336,11 +367,7 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
         _ => {
             let signal = signal_for(command)
                 .unwrap_or_else(|| fail(EXIT_USAGE, format_args!("unknown command {command}")));
-            ctl.each(names, |name| {
-                let mut payload = vec![signal as u8];
-                payload.extend_from_slice(name.as_bytes());
-                client::request(proto::TAG_SIGNAL, &payload)
-            })
+            ctl.signal(names, signal)
         }
     }
 }
@@ -399,6 +426,7 @@ mod tests {
         for c in [
             "list",
             "l",
+            "status",
             "start",
             "stop",
             "restart",

@@ -16,8 +16,8 @@
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use nitro::client::{self, Client};
-use nitro::proto::{self, State};
+use nitro::client::{self, Client, Status};
+use nitro::proto::{self, Failure, State};
 
 use crate::exit::{
     EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, bound, fail, leave_if_interrupted,
@@ -70,6 +70,9 @@ pub fn wait_spec(command: &str) -> Option<Wait> {
 pub struct Effects {
     /// A state change to print with `-v`.
     pub changed: Option<String>,
+    /// The service ended on its own on its way up: a line for stderr
+    /// (`crashy: exited 3, restarting in 1s (restart 4)`).
+    pub progress: Option<String>,
     /// Send a QUERY now.
     pub query: bool,
 }
@@ -82,6 +85,13 @@ pub struct Tracker {
     answered: bool,
     /// The last state seen, for `-v`.
     seen: Option<State>,
+    /// A start was seen (SETUP or STARTING) since the service last went
+    /// down: a DOWN or DELAY now means it ended on its own.
+    attempted: bool,
+    /// The next QUERY reply tells how the service ended: report it.
+    report: bool,
+    /// The last QUERY reply: exit, reason and restarts for the messages.
+    last: Option<Status>,
     /// The exit status, and the message to print, once decided.
     pub result: Option<(i32, Option<String>)>,
 }
@@ -94,6 +104,9 @@ impl Tracker {
             // Without a request, our first datagram is a QUERY: all counts.
             answered: wait.request.is_none(),
             seen: None,
+            attempted: false,
+            report: false,
+            last: None,
             result: None,
         }
     }
@@ -104,7 +117,9 @@ impl Tracker {
         client::request(tag, self.name.as_bytes())
     }
 
-    fn see(&mut self, state: State, effects: &mut Effects) {
+    /// A state from an event, or from a QUERY reply (`queried`, whose
+    /// status is in `self.last`).
+    fn see(&mut self, state: State, queried: bool, effects: &mut Effects) {
         if self.seen != Some(state) {
             self.seen = Some(state);
             effects.changed = Some(format!("{} {}", state.name(), self.name));
@@ -114,9 +129,87 @@ impl Tracker {
         }
         if (self.wait.done)(state) {
             self.result = Some((0, None));
-        } else if state == State::Fatal && self.wait.fatal_fails {
-            self.result = Some((EXIT_FAILED, Some(format!("{}: failed", self.name))));
+            return;
         }
+        if !self.wait.fatal_fails {
+            return;
+        }
+        match state {
+            // Why it failed is in the QUERY reply.
+            State::Fatal if queried => {
+                let why = self.last.as_ref().and_then(Status::last_exit);
+                let message = match why {
+                    Some(why) => format!("{}: failed: {why}", self.name),
+                    None => format!("{}: failed", self.name),
+                };
+                self.result = Some((EXIT_FAILED, Some(message)));
+            }
+            State::Fatal => effects.query = true,
+            State::Setup | State::Starting => self.attempted = true,
+            State::Down | State::Delay if self.attempted => {
+                self.attempted = false;
+                self.report = true;
+                effects.query = true;
+            }
+            _ => {}
+        }
+        if queried && std::mem::take(&mut self.report) {
+            effects.progress = self.progress(state);
+        }
+    }
+
+    /// `crashy: exited 3, restarting in 1s (restart 4)`, from the QUERY
+    /// reply after the service went down on its way up.
+    fn progress(&self, state: State) -> Option<String> {
+        let last = self.last.as_ref()?;
+        let exit = last.last_exit().unwrap_or_else(|| "ended".to_string());
+        let next = match state {
+            // nitro waits 2 s after a failed fork or a temporary exec
+            // failure, 1 s after anything else (SPEC section 3).
+            State::Delay => {
+                let retry = matches!(
+                    last.reason.map(|r| r.failure),
+                    Some(Failure::Exec | Failure::Spawn)
+                );
+                format!(", restarting in {}s", if retry { 2 } else { 1 })
+            }
+            State::Setup | State::Starting | State::Up | State::Oneshot => {
+                ", restarting".to_string()
+            }
+            // FATAL has a message of its own.
+            State::Fatal => return None,
+            State::Down | State::Shutdown | State::Restart => String::new(),
+        };
+        let count = match last.restarts {
+            Some(n) if n > 0 => format!(" (restart {n})"),
+            _ => String::new(),
+        };
+        Some(format!("{}: {exit}{next}{count}", self.name))
+    }
+
+    /// `crashy: timeout after 3s: DELAY, exited 3, 5 restarts`: the last
+    /// state seen, and the last exit and restarts nitro told.
+    pub fn timeout_message(&self, after: Option<Duration>) -> String {
+        let mut text = format!("{}: timeout", self.name);
+        if let Some(after) = after {
+            text.push_str(&format!(" after {}s", after.as_secs_f64()));
+        }
+        let mut parts = Vec::new();
+        if let Some(state) = self.seen {
+            parts.push(state.name().to_string());
+        }
+        if let Some(last) = &self.last {
+            parts.extend(last.last_exit());
+            match last.restarts {
+                Some(1) => parts.push("1 restart".to_string()),
+                Some(n) if n > 1 => parts.push(format!("{n} restarts")),
+                _ => {}
+            }
+        }
+        if !parts.is_empty() {
+            text.push_str(&format!(": {}", parts.join(", ")));
+        }
+        text
     }
 
     /// Handles one datagram: an event, the reply to the request, or the
@@ -127,7 +220,7 @@ impl Tracker {
             if let Some((state, name)) = client::decode_event(datagram)
                 && name == self.name
             {
-                self.see(state, &mut effects);
+                self.see(state, false, &mut effects);
             }
             return effects;
         }
@@ -148,11 +241,12 @@ impl Tracker {
                 // A QUERY is only sent after the request, and nitro answers
                 // in order: its reply describes the service after the
                 // request even if the OK got lost.
-                if let Some(state) =
-                    client::decode_query(&self.name, datagram).and_then(|status| status.state)
+                if let Some(status) = client::decode_query(&self.name, datagram)
+                    && let Some(state) = status.state
                 {
                     self.answered = true;
-                    self.see(state, &mut effects);
+                    self.last = Some(status);
+                    self.see(state, true, &mut effects);
                 }
             }
             _ => {}
@@ -255,6 +349,9 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
     // Waiters before `started` have sent their first request.
     let mut started = 0;
     let mut buf = vec![0u8; 65536];
+    // How a start is going goes to a person at a terminal, or with -v.
+    // SAFETY: isatty has no preconditions.
+    let tell = ctl.options.verbose || unsafe { libc::isatty(2) } == 1;
     loop {
         leave_if_interrupted();
         let mut in_flight = waiters[..started]
@@ -290,7 +387,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         if deadline.is_some_and(|d| now >= d) {
             for w in &mut waiters[..] {
                 if w.tracker.result.is_none() {
-                    let message = format!("{}: timeout", w.tracker.name);
+                    let message = w.tracker.timeout_message(ctl.options.timeout);
                     w.tracker.result = Some((EXIT_TIMEOUT, Some(message)));
                 }
             }
@@ -354,6 +451,9 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
                 let effects = w.tracker.receive(&buf[..n]);
                 if let (true, Some(line)) = (ctl.options.verbose, effects.changed) {
                     say(&line);
+                }
+                if let (true, Some(line)) = (tell, effects.progress) {
+                    eprintln!("{line}");
                 }
                 if effects.query {
                     let query = w.tracker.query();
@@ -504,8 +604,13 @@ mod tests {
     fn fatal_fails_a_start_but_ends_a_stop() {
         let mut t = tracker("start");
         t.receive(OK);
-        t.receive(&event(8, "alpha"));
-        assert_eq!(t.result.unwrap().0, EXIT_FAILED);
+        assert!(t.receive(&event(8, "alpha")).query, "asks why");
+        assert_eq!(t.result, None);
+        t.receive(&state_reply(8));
+        assert_eq!(
+            t.result.unwrap(),
+            (EXIT_FAILED, Some("alpha: failed".to_string()))
+        );
         let mut t = tracker("stop");
         t.receive(OK);
         t.receive(&event(6, "alpha"));
@@ -553,5 +658,78 @@ mod tests {
         assert!(t.receive(&state_reply(3)).changed.is_some());
         assert_eq!(t.receive(&state_reply(3)).changed, None, "requery");
         assert_eq!(t.receive(&event(3, "alpha")).changed, None);
+    }
+
+    /// A QUERY reply with a wait status, RESTARTS and maybe REASON.
+    fn reply(state: u8, wstatus: i32, restarts: u32, reason: Option<[u8; 6]>) -> Vec<u8> {
+        let mut d = vec![1, 0, 0x66, state, 4, 0, 0x67, 0, 0, 0, 0, 4, 0, 0x68];
+        d.extend_from_slice(&wstatus.to_le_bytes());
+        d.extend_from_slice(&[4, 0, 0x69, 0, 0, 0, 0, 4, 0, 181]);
+        d.extend_from_slice(&restarts.to_le_bytes());
+        if let Some(r) = reason {
+            d.extend_from_slice(&[6, 0, 183]);
+            d.extend_from_slice(&r);
+        }
+        d
+    }
+
+    #[test]
+    fn a_start_tells_each_end_on_the_way_up() {
+        let mut t = tracker("start");
+        t.receive(OK);
+        t.receive(&reply(3, 0, 0, None));
+        assert!(t.receive(&event(1, "alpha")).query, "DOWN: asks how");
+        let e = t.receive(&event(9, "alpha"));
+        assert!(!e.query && e.progress.is_none(), "one line per end");
+        let e = t.receive(&reply(9, 3 << 8, 4, None));
+        assert_eq!(
+            e.progress.unwrap(),
+            "alpha: exited 3, restarting in 1s (restart 4)"
+        );
+        t.receive(&event(3, "alpha"));
+        t.receive(&event(1, "alpha"));
+        let e = t.receive(&reply(3, 9, 5, None));
+        assert_eq!(
+            e.progress.unwrap(),
+            "alpha: killed by SIGKILL, restarting (restart 5)"
+        );
+        assert_eq!(
+            t.timeout_message(Some(Duration::from_secs(3))),
+            "alpha: timeout after 3s: STARTING, killed by SIGKILL, 5 restarts"
+        );
+        assert_eq!(t.result, None);
+        // A setup that fails: SETUP then DELAY.
+        t.receive(&event(2, "alpha"));
+        t.receive(&event(9, "alpha"));
+        let e = t.receive(&reply(9, 9, 5, Some([1, 3, 0, 2, 0, 0])));
+        assert_eq!(
+            e.progress.unwrap(),
+            "alpha: setup exited 2, restarting in 1s (restart 5)"
+        );
+        // An exec that fails for good.
+        t.receive(&event(3, "alpha"));
+        t.receive(&event(8, "alpha"));
+        let e = t.receive(&reply(8, -1, 5, Some([2, 1, 13, 0, 0, 0])));
+        assert_eq!(e.progress, None);
+        assert_eq!(
+            t.result.unwrap(),
+            (
+                EXIT_FAILED,
+                Some("alpha: failed: could not exec run: Permission denied".to_string())
+            )
+        );
+    }
+
+    #[test]
+    fn a_requested_restart_is_not_an_end_on_its_own() {
+        let mut t = tracker("restart");
+        t.receive(OK);
+        t.receive(&reply(7, 0, 0, None));
+        assert!(!t.receive(&event(1, "alpha")).query);
+        assert_eq!(
+            t.timeout_message(Some(Duration::from_millis(500))),
+            "alpha: timeout after 0.5s: DOWN"
+        );
+        assert_eq!(t.timeout_message(None), "alpha: timeout: DOWN");
     }
 }

@@ -1,0 +1,256 @@
+//! `nitroctl status`: the state of services for people, one aligned row
+//! each. What nitro does not send (how readiness is signalled, where the
+//! output goes) is read from the service directory, which is nitro's
+//! working directory (`/proc/PID/cwd`); when that cannot be read (another
+//! user's nitro, no /proc) those two columns are left out.
+
+use std::path::{Path, PathBuf};
+
+use nitro::client::Status;
+use nitro::proto::{self, State};
+
+use crate::Ctl;
+use crate::exit::say;
+
+/// `2h13m`: the two largest units, the smaller one left out when it is 0
+/// (`5m`, `3d`), seconds alone below a minute.
+pub fn human_duration(seconds: u32) -> String {
+    let units = [(86400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let k = units
+        .iter()
+        .position(|&(size, _)| seconds >= size)
+        .unwrap_or(units.len() - 1);
+    let (size, unit) = units[k];
+    let mut text = format!("{}{unit}", seconds / size);
+    if let Some(&(small, small_unit)) = units.get(k + 1) {
+        let rest = seconds % size / small;
+        if rest > 0 {
+            text.push_str(&format!("{rest}{small_unit}"));
+        }
+    }
+    text
+}
+
+/// How the service's `run` tells it is ready, from `notification-fd`, as
+/// nitro reads it (SPEC section 2).
+fn readiness(dir: &Path) -> String {
+    if !dir.join("run").exists() {
+        return "one-shot".to_string();
+    }
+    let text = match std::fs::read(dir.join("notification-fd")) {
+        Ok(text) if !text.is_empty() => text,
+        _ => return "after 2s".to_string(),
+    };
+    let digits: String = text
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|&b| b as char)
+        .collect();
+    match digits.parse::<u64>() {
+        Ok(fd) if fd >= 3 => format!("fd {fd}"),
+        _ => "nitroctl ready".to_string(),
+    }
+}
+
+/// Completes a logger name ending in `@` as nitro does: with the instance
+/// parameter, or with the service's own name.
+fn complete(logger: &str, service: &str) -> String {
+    if !logger.ends_with('@') {
+        return logger.to_string();
+    }
+    let param = proto::split_instance(service.as_bytes())
+        .map_or(service, |(_, p)| std::str::from_utf8(p).unwrap_or(service));
+    format!("{logger}{param}")
+}
+
+/// Where the output of service `name` goes (SPEC section 5): its logger,
+/// or `console` (nitro's own standard output).
+fn log_target(base: &Path, dir: &Path, name: &str, all: &[Status]) -> String {
+    if let Ok(target) = std::fs::read_link(dir.join("log"))
+        && let Some(last) = target.file_name()
+    {
+        return complete(&last.to_string_lossy(), name);
+    }
+    let special = name == "LOG" || name.starts_with("LOG@") || name == "SYS";
+    if !special && base.join("LOG@").is_dir() {
+        return complete("LOG@", name);
+    }
+    let log_runs = all
+        .iter()
+        .any(|s| s.name == "LOG" && s.pid != 0 && name != "LOG");
+    if log_runs { "LOG" } else { "console" }.to_string()
+}
+
+/// nitro's service directory: its working directory.
+fn service_base(ctl: &Ctl) -> Option<PathBuf> {
+    let pid = ctl
+        .info()
+        .into_iter()
+        .find(|(k, _)| k == "nitro_pid")
+        .and_then(|(_, v)| v)?;
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+}
+
+/// Whether to colour: stdout is a terminal and NO_COLOR is not set.
+fn colour() -> bool {
+    // SAFETY: isatty has no preconditions.
+    let tty = unsafe { libc::isatty(1) } == 1;
+    tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The SGR colour of a state: green when up, red when failed, yellow when
+/// on its way, none when down.
+fn state_colour(state: Option<State>) -> Option<&'static str> {
+    match state? {
+        State::Up | State::Oneshot => Some("32"),
+        State::Fatal => Some("31"),
+        State::Delay | State::Restart | State::Setup | State::Starting | State::Shutdown => {
+            Some("33")
+        }
+        State::Down => None,
+    }
+}
+
+/// The rows of `status`, header first; `colour` wraps the state column.
+pub fn render(
+    services: &[Status],
+    base: Option<&Path>,
+    all: &[Status],
+    colour: bool,
+) -> Vec<String> {
+    let mut rows: Vec<Vec<String>> = vec![
+        ["NAME", "STATE", "PID", "UPTIME", "RESTARTS"]
+            .into_iter()
+            .chain(base.map(|_| ["READY", "LOG"]).into_iter().flatten())
+            .chain(["LAST EXIT"])
+            .map(String::from)
+            .collect(),
+    ];
+    for s in services {
+        let mut row = vec![
+            s.name.clone(),
+            s.state.map_or("?", State::name).to_string(),
+            if s.pid == 0 {
+                "-".to_string()
+            } else {
+                s.pid.to_string()
+            },
+            human_duration(s.uptime),
+            s.restarts.map_or("-".to_string(), |n| n.to_string()),
+        ];
+        if let Some(base) = base {
+            let dir_name = proto::split_instance(s.name.as_bytes())
+                .map_or(s.name.as_str(), |(t, _)| {
+                    std::str::from_utf8(t).unwrap_or("")
+                });
+            let dir = base.join(dir_name);
+            row.push(readiness(&dir));
+            row.push(log_target(base, &dir, &s.name, all));
+        }
+        row.push(s.last_exit().unwrap_or_else(|| "-".to_string()));
+        rows.push(row);
+    }
+    let columns = rows[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .enumerate()
+        .map(|(n, row)| {
+            let mut line = String::new();
+            for (c, cell) in row.iter().enumerate() {
+                let last = c + 1 == columns;
+                let padded = if last {
+                    cell.clone()
+                } else {
+                    format!("{cell:<width$}  ", width = widths[c])
+                };
+                let paint = (colour && c == 1 && n > 0)
+                    .then(|| state_colour(services[n - 1].state))
+                    .flatten();
+                match paint {
+                    Some(sgr) => {
+                        line.push_str(&format!("\x1b[{sgr}m{cell}\x1b[0m"));
+                        line.push_str(&padded[cell.len()..]);
+                    }
+                    None => line.push_str(&padded),
+                }
+            }
+            line
+        })
+        .collect()
+}
+
+/// `status [SERVICE…]`: every service in natural order, or the ones named
+/// in argument order (an unknown one makes the status 111).
+pub fn status(ctl: &Ctl, names: &[String]) -> i32 {
+    let all = ctl.list_all();
+    let (services, code) = if names.is_empty() {
+        (all.clone(), 0)
+    } else {
+        ctl.query_all(names)
+    };
+    let base = service_base(ctl);
+    for line in render(&services, base.as_deref(), &all, colour()) {
+        say(&line);
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_for_people() {
+        for (seconds, text) in [
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m"),
+            (61, "1m1s"),
+            (3600, "1h"),
+            (2 * 3600 + 13 * 60 + 5, "2h13m"),
+            (86400 * 3 + 3600 * 4, "3d4h"),
+        ] {
+            assert_eq!(human_duration(seconds), text);
+        }
+    }
+
+    #[test]
+    fn loggers_are_completed_like_nitro_does() {
+        assert_eq!(complete("logger@", "sv@foo"), "logger@foo");
+        assert_eq!(complete("logger@", "sv_a"), "logger@sv_a");
+        assert_eq!(complete("LOG", "sv"), "LOG");
+    }
+
+    #[test]
+    fn columns_align_and_only_the_state_is_coloured() {
+        let s = |name: &str, state, pid| Status {
+            name: name.into(),
+            state: Some(state),
+            pid,
+            restarts: Some(0),
+            ..Status::default()
+        };
+        let services = [s("a", State::Up, 7), s("long-name", State::Fatal, 0)];
+        let plain = render(&services, None, &services, false);
+        assert_eq!(
+            plain,
+            [
+                "NAME       STATE  PID  UPTIME  RESTARTS  LAST EXIT",
+                "a          UP     7    0s      0         -",
+                "long-name  FATAL  -    0s      0         -",
+            ]
+        );
+        let painted = render(&services, None, &services, true);
+        assert_eq!(painted[0], plain[0]);
+        assert_eq!(
+            painted[1],
+            "a          \x1b[32mUP\x1b[0m     7    0s      0         -"
+        );
+        assert_eq!(
+            painted[2].replace("\x1b[31m", "").replace("\x1b[0m", ""),
+            plain[2]
+        );
+    }
+}
