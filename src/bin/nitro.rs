@@ -1,18 +1,17 @@
-//! nitro: the supervisor. Wiring only: arguments, set-up, the loop
-//! epoll → signals, children, requests, readiness, deadlines → core, and
-//! the end of the system.
+//! nitro: the supervisor. Wiring only, in three parts: `set_up` (the
+//! arguments, the service directory, the socket, everything the loop
+//! will need), `run` (the loop: epoll → signals, children, requests,
+//! readiness, deadlines → core) and `end` (the end of the system).
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nitro::core::{Config, DEFAULT_MAX_SERVICES, Supervisor};
+use nitro::core::{Config, DEFAULT_MAX_SERVICES, End, Supervisor};
 use nitro::proto::DATAGRAM_MAX;
 use nitro::sys::control::{ControlSocket, Sender, SetupError};
 use nitro::sys::os::RealOs;
 use nitro::sys::signals::SignalPipe;
-use nitro::sys::{self, now_ms, pid1, sockpath};
+use nitro::sys::{self, now_ms, pid1, process, sockpath};
 
 #[global_allocator]
 static ALLOCATOR: nitro::alloc_count::Counting = nitro::alloc_count::Counting;
@@ -28,13 +27,6 @@ const EVENTS_PER_WAKEUP: usize = 64;
 const SIGNALS_KEY: u64 = u64::MAX;
 const CONTROL_KEY: u64 = u64::MAX - 1;
 
-/// Execs `path` (relative to the service directory) if it exists.
-fn exec_if_present(path: &std::ffi::CStr) {
-    let argv = [path.as_ptr(), std::ptr::null()];
-    // SAFETY: argv is a NUL-terminated array of valid C strings.
-    unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
-}
-
 /// Set once nitro works in its service directory, where `SYS/fatal` is.
 static IN_SERVICE_DIR: AtomicBool = AtomicBool::new(false);
 
@@ -42,7 +34,7 @@ static IN_SERVICE_DIR: AtomicBool = AtomicBool::new(false);
 fn fatal(message: std::fmt::Arguments) -> ! {
     sys::warn(message);
     if IN_SERVICE_DIR.load(Ordering::Relaxed) {
-        exec_if_present(c"SYS/fatal");
+        process::exec_if_present(c"SYS/fatal");
     }
     std::process::exit(EXIT_FATAL)
 }
@@ -57,8 +49,7 @@ fn service_dir(pid1: bool) -> PathBuf {
         }
         return PathBuf::from(dir);
     }
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } == 0 {
+    if process::is_root() {
         return PathBuf::from("/etc/nitro");
     }
     let config = std::env::var_os("XDG_CONFIG_HOME")
@@ -97,16 +88,6 @@ fn max_services() -> usize {
     max
 }
 
-fn fd_limit() -> i32 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: limit is a valid rlimit.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    limit.rlim_cur.min(i32::MAX as u64) as i32
-}
-
 /// `SYS/timeout-kill`: milliseconds between the final SIGTERM and SIGKILL.
 fn kill_all_timeout() -> u64 {
     match std::fs::read_to_string("SYS/timeout-kill") {
@@ -121,60 +102,41 @@ fn kill_all_timeout() -> u64 {
     }
 }
 
-/// Re-executes nitro (a reboot when not the real pid 1).
-fn reexec(exe: &Path, dir: &Path) -> ! {
-    let exe_c = CString::new(exe.as_os_str().as_bytes()).unwrap_or_default();
-    let dir_c = CString::new(dir.as_os_str().as_bytes()).unwrap_or_default();
-    let argv = [exe_c.as_ptr(), dir_c.as_ptr(), std::ptr::null()];
-    // SAFETY: argv is a NUL-terminated array of valid C strings; the
-    // environment is inherited unchanged.
-    unsafe { libc::execv(exe_c.as_ptr(), argv.as_ptr()) };
-    fatal(format_args!(
-        "cannot re-exec {}: {}",
-        exe.display(),
-        sys::Errno(sys::errno())
-    ))
-}
-
-unsafe extern "C" {
-    static __executable_start: u8;
-    static etext: u8;
-}
-
-/// Startup touched code the loop never runs again: unmap it (it is read
-/// back from the page cache if ever needed) and stop the kernel from
-/// mapping neighbouring pages on each fault, so that nitro's resident
-/// set is the code it actually runs.
-fn shed_startup_pages() {
-    // SAFETY: the linker defines both symbols around the text segment;
-    // MADV_RANDOM and MADV_DONTNEED on a private file mapping only change
-    // which pages are mapped, never their contents.
-    unsafe {
-        let start = (&raw const __executable_start as usize) & !4095;
-        let end = &raw const etext as usize;
-        let len = end - start;
-        libc::madvise(start as *mut libc::c_void, len, libc::MADV_RANDOM);
-        libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
-    }
+/// What the loop and the end work with, made by `set_up`.
+struct Nitro {
+    sup: Supervisor,
+    os: RealOs,
+    signals: SignalPipe,
+    control: ControlSocket,
+    is_pid1: bool,
+    /// pid 1 of a machine, not of a container.
+    real_pid1: bool,
+    /// nitro's own binary and service directory, absolute, for a reboot
+    /// that starts it again.
+    exe: PathBuf,
+    dir: PathBuf,
 }
 
 fn main() {
+    let mut nitro = set_up();
+    run(&mut nitro);
+    end(nitro)
+}
+
+fn set_up() -> Nitro {
     pid1::ensure_std_fds();
-    // SAFETY: getpid has no preconditions.
-    let nitro_pid = unsafe { libc::getpid() };
+    let nitro_pid = process::pid();
     let is_pid1 = nitro_pid == 1;
     let real_pid1 = is_pid1 && pid1::take_ctrl_alt_del();
     if is_pid1 {
         pid1::setup();
     } else {
-        // Orphans of our services are reparented to us and reaped.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        process::become_subreaper();
     }
     std::panic::set_hook(Box::new(|info| {
         sys::warn(format_args!("panic: {}", info));
         if IN_SERVICE_DIR.load(Ordering::Relaxed) {
-            exec_if_present(c"SYS/fatal");
+            process::exec_if_present(c"SYS/fatal");
         }
     }));
 
@@ -188,7 +150,7 @@ fn main() {
     }
     IN_SERVICE_DIR.store(true, Ordering::Relaxed);
     // Resolved now, so that a reboot can re-exec with absolute paths.
-    let abs_dir = std::env::current_dir().unwrap_or_else(|_| dir.clone());
+    let dir = std::env::current_dir().unwrap_or(dir);
     let exe =
         std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
 
@@ -206,21 +168,12 @@ fn main() {
         }
         Err(SetupError::Other(message)) => fatal(format_args!("{}", message)),
     };
-    let mut os = RealOs::new(&control.notify_dir, control.fd).unwrap_or_else(|e| {
+    let os = RealOs::new(&control.notify_dir, control.fd).unwrap_or_else(|e| {
         control.remove();
         fatal(format_args!("cannot set up: {}", sys::IoText(&e)))
     });
-    let max = max_services();
-    let mut sup = Supervisor::new(Config {
-        max_services: max,
-        nitro_pid,
-        fd_limit: fd_limit(),
-    });
-
-    // Everything the loop needs is reserved here.
-    let poller = os.poller();
     for (fd, key) in [(signals.read_fd, SIGNALS_KEY), (control.fd, CONTROL_KEY)] {
-        if let Err(errno) = poller.add(fd, key) {
+        if let Err(errno) = os.poller().add(fd, key) {
             fatal(format_args!(
                 "cannot watch descriptor {}: {}",
                 fd,
@@ -228,12 +181,11 @@ fn main() {
             ));
         }
     }
-    let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAKEUP];
-    let mut keys = [0u64; EVENTS_PER_WAKEUP];
-    let mut datagram = [0u8; DATAGRAM_MAX];
-    let mut reply = [0u8; DATAGRAM_MAX];
-    let mut sender = Sender::default();
-
+    let sup = Supervisor::new(Config {
+        max_services: max_services(),
+        nitro_pid,
+        fd_limit: process::fd_limit(),
+    });
     let role = match (is_pid1, real_pid1) {
         (true, true) => "as pid 1",
         (true, false) => "as pid 1 of a container",
@@ -243,13 +195,41 @@ fn main() {
         "starting: pid {}, {}, services in {}, socket {}",
         nitro_pid,
         role,
-        abs_dir.display(),
+        dir.display(),
         sock_path.display()
     ));
-    sup.boot(&mut os, now_ms());
+    Nitro {
+        sup,
+        os,
+        signals,
+        control,
+        is_pid1,
+        real_pid1,
+        exe,
+        dir,
+    }
+}
+
+/// The loop, until every service is down after a shutdown.
+fn run(nitro: &mut Nitro) {
+    let Nitro {
+        sup,
+        os,
+        signals,
+        control,
+        real_pid1,
+        ..
+    } = nitro;
+    // Everything the loop needs is reserved here.
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAKEUP];
+    let mut keys = [0u64; EVENTS_PER_WAKEUP];
+    let mut datagram = [0u8; DATAGRAM_MAX];
+    let mut reply = [0u8; DATAGRAM_MAX];
+    let mut sender = Sender::default();
+    sup.boot(os, now_ms());
     // From here on nothing is allocated; INFO shows the count.
     nitro::alloc_count::arm();
-    shed_startup_pages();
+    process::shed_startup_pages();
 
     while !sup.stopped() {
         let timeout = match sup.next_deadline() {
@@ -262,25 +242,24 @@ fn main() {
         if ready.contains(&SIGNALS_KEY) {
             let arrived = signals.drain();
             if arrived.child {
-                loop {
-                    let mut status = 0;
-                    // SAFETY: status is a valid int.
-                    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-                    if pid <= 0 {
-                        break;
-                    }
-                    sup.on_exit(&mut os, pid, status, now);
+                while let Some((pid, status)) = process::reap() {
+                    sup.on_exit(os, pid, status, now);
                 }
             }
             if arrived.hangup {
-                sup.rescan(&mut os, now);
+                sup.rescan(os, now);
             }
             // The real pid 1 ignores SIGTERM; SIGINT is Ctrl-Alt-Delete.
             if arrived.interrupt {
-                sup.shutdown(&mut os, real_pid1, now);
+                let end = if *real_pid1 {
+                    End::Reboot
+                } else {
+                    End::Shutdown
+                };
+                sup.shutdown(os, end, now);
             }
-            if arrived.terminate && !real_pid1 {
-                sup.shutdown(&mut os, false, now);
+            if arrived.terminate && !*real_pid1 {
+                sup.shutdown(os, End::Shutdown, now);
             }
         }
         if ready.contains(&CONTROL_KEY) {
@@ -288,49 +267,52 @@ fn main() {
                 let Some(n) = control.recv(&mut datagram, &mut sender) else {
                     break;
                 };
-                if let Some(len) = sup.handle_request(&mut os, &datagram[..n], &mut reply, now) {
+                if let Some(len) = sup.handle_request(os, &datagram[..n], &mut reply, now) {
                     control.reply(&sender, &reply[..len]);
                 }
                 let pending = sup.take_pending();
                 if pending.rescan {
-                    sup.rescan(&mut os, now);
+                    sup.rescan(os, now);
                 }
-                if let Some(reboot) = pending.shutdown {
-                    sup.shutdown(&mut os, reboot, now);
+                if let Some(end) = pending.end {
+                    sup.shutdown(os, end, now);
                 }
             }
         }
         for &token in ready.iter().filter(|&&k| k < CONTROL_KEY) {
             // A pipe closed or replaced meanwhile is not read.
-            sup.on_ready_fd(&mut os, token, now);
+            sup.on_ready_fd(os, token, now);
         }
-        sup.on_timers(&mut os, now);
+        sup.on_timers(os, now);
     }
+}
 
-    let reboot = sup.reboot_requested();
-    if is_pid1 {
-        pid1::kill_all(&signals, kill_all_timeout());
+/// Every service is down: as pid 1 every other process goes too, then
+/// nitro hands over (`SYS/reincarnate`), finalizes and powers off or
+/// reboots (the real pid 1), starts again (a reboot otherwise) or exits.
+fn end(nitro: Nitro) -> ! {
+    let reboot = nitro.sup.end() == End::Reboot;
+    if nitro.is_pid1 {
+        pid1::kill_all(&nitro.signals, kill_all_timeout());
     }
-    control.remove();
-    if real_pid1 {
+    nitro.control.remove();
+    if nitro.real_pid1 {
         // Before handing over to SYS/reincarnate. A plain supervisor or a
         // container does not sync: that would flush every file system of
         // the host and hold up its exit.
-        // SAFETY: sync has no preconditions.
-        unsafe { libc::sync() };
+        process::sync();
     }
     // A system handed over is not finalized: SYS/final runs only when
     // there is no SYS/reincarnate or its exec failed.
-    exec_if_present(c"SYS/reincarnate");
-    let exec_errno = sys::errno();
-    if exec_errno != libc::ENOENT {
+    let errno = process::exec_if_present(c"SYS/reincarnate");
+    if errno != libc::ENOENT {
         sys::warn(format_args!(
             "cannot exec SYS/reincarnate: {}",
-            sys::Errno(exec_errno)
+            sys::Errno(errno)
         ));
     }
-    if real_pid1 {
-        pid1::run_final(os.spawner(), &signals, reboot);
+    if nitro.real_pid1 {
+        pid1::run_final(nitro.os.spawner(), &nitro.signals, reboot);
         sys::warn(format_args!(
             "every service is down, {}",
             if reboot { "rebooting" } else { "powering off" }
@@ -339,11 +321,17 @@ fn main() {
     }
     if reboot {
         sys::warn(format_args!("every service is down, starting again"));
-        reexec(&exe, &abs_dir);
+        let errno = process::reexec(&nitro.exe, &nitro.dir);
+        fatal(format_args!(
+            "cannot re-exec {}: {}",
+            nitro.exe.display(),
+            sys::Errno(errno)
+        ));
     }
+    let status = nitro.sup.exit_status();
     sys::warn(format_args!(
         "every service is down, exiting with status {}",
-        sup.exit_status()
+        status
     ));
-    std::process::exit(sup.exit_status())
+    std::process::exit(status)
 }

@@ -1,13 +1,36 @@
-//! The state machine of SPEC section 3: every transition of a service goes
-//! through the functions here.
+//! The state machine of SPEC section 3. Everything that happens to a
+//! service is an [`Event`], and [`Supervisor::step`] is the transition
+//! table: one match on the event and the service's state. The helpers
+//! below it are the side effects the table names (start, launch, stop,
+//! run `finish`), none of which decides a transition of its own.
 
 use crate::proto::{self, Failure, Program, Reason, State};
-use crate::sys::Errno;
 
 use super::{
-    FINISH_TIMEOUT_MS, Millis, Os, Proc, Prog, READY_TIMEOUT_MS, RESPAWN_DELAY_MS, SPAWN_RETRY_MS,
-    STOP_TIMEOUT_MS, Spawn, SpawnError, Supervisor, Timer,
+    FINISH_TIMEOUT_MS, Millis, Os, READY_TIMEOUT_MS, RESPAWN_DELAY_MS, SPAWN_RETRY_MS,
+    STOP_TIMEOUT_MS, Script, Spawn, SpawnError, Supervisor, Timer,
 };
+
+/// Everything that happens to a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// `up`, a scan finding a new service, a writer needing its logger.
+    WantUp,
+    /// `down`, gone from disk, the system going down.
+    WantDown,
+    /// `restart`.
+    WantRestart,
+    /// The script running (`setup`, `run` or `finish`) exited with this
+    /// wait status.
+    Exited(i32),
+    /// `run` is ready: a newline on its pipe, `nitroctl ready`, the timer.
+    Ready,
+    /// The service's deadline passed (what it means is in `timer`).
+    Deadline,
+    /// The end of a stop or of an exit: `finish` is over, or there was
+    /// none to run.
+    Over,
+}
 
 /// How a `run` becomes UP (SPEC section 2, `notification-fd`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,17 +51,26 @@ fn temporary_exec_error(errno: i32) -> bool {
     )
 }
 
-/// REASON for a program of a service (only `setup` and `run` are started
+/// REASON for a script of a service (only `setup` and `run` are started
 /// on the way up).
-fn reason(prog: Prog, failure: Failure, value: i32) -> Reason {
-    let program = match prog {
-        Prog::Setup => Program::Setup,
-        Prog::Run | Prog::Finish | Prog::Final => Program::Run,
+fn reason(script: Script, failure: Failure, value: i32) -> Reason {
+    let program = match script {
+        Script::Setup => Program::Setup,
+        Script::Run | Script::Finish | Script::Final => Program::Run,
     };
     Reason {
         program,
         failure,
         value,
+    }
+}
+
+/// An exit status as `finish` gets it: (status or -1, signal or 0).
+fn finish_args(wstatus: i32) -> (i64, i64) {
+    if libc::WIFSIGNALED(wstatus) {
+        (-1, libc::WTERMSIG(wstatus) as i64)
+    } else {
+        (libc::WEXITSTATUS(wstatus) as i64, 0)
     }
 }
 
@@ -77,139 +109,199 @@ pub(super) fn digits(bytes: &[u8]) -> Option<u64> {
 }
 
 impl Supervisor {
-    pub(super) fn set_state(&mut self, os: &mut dyn Os, i: usize, state: State, now: Millis) {
-        if self.sv(i).state == state {
-            return;
-        }
-        self.tracking(i, |sup| sup.sv_mut(i).state = state);
-        let service = self.sv_mut(i);
-        // UPTIME counts from the last start or stop, not from readiness or
-        // the stop request.
-        if !matches!(state, State::Up | State::Shutdown | State::Restart) {
-            service.changed_at = now;
-        }
-        os.notify(service.name.as_bytes(), state);
-    }
-
-    fn set_timer(&mut self, i: usize, timer: Timer, at: Millis) {
-        self.sv_mut(i).timer = timer;
-        if timer == Timer::None {
-            self.deadlines.clear(i);
-        } else {
-            self.deadlines.set(i, at);
-        }
-    }
-
-    /// The program now running (`Proc::None` and 0 for none).
-    fn set_proc(&mut self, i: usize, proc: Proc, pid: super::Pid) {
-        let old = self.sv(i).pid;
-        if old > 0 {
-            self.pids.remove(super::index::hash_pid(old), i);
-        }
-        if pid > 0 {
-            self.pids.insert(super::index::hash_pid(pid), i);
-        }
-        self.tracking(i, |sup| {
-            let service = sup.sv_mut(i);
-            service.proc = proc;
-            service.pid = pid;
-        });
-    }
-
-    /// want up: `up`, a new service found by a scan, a logger needed.
-    pub(super) fn want_up(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        if !self.starting_allowed() {
-            return;
-        }
-        match self.sv(i).state {
-            State::Down | State::Fatal | State::Delay => self.start(os, i, now),
-            State::Shutdown => {
-                self.sv_mut(i).restart_requested = true;
-                self.set_state(os, i, State::Restart, now);
-            }
-            _ => {}
-        }
-    }
-
-    /// want down: `down`, gone from disk, shutdown.
-    pub(super) fn want_down(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        // A stop asked for while a main service's `finish` runs takes over:
-        // the run that ended no longer ends the system.
-        self.sv_mut(i).main_status = None;
-        match self.sv(i).state {
-            State::Setup | State::Starting | State::Up | State::Shutdown | State::Restart => {
-                self.stop(os, i, State::Shutdown, now)
-            }
-            State::Oneshot => {
-                self.set_state(os, i, State::Shutdown, now);
-                self.run_finish(os, i, 0, 0, now);
-            }
-            State::Fatal | State::Delay | State::Down => {
-                if self.sv(i).proc == Proc::None {
-                    self.set_timer(i, Timer::None, 0);
+    /// The transition table: what `event` does to service `i`.
+    pub(super) fn step(&mut self, os: &mut dyn Os, i: usize, event: Event, now: Millis) {
+        use State::*;
+        let state = self.table[i].state;
+        match event {
+            Event::WantUp => match state {
+                _ if !self.starting_allowed() => {}
+                Down | Fatal | Delay => self.start(os, i, now),
+                Shutdown => {
+                    self.table[i].restart_requested = true;
+                    self.set_state(os, i, Restart, now);
                 }
-                self.set_state(os, i, State::Down, now);
-                self.maybe_forget(os, i);
+                Setup | Starting | Up | Oneshot | Restart => {}
+            },
+            Event::WantDown => {
+                // Asked for while a main service's `finish` runs, a stop
+                // takes over: the run that ended no longer ends the system.
+                self.table[i].main_status = None;
+                match state {
+                    Setup | Starting | Up | Shutdown | Restart => self.stop(os, i, Shutdown, now),
+                    Oneshot => {
+                        self.set_state(os, i, Shutdown, now);
+                        self.run_finish(os, i, 0, 0, now);
+                    }
+                    Fatal | Delay | Down => {
+                        if self.table[i].running.is_none() {
+                            self.table.set_timer(i, Timer::None, 0);
+                        }
+                        self.set_state(os, i, Down, now);
+                        self.forget_if_gone(os, i);
+                    }
+                }
+            }
+            Event::WantRestart => match state {
+                _ if !self.starting_allowed() => {}
+                Setup | Starting | Up | Restart | Shutdown => {
+                    self.table[i].main_status = None;
+                    self.stop(os, i, Restart, now);
+                }
+                Oneshot => {
+                    self.table[i].restart_requested = true;
+                    self.set_state(os, i, Restart, now);
+                    self.run_finish(os, i, 0, 0, now);
+                }
+                Down | Fatal | Delay => {
+                    self.table[i].main_status = None;
+                    self.start(os, i, now);
+                }
+            },
+            Event::Exited(wstatus) => {
+                let script = self.table[i].running;
+                self.set_running(i, None, 0);
+                self.table.set_timer(i, Timer::None, 0);
+                let code = libc::WIFEXITED(wstatus).then(|| libc::WEXITSTATUS(wstatus));
+                match (script, state) {
+                    // A stop was asked for, or the system goes down: `run`
+                    // never starts.
+                    (Some(Script::Setup), Shutdown | Restart) => self.step(os, i, Event::Over, now),
+                    (Some(Script::Setup), _) if !self.starting_allowed() => {
+                        self.step(os, i, Event::Over, now)
+                    }
+                    (Some(Script::Setup), _) if code == Some(0) => self.launch(os, i, now),
+                    (Some(Script::Setup), _) => {
+                        self.table[i].reason =
+                            Some(reason(Script::Setup, Failure::Status, wstatus));
+                        if code == Some(111) {
+                            self.fatal(os, i, now);
+                        } else {
+                            self.delay(os, i, RESPAWN_DELAY_MS, now);
+                        }
+                    }
+                    (Some(Script::Run), _) => {
+                        self.table[i].wstatus = wstatus;
+                        // Ended on its own (not asked to stop): a main
+                        // service takes the system with it, after `finish`.
+                        if matches!(state, Starting | Up) && self.is_main(os, i) {
+                            self.table[i].main_status = Some(match code {
+                                Some(code) => code,
+                                None => 128 + libc::WTERMSIG(wstatus),
+                            });
+                        }
+                        if state == Up {
+                            self.set_state(os, i, Restart, now);
+                        }
+                        let (status, signal) = finish_args(wstatus);
+                        self.run_finish(os, i, status, signal, now);
+                    }
+                    (Some(Script::Finish), _) => self.step(os, i, Event::Over, now),
+                    (Some(Script::Final) | None, _) => {}
+                }
+            }
+            Event::Ready => {
+                self.close_ready_fd(os, i);
+                // Only a live `run` can be ready (not its `finish`).
+                if state == Starting && self.table[i].running == Some(Script::Run) {
+                    self.table.set_timer(i, Timer::None, 0);
+                    self.set_state(os, i, Up, now);
+                }
+            }
+            Event::Deadline => {
+                let timer = self.table[i].timer;
+                self.table.set_timer(i, Timer::None, 0);
+                match timer {
+                    Timer::Ready => self.step(os, i, Event::Ready, now),
+                    Timer::Respawn if state == Delay && self.starting_allowed() => {
+                        self.start(os, i, now)
+                    }
+                    Timer::Kill | Timer::KillFinish if self.table[i].pid > 0 => {
+                        os.kill(self.table[i].pid, libc::SIGKILL)
+                    }
+                    Timer::None | Timer::Respawn | Timer::Kill | Timer::KillFinish => {}
+                }
+            }
+            Event::Over => {
+                // Taken in every case: only the run that just ended may
+                // end the system, never a later one.
+                let main_status = self.table[i].main_status.take();
+                match state {
+                    Restart | Starting | Up => {
+                        self.set_state(os, i, Down, now);
+                        if let Some(status) = main_status {
+                            // A main service is not restarted: the system
+                            // ends with it.
+                            self.main_ended(os, status, now);
+                        } else if self.starting_allowed() {
+                            self.start_again(os, i, now);
+                        }
+                    }
+                    Shutdown | Oneshot | Setup | Delay | Down => {
+                        self.set_state(os, i, Down, now);
+                        self.forget_if_gone(os, i);
+                    }
+                    Fatal => {
+                        if let Some(status) = main_status {
+                            self.main_ended(os, status, now);
+                        }
+                    }
+                }
             }
         }
     }
 
-    /// want restart.
-    pub(super) fn want_restart(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        if !self.starting_allowed() {
+    /// After a stop or an exit: a requested restart at once (not
+    /// counted), a `run` that ended on its own after the respawn delay if
+    /// it lived less than that.
+    fn start_again(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        if core::mem::take(&mut self.table[i].restart_requested) {
+            self.start(os, i, now);
             return;
         }
-        self.sv_mut(i).main_status = None;
-        match self.sv(i).state {
-            State::Setup | State::Starting | State::Up | State::Restart | State::Shutdown => {
-                self.stop(os, i, State::Restart, now)
-            }
-            State::Oneshot => {
-                self.sv_mut(i).restart_requested = true;
-                self.set_state(os, i, State::Restart, now);
-                self.run_finish(os, i, 0, 0, now);
-            }
-            State::Down | State::Fatal | State::Delay => self.start(os, i, now),
+        let service = &mut self.table[i];
+        service.restarts = service.restarts.wrapping_add(1);
+        if now.saturating_sub(service.run_started) < RESPAWN_DELAY_MS {
+            self.delay(os, i, RESPAWN_DELAY_MS, now);
+        } else {
+            self.start(os, i, now);
         }
     }
 
     /// Signals whatever runs and moves to SHUTDOWN or RESTART; SIGKILL
     /// follows after the stop timeout. A running `finish` is left alone.
     fn stop(&mut self, os: &mut dyn Os, i: usize, target: State, now: Millis) {
-        self.sv_mut(i).restart_requested = target == State::Restart;
-        let (proc, pid) = (self.sv(i).proc, self.sv(i).pid);
-        match proc {
-            Proc::Setup => {
-                os.kill(pid, libc::SIGTERM);
-                os.kill(pid, libc::SIGCONT);
+        self.table[i].restart_requested = target == State::Restart;
+        let (running, pid) = (self.table[i].running, self.table[i].pid);
+        let signal = match running {
+            Some(Script::Setup) => Some(libc::SIGTERM),
+            Some(Script::Run) => Some(self.down_signal(os, i)),
+            Some(Script::Finish | Script::Final) | None => None,
+        };
+        if let Some(signal) = signal {
+            os.kill(pid, signal);
+            os.kill(pid, libc::SIGCONT);
+            if self.table[i].timer != Timer::Kill {
+                let timeout = self.timeout(os, i, b"timeout-kill", STOP_TIMEOUT_MS);
+                self.table
+                    .set_timer(i, Timer::Kill, now.saturating_add(timeout));
             }
-            Proc::Run => {
-                let signal = self.down_signal(os, i);
-                os.kill(pid, signal);
-                os.kill(pid, libc::SIGCONT);
-            }
-            Proc::Finish | Proc::None => {}
-        }
-        if matches!(proc, Proc::Setup | Proc::Run) && self.sv(i).timer != Timer::Kill {
-            let timeout = self.timeout(os, i, b"timeout-kill", STOP_TIMEOUT_MS);
-            self.set_timer(i, Timer::Kill, now.saturating_add(timeout));
         }
         self.set_state(os, i, target, now);
-        if proc == Proc::None {
+        if running.is_none() {
             // Nothing to wait for (e.g. setup already gone).
-            self.finished(os, i, now);
+            self.step(os, i, Event::Over, now);
         }
     }
 
     /// The signal of the `down-signal` file, SIGTERM by default.
     fn down_signal(&self, os: &mut dyn Os, i: usize) -> i32 {
         let mut buf = [0u8; 1];
-        match os.read_file(self.sv(i).name.dir(), b"down-signal", &mut buf) {
+        match os.read_file(self.table[i].name.dir(), b"down-signal", &mut buf) {
             Some(1) => proto::signal_for_letter(buf[0]).unwrap_or_else(|| {
                 os.warn(format_args!(
                     "{}: unknown down-signal {:?}, using SIGTERM",
-                    self.sv(i).name,
-                    buf[0] as char
+                    self.table[i].name, buf[0] as char
                 ));
                 libc::SIGTERM
             }),
@@ -220,7 +312,7 @@ impl Supervisor {
     /// A per-service timeout file in milliseconds, or `default`.
     fn timeout(&self, os: &mut dyn Os, i: usize, file: &[u8], default: Millis) -> Millis {
         let mut buf = [0u8; 24];
-        let Some(n) = os.read_file(self.sv(i).name.dir(), file, &mut buf) else {
+        let Some(n) = os.read_file(self.table[i].name.dir(), file, &mut buf) else {
             return default;
         };
         let text = buf[..n].trim_ascii();
@@ -232,7 +324,7 @@ impl Supervisor {
             None => {
                 os.warn(format_args!(
                     "{}: bad {}, using {} ms",
-                    self.sv(i).name,
+                    self.table[i].name,
                     core::str::from_utf8(file).unwrap_or("timeout"),
                     default
                 ));
@@ -242,26 +334,25 @@ impl Supervisor {
     }
 
     /// start: bring up the logger chain, then `setup` or `run`.
-    pub(super) fn start(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        self.set_timer(i, Timer::None, 0);
+    fn start(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
         self.resolve_logger(os, i, now);
         // Loggers first, walked iteratively: a chain cannot recurse and a
         // loop ends at the first service already coming up. A stopping
         // logger starts again once stopped (want up), and then brings up
         // its own logger.
-        let mut next = self.sv(i).logger;
-        for _ in 0..self.slots.len() {
+        let mut next = self.table[i].logger;
+        for _ in 0..self.table.capacity() {
             let Some(l) = next.filter(|&l| l != i) else {
                 break;
             };
-            match self.sv(l).state {
+            match self.table[l].state {
                 State::Down | State::Fatal | State::Delay => {
                     self.resolve_logger(os, l, now);
                     self.start_one(os, l, now);
-                    next = self.sv(l).logger;
+                    next = self.table[l].logger;
                 }
                 State::Shutdown => {
-                    self.want_up(os, l, now);
+                    self.step(os, l, Event::WantUp, now);
                     break;
                 }
                 _ => break,
@@ -270,36 +361,37 @@ impl Supervisor {
         self.start_one(os, i, now);
     }
 
+    /// `setup`, or straight to `run` without one.
     fn start_one(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        self.set_timer(i, Timer::None, 0);
-        if self.sv(i).name.as_bytes() == super::scan::GLOBAL_LOGGER {
+        self.table.set_timer(i, Timer::None, 0);
+        if self.table[i].name.as_bytes() == super::scan::GLOBAL_LOGGER {
             // The global logger reads its own pipe, which every service
             // without a logger writes into while it runs.
             self.ensure_log_pipe(os, i);
         }
-        if !os.exists(self.sv(i).name.dir(), b"setup") {
+        if !os.exists(self.table[i].name.dir(), b"setup") {
             self.launch(os, i, now);
             return;
         }
-        match self.spawn(os, i, Prog::Setup, &[], None) {
+        match self.spawn(os, i, Script::Setup, &[], None) {
             Ok(pid) => {
-                self.set_proc(i, Proc::Setup, pid);
+                self.set_running(i, Some(Script::Setup), pid);
                 self.set_state(os, i, State::Setup, now);
             }
-            Err(error) => self.spawn_failed(os, i, Prog::Setup, error, now),
+            Err(error) => self.spawn_failed(os, i, Script::Setup, error, now),
         }
     }
 
     /// launch: `run`, or ONESHOT without one.
     fn launch(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        self.sv_mut(i).reason = None;
-        let dir = self.sv(i).name.dir();
+        self.table[i].reason = None;
+        let dir = self.table[i].name.dir();
         if !os.exists(dir, b"") {
             os.warn(format_args!(
                 "{}: service directory is gone",
-                self.sv(i).name
+                self.table[i].name
             ));
-            self.sv_mut(i).reason = Some(reason(Prog::Run, Failure::Gone, 0));
+            self.table[i].reason = Some(reason(Script::Run, Failure::Gone, 0));
             self.fatal(os, i, now);
             return;
         }
@@ -308,29 +400,25 @@ impl Supervisor {
             return;
         }
         let readiness = self.readiness(os, i);
-        let notify_fd = match readiness {
-            Readiness::Pipe(fd) => Some(fd),
-            Readiness::Timer | Readiness::Request => None,
-        };
-        let pipe = match notify_fd {
-            Some(_) => match os.pipe() {
-                Ok(pipe) => Some(pipe),
+        let pipe = match readiness {
+            Readiness::Pipe(fd) => match os.pipe() {
+                Ok((read, write)) => Some((fd, read, write)),
                 Err(errno) => {
                     os.warn(format_args!(
                         "{}: cannot create readiness pipe: {}",
-                        self.sv(i).name,
-                        Errno(errno)
+                        self.table[i].name,
+                        super::Errno(errno)
                     ));
-                    self.sv_mut(i).reason = Some(reason(Prog::Run, Failure::Spawn, errno));
+                    self.table[i].reason = Some(reason(Script::Run, Failure::Spawn, errno));
                     self.delay(os, i, SPAWN_RETRY_MS, now);
                     return;
                 }
             },
-            None => None,
+            Readiness::Timer | Readiness::Request => None,
         };
-        let notify = notify_fd.zip(pipe).map(|(n, (_, write))| (n, write));
-        let result = self.spawn(os, i, Prog::Run, &[], notify);
-        if let Some((read, write)) = pipe {
+        let notify = pipe.map(|(fd, _, write)| (fd, write));
+        let result = self.spawn(os, i, Script::Run, &[], notify);
+        if let Some((_, read, write)) = pipe {
             os.close(write);
             if result.is_err() {
                 os.close(read);
@@ -338,21 +426,20 @@ impl Supervisor {
         }
         match result {
             Ok(pid) => {
-                self.set_proc(i, Proc::Run, pid);
-                let token = self.new_ready_token(i);
-                let service = self.sv_mut(i);
-                service.run_started = now;
-                service.ready_fd = pipe.map(|(read, _)| read);
-                service.ready_token = token;
-                if let Some((read, _)) = pipe {
+                self.set_running(i, Some(Script::Run), pid);
+                self.table[i].run_started = now;
+                if let Some((_, read, _)) = pipe {
+                    let token = self.new_ready_token(i);
+                    self.table[i].ready = Some((read, token));
                     os.watch(read, token);
                 }
                 self.set_state(os, i, State::Starting, now);
                 if readiness == Readiness::Timer {
-                    self.set_timer(i, Timer::Ready, now.saturating_add(READY_TIMEOUT_MS));
+                    self.table
+                        .set_timer(i, Timer::Ready, now.saturating_add(READY_TIMEOUT_MS));
                 }
             }
-            Err(error) => self.spawn_failed(os, i, Prog::Run, error, now),
+            Err(error) => self.spawn_failed(os, i, Script::Run, error, now),
         }
     }
 
@@ -360,7 +447,7 @@ impl Supervisor {
     /// absent, empty or unreadable means the timer (as in the C nitro).
     fn readiness(&self, os: &mut dyn Os, i: usize) -> Readiness {
         let mut buf = [0u8; 32];
-        let n = match os.read_file(self.sv(i).name.dir(), b"notification-fd", &mut buf) {
+        let n = match os.read_file(self.table[i].name.dir(), b"notification-fd", &mut buf) {
             Some(n) if n > 0 => n,
             _ => return Readiness::Timer,
         };
@@ -371,81 +458,65 @@ impl Supervisor {
         if fd < 3 || fd >= self.config.fd_limit.max(0) as u64 {
             os.warn(format_args!(
                 "{}: unusable notification-fd {}, waiting for nitroctl ready",
-                self.sv(i).name,
-                fd
+                self.table[i].name, fd
             ));
             return Readiness::Request;
         }
         Readiness::Pipe(fd as i32)
     }
 
+    /// A script could not be started: DELAY for what may pass, FATAL (and
+    /// `finish` with `111 0` for `run`) for what will not.
     fn spawn_failed(
         &mut self,
         os: &mut dyn Os,
         i: usize,
-        prog: Prog,
+        script: Script,
         error: SpawnError,
         now: Millis,
     ) {
-        let name = self.sv(i).name;
-        let what = prog.file();
-        self.sv_mut(i).reason = Some(match error {
-            SpawnError::Fork(errno) => reason(prog, Failure::Spawn, errno),
-            SpawnError::Exec(errno) => reason(prog, Failure::Exec, errno),
-        });
-        match error {
-            SpawnError::Fork(errno) => {
-                os.warn(format_args!(
-                    "{}: cannot start {}: {}",
-                    name,
-                    what,
-                    Errno(errno)
-                ));
-                self.delay(os, i, SPAWN_RETRY_MS, now);
-            }
-            SpawnError::Exec(errno) if temporary_exec_error(errno) => {
-                os.warn(format_args!(
-                    "{}: cannot exec {}: {}",
-                    name,
-                    what,
-                    Errno(errno)
-                ));
-                self.delay(os, i, SPAWN_RETRY_MS, now);
-            }
-            SpawnError::Exec(errno) => {
-                os.warn(format_args!(
-                    "{}: cannot exec {}: {}",
-                    name,
-                    what,
-                    Errno(errno)
-                ));
-                self.set_state(os, i, State::Fatal, now);
-                if prog == Prog::Run {
-                    self.sv_mut(i).wstatus = -1;
-                    self.run_finish(os, i, 111, 0, now);
-                }
-                self.fatal(os, i, now);
-            }
+        let (failure, verb, errno) = match error {
+            SpawnError::Fork(errno) => (Failure::Spawn, "start", errno),
+            SpawnError::Exec(errno) => (Failure::Exec, "exec", errno),
+        };
+        os.warn(format_args!(
+            "{}: cannot {} {}: {}",
+            self.table[i].name,
+            verb,
+            script.file(),
+            super::Errno(errno)
+        ));
+        self.table[i].reason = Some(reason(script, failure, errno));
+        if failure == Failure::Spawn || temporary_exec_error(errno) {
+            self.delay(os, i, SPAWN_RETRY_MS, now);
+            return;
         }
+        self.set_state(os, i, State::Fatal, now);
+        if script == Script::Run {
+            self.table[i].wstatus = -1;
+            self.run_finish(os, i, 111, 0, now);
+        }
+        self.fatal(os, i, now);
     }
 
     /// DELAY: start again after `ms`.
     fn delay(&mut self, os: &mut dyn Os, i: usize, ms: Millis, now: Millis) {
         self.set_state(os, i, State::Delay, now);
-        self.set_timer(i, Timer::Respawn, now.saturating_add(ms));
+        self.table
+            .set_timer(i, Timer::Respawn, now.saturating_add(ms));
     }
 
-    /// Spawns a program of service `i` with its arguments and fds.
+    /// Spawns a script of service `i` with its arguments and fds.
     fn spawn(
         &mut self,
         os: &mut dyn Os,
         i: usize,
-        prog: Prog,
+        script: Script,
         extra: &[&[u8]],
         notify: Option<(i32, super::Fd)>,
     ) -> Result<super::Pid, SpawnError> {
-        let (stdin, stdout, stderr_to_stdout) = self.stdio(i, prog);
-        let service = self.sv(i);
+        let (stdin, stdout, stderr_to_stdout) = self.stdio(i, script);
+        let service = &self.table[i];
         let mut args: [&[u8]; 3] = [&[]; 3];
         let mut argc = 0;
         for arg in extra.iter().copied().chain(service.name.param()) {
@@ -454,7 +525,7 @@ impl Supervisor {
         }
         os.spawn(&Spawn {
             dir: service.name.dir(),
-            prog,
+            script,
             args: &args[..argc],
             stdin,
             stdout,
@@ -464,124 +535,33 @@ impl Supervisor {
         })
     }
 
-    /// `finish` with its two status arguments, or straight to its end.
+    /// `finish` with its two status arguments; without one (or when it
+    /// cannot start), straight to the end of the stop.
     fn run_finish(&mut self, os: &mut dyn Os, i: usize, status: i64, signal: i64, now: Millis) {
         self.close_ready_fd(os, i);
-        self.set_proc(i, Proc::None, 0);
-        if os.exists(self.sv(i).name.dir(), b"finish") {
+        self.set_running(i, None, 0);
+        if os.exists(self.table[i].name.dir(), b"finish") {
             let mut status_buf = [0u8; 12];
             let mut signal_buf = [0u8; 12];
             let args = [
                 decimal(&mut status_buf, status),
                 decimal(&mut signal_buf, signal),
             ];
-            match self.spawn(os, i, Prog::Finish, &args, None) {
+            match self.spawn(os, i, Script::Finish, &args, None) {
                 Ok(pid) => {
-                    self.set_proc(i, Proc::Finish, pid);
+                    self.set_running(i, Some(Script::Finish), pid);
                     let timeout = self.timeout(os, i, b"timeout-finish", FINISH_TIMEOUT_MS);
-                    self.set_timer(i, Timer::KillFinish, now.saturating_add(timeout));
+                    self.table
+                        .set_timer(i, Timer::KillFinish, now.saturating_add(timeout));
                     return;
                 }
                 Err(error) => {
-                    let name = self.sv(i).name;
+                    let name = self.table[i].name;
                     os.warn(format_args!("{}: finish: {}", name, error));
                 }
             }
         }
-        self.finished(os, i, now);
-    }
-
-    /// A process of service `i` ended with `wstatus`.
-    pub(super) fn process_exited(&mut self, os: &mut dyn Os, i: usize, wstatus: i32, now: Millis) {
-        let proc = self.sv(i).proc;
-        self.set_proc(i, Proc::None, 0);
-        match proc {
-            Proc::Setup => {
-                self.set_timer(i, Timer::None, 0);
-                // A stop was asked for, or the system goes down: `run`
-                // never starts.
-                if matches!(self.sv(i).state, State::Shutdown | State::Restart)
-                    || !self.starting_allowed()
-                {
-                    self.finished(os, i, now);
-                } else if libc::WIFEXITED(wstatus) && libc::WEXITSTATUS(wstatus) == 0 {
-                    self.launch(os, i, now);
-                } else if libc::WIFEXITED(wstatus) && libc::WEXITSTATUS(wstatus) == 111 {
-                    self.sv_mut(i).reason = Some(reason(Prog::Setup, Failure::Status, wstatus));
-                    self.fatal(os, i, now);
-                } else {
-                    self.sv_mut(i).reason = Some(reason(Prog::Setup, Failure::Status, wstatus));
-                    self.delay(os, i, RESPAWN_DELAY_MS, now);
-                }
-            }
-            Proc::Run => {
-                self.set_timer(i, Timer::None, 0);
-                self.sv_mut(i).wstatus = wstatus;
-                let on_its_own = matches!(self.sv(i).state, State::Starting | State::Up);
-                if on_its_own && self.is_main(os, i) {
-                    self.sv_mut(i).main_status = Some(if libc::WIFSIGNALED(wstatus) {
-                        128 + libc::WTERMSIG(wstatus)
-                    } else {
-                        libc::WEXITSTATUS(wstatus)
-                    });
-                }
-                if self.sv(i).state == State::Up {
-                    self.set_state(os, i, State::Restart, now);
-                }
-                let (status, signal) = if libc::WIFSIGNALED(wstatus) {
-                    (-1, libc::WTERMSIG(wstatus) as i64)
-                } else {
-                    (libc::WEXITSTATUS(wstatus) as i64, 0)
-                };
-                self.run_finish(os, i, status, signal, now);
-            }
-            Proc::Finish => {
-                self.set_timer(i, Timer::None, 0);
-                self.finished(os, i, now);
-            }
-            Proc::None => {}
-        }
-    }
-
-    /// The end of `finish` (or of the stop, when there is none).
-    fn finished(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        // Taken in every case: only the run that just ended may end the
-        // system, never a later one.
-        let main_status = self.sv_mut(i).main_status.take();
-        match self.sv(i).state {
-            State::Restart | State::Starting | State::Up => {
-                self.set_state(os, i, State::Down, now);
-                if let Some(status) = main_status {
-                    // A main service is not restarted: the system ends with it.
-                    self.main_ended(os, status, now);
-                    return;
-                }
-                if !self.starting_allowed() {
-                    return;
-                }
-                // A requested restart starts at once; only a `run` that
-                // ended by itself counts as a restart and may be delayed.
-                if std::mem::take(&mut self.sv_mut(i).restart_requested) {
-                    self.start(os, i, now);
-                    return;
-                }
-                self.sv_mut(i).restarts = self.sv(i).restarts.wrapping_add(1);
-                if now.saturating_sub(self.sv(i).run_started) < RESPAWN_DELAY_MS {
-                    self.delay(os, i, RESPAWN_DELAY_MS, now);
-                } else {
-                    self.start(os, i, now);
-                }
-            }
-            State::Shutdown | State::Oneshot | State::Setup | State::Delay | State::Down => {
-                self.set_state(os, i, State::Down, now);
-                self.maybe_forget(os, i);
-            }
-            State::Fatal => {
-                if let Some(status) = main_status {
-                    self.main_ended(os, status, now);
-                }
-            }
-        }
+        self.step(os, i, Event::Over, now);
     }
 
     /// FATAL; a main service takes the system down with status 111,
@@ -589,8 +569,8 @@ impl Supervisor {
     fn fatal(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
         self.set_state(os, i, State::Fatal, now);
         if self.is_main(os, i) {
-            if self.sv(i).proc == Proc::Finish {
-                self.sv_mut(i).main_status = Some(111);
+            if self.table[i].running == Some(Script::Finish) {
+                self.table[i].main_status = Some(111);
             } else {
                 self.main_ended(os, 111, now);
             }
@@ -599,43 +579,12 @@ impl Supervisor {
 
     /// Whether service `i` is a main service (a `main` file).
     fn is_main(&self, os: &mut dyn Os, i: usize) -> bool {
-        os.exists(self.sv(i).name.dir(), b"main")
+        os.exists(self.table[i].name.dir(), b"main")
     }
 
-    /// A service gone from disk is forgotten once it is DOWN.
-    fn maybe_forget(&mut self, os: &mut dyn Os, i: usize) {
-        if self.forgettable(i) {
-            self.forget(os, i);
-        }
-    }
-
-    /// A STARTING service signalled readiness.
-    pub(super) fn became_ready(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        self.close_ready_fd(os, i);
-        // Only a live `run` can be ready (not its `finish`).
-        if self.sv(i).state == State::Starting && self.sv(i).proc == Proc::Run {
-            self.set_timer(i, Timer::None, 0);
-            self.set_state(os, i, State::Up, now);
-        }
-    }
-
-    pub(super) fn timer_fired(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        let timer = self.sv(i).timer;
-        self.set_timer(i, Timer::None, 0);
-        match timer {
-            Timer::None => {}
-            Timer::Ready => self.became_ready(os, i, now),
-            Timer::Respawn => {
-                if self.sv(i).state == State::Delay && self.starting_allowed() {
-                    self.start(os, i, now);
-                }
-            }
-            Timer::Kill | Timer::KillFinish => {
-                let pid = self.sv(i).pid;
-                if pid > 0 {
-                    os.kill(pid, libc::SIGKILL);
-                }
-            }
+    pub(super) fn close_ready_fd(&mut self, os: &mut dyn Os, i: usize) {
+        if let Some((fd, _)) = self.table[i].ready.take() {
+            os.close(fd);
         }
     }
 }

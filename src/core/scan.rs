@@ -1,9 +1,11 @@
-//! The service directory: scans, instances and the wiring of log pipes
-//! (SPEC sections 1, 4 and 5).
+//! The service directory and the life of table entries: scans, services
+//! and instances coming and going, and the wiring of log pipes (SPEC
+//! sections 1, 4 and 5).
 
 use crate::proto::{self, State};
 
-use super::{Fd, Millis, Os, Phase, Prog, Supervisor};
+use super::machine::Event;
+use super::{Errno, Fd, Millis, Os, Phase, Script, Service, Supervisor, service::Name};
 
 /// The global logger.
 pub(super) const GLOBAL_LOGGER: &[u8] = b"LOG";
@@ -51,21 +53,21 @@ impl Supervisor {
             if !is_service_dir(os, dir) {
                 continue;
             }
-            if let Some(i) = self.find(name) {
-                let service = self.sv_mut(i);
+            if let Some(i) = self.table.find(name) {
+                let service = &mut self.table[i];
                 service.seen = generation;
                 service.forget = false;
             } else if let Some(i) = self.add(os, name, now)
                 && !os.exists(dir, b"down")
             {
-                self.sv_mut(i).start_after_scan = true;
+                self.table[i].start_after_scan = true;
             }
         }
         // Gone from disk: a service whose entry is gone, an instance whose
         // template is gone (however the instance came to be). Marked first,
         // so that no log link is made to them below.
-        for i in 0..self.slots.len() {
-            let Some(service) = &self.slots[i] else {
+        for i in 0..self.table.capacity() {
+            let Some(service) = self.table.get(i) else {
                 continue;
             };
             let gone = match service.name.param() {
@@ -73,33 +75,32 @@ impl Supervisor {
                 None => service.seen != generation,
             };
             if gone && !service.forget {
-                self.sv_mut(i).forget = true;
-                self.want_down(os, i, now);
+                self.table[i].forget = true;
+                self.step(os, i, Event::WantDown, now);
             }
         }
-        for i in 0..self.slots.len() {
-            if self.slots[i].is_none() {
+        for i in 0..self.table.capacity() {
+            if self.table.get(i).is_none() {
                 continue;
             }
             let relinked = self.resolve_logger(os, i, now);
             if relinked
-                && !self.sv(i).is_stopped()
-                && let Some(l) = self.sv(i).logger.filter(|&l| l != i)
+                && !self.table[i].is_stopped()
+                && let Some(l) = self.table[i].logger.filter(|&l| l != i)
             {
-                self.want_up(os, l, now);
+                self.step(os, l, Event::WantUp, now);
             }
         }
-        for i in 0..self.slots.len() {
-            if let Some(service) = &mut self.slots[i]
-                && core::mem::take(&mut service.start_after_scan)
-            {
-                self.want_up(os, i, now);
+        for i in 0..self.table.capacity() {
+            if self.table.get(i).is_some() && core::mem::take(&mut self.table[i].start_after_scan) {
+                self.step(os, i, Event::WantUp, now);
             }
         }
         // An instance that is DOWN and neither listed nor used as a logger.
-        for i in 0..self.slots.len() {
-            if self.slots[i]
-                .as_ref()
+        for i in 0..self.table.capacity() {
+            if self
+                .table
+                .get(i)
                 .is_some_and(|s| s.is_instance() && s.seen != generation && s.is_stopped())
                 && !self.is_logger(i)
             {
@@ -108,11 +109,133 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn set_logger_users(&mut self, l: usize, delta: i32) {
+    fn set_logger_users(&mut self, l: usize, delta: i32) {
         self.tracking(l, |sup| {
-            let service = sup.sv_mut(l);
+            let service = &mut sup.table[l];
             service.log_users = service.log_users.saturating_add_signed(delta);
         });
+    }
+
+    /// Whether a service name refers to something startable on disk.
+    fn startable(&self, os: &mut dyn Os, name: &[u8]) -> bool {
+        if !proto::valid_name(name) {
+            return false;
+        }
+        match proto::split_instance(name) {
+            Some((template, _)) => is_service_dir(os, template),
+            None => !name.ends_with(b"@") && is_service_dir(os, name),
+        }
+    }
+
+    /// Looks a name up, adding it when it is startable on disk and
+    /// `create` allows.
+    pub(super) fn lookup(
+        &mut self,
+        os: &mut dyn Os,
+        name: &[u8],
+        create: bool,
+        now: Millis,
+    ) -> Option<usize> {
+        if let Some(i) = self.table.find(name) {
+            return Some(i);
+        }
+        if create && self.startable(os, name) {
+            self.add(os, name, now)
+        } else {
+            None
+        }
+    }
+
+    /// Adds a service in state DOWN; `None` (with a warning) when the table
+    /// is full or the name cannot be a service.
+    fn add(&mut self, os: &mut dyn Os, name: &[u8], now: Millis) -> Option<usize> {
+        let name = Name::new(name)?;
+        let mut service = Service::new(name, now);
+        service.seen = self.scan_gen;
+        let added = self.table.insert(service);
+        if added.is_none() {
+            os.warn(format_args!(
+                "too many services, not adding {} (limit {})",
+                name,
+                self.table.capacity()
+            ));
+        }
+        added
+    }
+
+    /// Drops a service that is DOWN, releasing its descriptors and every
+    /// logger link to it. A logger gone from disk waited only for its
+    /// last writer: it goes too, and so on down a chain (walked, not
+    /// recursed).
+    pub(super) fn forget(&mut self, os: &mut dyn Os, i: usize) {
+        let mut next = Some(i);
+        while let Some(i) = next {
+            next = self.forget_one(os, i);
+        }
+    }
+
+    /// Forgets service `i`; returns its logger if that can go now.
+    fn forget_one(&mut self, os: &mut dyn Os, i: usize) -> Option<usize> {
+        let service = self.tracking(i, |sup| sup.table.remove(i))?;
+        for fd in [
+            service.ready.map(|(fd, _)| fd),
+            service.log_pipe.map(|p| p.0),
+            service.log_pipe.map(|p| p.1),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            os.close(fd);
+        }
+        // Only a service nothing logs into is forgotten; should one be
+        // all the same, no link may point at its slot.
+        if service.log_users > 0 {
+            for l in 0..self.table.capacity() {
+                if self.table.get(l).is_some_and(|s| s.logger == Some(i)) {
+                    self.table[l].logger = None;
+                }
+            }
+        }
+        let l = service.logger.filter(|&l| l != i)?;
+        self.set_logger_users(l, -1);
+        self.forgettable(l).then_some(l)
+    }
+
+    /// One writer fewer logs into `l`, which is forgotten if it was gone
+    /// from disk and waited only for that writer.
+    fn unlink_logger(&mut self, os: &mut dyn Os, l: usize) {
+        self.set_logger_users(l, -1);
+        self.forget_if_gone(os, l);
+    }
+
+    /// Gone from disk, DOWN, and nothing logs into it.
+    fn forgettable(&self, i: usize) -> bool {
+        self.table
+            .get(i)
+            .is_some_and(|s| s.forget && s.is_stopped())
+            && !self.is_logger(i)
+    }
+
+    /// A service gone from disk is forgotten once it is DOWN.
+    pub(super) fn forget_if_gone(&mut self, os: &mut dyn Os, i: usize) {
+        if self.forgettable(i) {
+            self.forget(os, i);
+        }
+    }
+
+    /// Whether some other service logs into slot `i`: it is kept while
+    /// they may write, even once gone from disk or unused as an instance.
+    pub(super) fn is_logger(&self, i: usize) -> bool {
+        let service = &self.table[i];
+        let own_link = u32::from(service.logger == Some(i));
+        service.log_users > own_link || service.name.as_bytes() == GLOBAL_LOGGER
+    }
+
+    /// Whether some service, itself included, logs into slot `i`: the
+    /// shutdown stops it with the loggers, last.
+    pub(super) fn reads_log(&self, i: usize) -> bool {
+        let service = &self.table[i];
+        service.log_users > 0 || service.name.as_bytes() == GLOBAL_LOGGER
     }
 
     /// Reads the `log` link of service `i` (or the `LOG@` default) and
@@ -124,25 +247,25 @@ impl Supervisor {
         let logger = wanted.and_then(|name| {
             let found = self
                 .lookup(os, name, true, now)
-                .filter(|&l| !self.sv(l).forget);
+                .filter(|&l| !self.table[l].forget);
             if found.is_none() {
                 os.warn(format_args!(
                     "{}: log target {} is not a service, ignored",
-                    self.sv(i).name,
+                    self.table[i].name,
                     super::service::Bytes(name)
                 ));
             }
             found
         });
         let logger = logger.filter(|&l| self.ensure_log_pipe(os, l).is_some());
-        let old = self.sv(i).logger;
+        let old = self.table[i].logger;
         if old == logger {
             return false;
         }
         if let Some(l) = logger {
             self.set_logger_users(l, 1);
         }
-        self.sv_mut(i).logger = logger;
+        self.table[i].logger = logger;
         if let Some(l) = old {
             self.unlink_logger(os, l);
         }
@@ -156,7 +279,7 @@ impl Supervisor {
         i: usize,
         buf: &'b mut [u8; 128],
     ) -> Option<&'b [u8]> {
-        let name = self.sv(i).name;
+        let name = self.table[i].name;
         let completion = name.param().unwrap_or(name.as_bytes());
         let mut link = [0u8; 256];
         match os.read_link(name.dir(), b"log", &mut link) {
@@ -202,19 +325,19 @@ impl Supervisor {
 
     /// The log pipe of service `l`, created on first use and kept.
     pub(super) fn ensure_log_pipe(&mut self, os: &mut dyn Os, l: usize) -> Option<(Fd, Fd)> {
-        if let Some(pipe) = self.sv(l).log_pipe {
+        if let Some(pipe) = self.table[l].log_pipe {
             return Some(pipe);
         }
         match os.pipe() {
             Ok(pipe) => {
-                self.sv_mut(l).log_pipe = Some(pipe);
+                self.table[l].log_pipe = Some(pipe);
                 Some(pipe)
             }
             Err(errno) => {
                 os.warn(format_args!(
                     "{}: cannot create log pipe: {}",
-                    self.sv(l).name,
-                    crate::sys::Errno(errno)
+                    self.table[l].name,
+                    Errno(errno)
                 ));
                 None
             }
@@ -223,20 +346,20 @@ impl Supervisor {
 
     /// stdin, stdout and whether stderr follows stdout, for program `prog`
     /// of service `i`.
-    pub(super) fn stdio(&self, i: usize, prog: Prog) -> (Option<Fd>, Option<Fd>, bool) {
-        let service = self.sv(i);
+    pub(super) fn stdio(&self, i: usize, script: Script) -> (Option<Fd>, Option<Fd>, bool) {
+        let service = &self.table[i];
         // Only a logger's `run` reads its pipe: a `setup` or `finish`
         // reading it would take lines meant for `run`.
-        let stdin = match prog {
-            Prog::Run => service.log_pipe.map(|(read, _)| read),
-            Prog::Setup | Prog::Finish | Prog::Final => None,
+        let stdin = match script {
+            Script::Run => service.log_pipe.map(|(read, _)| read),
+            Script::Setup | Script::Finish | Script::Final => None,
         };
         let is_global = service.name.as_bytes() == GLOBAL_LOGGER;
         let stdout = match service.logger {
-            Some(l) => self.sv(l).log_pipe.map(|(_, write)| write),
+            Some(l) => self.table[l].log_pipe.map(|(_, write)| write),
             None if !is_global => self
                 .find(GLOBAL_LOGGER)
-                .map(|g| self.sv(g))
+                .map(|g| &self.table[g])
                 .filter(|g| matches!(g.state, State::Starting | State::Up))
                 .and_then(|g| g.log_pipe.map(|(_, write)| write)),
             None => None,

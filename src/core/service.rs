@@ -65,13 +65,25 @@ impl core::fmt::Display for Bytes<'_> {
     }
 }
 
-/// Which of the service's programs is running.
+/// One of a service's scripts (or `SYS/final`, which the shell runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proc {
-    None,
+pub enum Script {
     Setup,
     Run,
     Finish,
+    Final,
+}
+
+impl Script {
+    /// Its file in the service directory.
+    pub fn file(self) -> &'static str {
+        match self {
+            Script::Setup => "setup",
+            Script::Run => "run",
+            Script::Finish => "finish",
+            Script::Final => "final",
+        }
+    }
 }
 
 /// What the service's one deadline means when it passes.
@@ -91,8 +103,9 @@ pub enum Timer {
 pub struct Service {
     pub name: Name,
     pub state: State,
-    pub proc: Proc,
-    /// Pid of the running program (`proc`), 0 when none.
+    /// The script running now, if any.
+    pub running: Option<Script>,
+    /// Its pid, 0 when none.
     pub pid: Pid,
     /// Raw wait status of the last `run` (-1: exec failed).
     pub wstatus: i32,
@@ -102,10 +115,9 @@ pub struct Service {
     pub run_started: Millis,
     /// What the service's deadline (kept in the supervisor's heap) means.
     pub timer: Timer,
-    /// Read end of the readiness pipe while waiting for a newline.
-    pub ready_fd: Option<Fd>,
-    /// What the loop reports readiness of `ready_fd` with.
-    pub ready_token: u64,
+    /// The readiness pipe while waiting for a newline: its read end, and
+    /// the token the loop reports it with.
+    pub ready: Option<(Fd, u64)>,
     /// This service's own log pipe (read, write) once something logs to it.
     pub log_pipe: Option<(Fd, Fd)>,
     /// Slot of the service this one logs into.
@@ -136,14 +148,13 @@ impl Service {
         Service {
             name,
             state: State::Down,
-            proc: Proc::None,
+            running: None,
             pid: 0,
             wstatus: 0,
             changed_at: now,
             run_started: now,
             timer: Timer::None,
-            ready_fd: None,
-            ready_token: 0,
+            ready: None,
             log_pipe: None,
             logger: None,
             log_users: 0,
@@ -159,7 +170,11 @@ impl Service {
 
     /// The pid shown to clients: the `run` process only.
     pub fn run_pid(&self) -> Pid {
-        if self.proc == Proc::Run { self.pid } else { 0 }
+        if self.running == Some(Script::Run) {
+            self.pid
+        } else {
+            0
+        }
     }
 
     pub fn is_instance(&self) -> bool {
@@ -168,6 +183,6 @@ impl Service {
 
     /// Down for good or for now: nothing runs and nothing is pending.
     pub fn is_stopped(&self) -> bool {
-        matches!(self.state, State::Down | State::Fatal) && self.proc == Proc::None
+        matches!(self.state, State::Down | State::Fatal) && self.running.is_none()
     }
 }

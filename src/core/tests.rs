@@ -4,10 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::*;
+use crate::proto;
 use crate::spat::{Item, Reader};
 
 /// A recorded spawn: (dir, prog, args, stdin, stdout, pid).
-type Spawned = (Vec<u8>, Prog, Vec<Vec<u8>>, Option<Fd>, Option<Fd>, Pid);
+type Spawned = (Vec<u8>, Script, Vec<Vec<u8>>, Option<Fd>, Option<Fd>, Pid);
 
 #[derive(Default)]
 struct FakeOs {
@@ -68,14 +69,14 @@ impl FakeOs {
         );
     }
 
-    fn last_spawn(&self, dir: &str, prog: Prog) -> Option<&Spawned> {
+    fn last_spawn(&self, dir: &str, prog: Script) -> Option<&Spawned> {
         self.spawns
             .iter()
             .rev()
             .find(|s| s.0 == dir.as_bytes() && s.1 == prog)
     }
 
-    fn pid_of(&self, dir: &str, prog: Prog) -> Pid {
+    fn pid_of(&self, dir: &str, prog: Script) -> Pid {
         self.last_spawn(dir, prog).expect("spawned").5
     }
 
@@ -92,7 +93,7 @@ impl Os for FakeOs {
     fn spawn(&mut self, spawn: &Spawn) -> Result<Pid, SpawnError> {
         if let Some(&errno) = self
             .exec_errors
-            .get(&path(spawn.dir, spawn.prog.file().as_bytes()))
+            .get(&path(spawn.dir, spawn.script.file().as_bytes()))
         {
             return Err(SpawnError::Exec(errno));
         }
@@ -100,7 +101,7 @@ impl Os for FakeOs {
         let pid = self.next_pid + 1000;
         self.spawns.push((
             spawn.dir.to_vec(),
-            spawn.prog,
+            spawn.script,
             spawn.args.iter().map(|a| a.to_vec()).collect(),
             spawn.stdin,
             spawn.stdout,
@@ -238,7 +239,7 @@ impl Sim {
 
     fn state(&self, name: &str) -> State {
         let i = self.sup.find(name.as_bytes()).expect("known service");
-        self.sup.sv(i).state
+        self.sup.table[i].state
     }
 
     fn advance(&mut self, ms: Millis) {
@@ -266,8 +267,8 @@ impl Sim {
         if pending.rescan {
             self.sup.rescan(&mut self.os, self.now);
         }
-        if let Some(reboot) = pending.shutdown {
-            self.sup.shutdown(&mut self.os, reboot, self.now);
+        if let Some(end) = pending.end {
+            self.sup.shutdown(&mut self.os, end, self.now);
         }
         self.check();
         reply[..n].to_vec()
@@ -292,9 +293,9 @@ impl Sim {
         let mut fds = BTreeSet::new();
         let mut watched = BTreeMap::new();
         for (i, s) in self.sup.services() {
-            if let Some(fd) = s.ready_fd {
-                watched.insert(fd, s.ready_token);
-                assert_eq!(s.ready_token & 0xffff_ffff, i as u64, "token of {}", s.name);
+            if let Some((fd, token)) = s.ready {
+                watched.insert(fd, token);
+                assert_eq!(token & 0xffff_ffff, i as u64, "token of {}", s.name);
             }
             match s.state {
                 State::Down | State::Fatal | State::Delay | State::Oneshot => {
@@ -305,16 +306,20 @@ impl Sim {
                     assert!(s.pid > 0, "{} is STARTING with nothing running", s.name)
                 }
                 State::Up => assert!(s.run_pid() > 0, "{} is UP without a pid", s.name),
-                State::Setup => assert_eq!(s.proc, Proc::Setup),
+                State::Setup => assert_eq!(s.running, Some(Script::Setup)),
                 _ => {}
             }
-            assert_eq!(s.proc == Proc::None, s.pid == 0);
+            assert_eq!(s.running.is_none(), s.pid == 0);
             if s.pid != 0 {
                 assert!(pids.insert(s.pid), "pid {} twice", s.pid);
             }
-            for fd in [s.ready_fd, s.log_pipe.map(|p| p.0), s.log_pipe.map(|p| p.1)]
-                .into_iter()
-                .flatten()
+            for fd in [
+                s.ready.map(|(fd, _)| fd),
+                s.log_pipe.map(|p| p.0),
+                s.log_pipe.map(|p| p.1),
+            ]
+            .into_iter()
+            .flatten()
             {
                 assert!(fds.insert(fd));
             }
@@ -378,7 +383,7 @@ fn a_readiness_event_of_a_replaced_pipe_never_reaches_its_successor() {
     let (old, old_fd) = sim.watched().next().unwrap();
     sim.command(proto::TAG_RESTART, "a");
     sim.os.readiness.insert(old_fd, vec![ReadResult::Eof]);
-    sim.exit(sim.os.pid_of("a", Prog::Run), killed(libc::SIGTERM));
+    sim.exit(sim.os.pid_of("a", Script::Run), killed(libc::SIGTERM));
     assert_eq!(sim.state("a"), State::Starting);
     let (new, new_fd) = sim.watched().next().expect("the new run's pipe");
     assert_ne!(new, old);
@@ -454,7 +459,7 @@ fn setup_exit_status_decides() {
     ] {
         let mut sim = Sim::new(simple(&[("setup", ""), ("run", "")]));
         assert_eq!(sim.state("a"), State::Setup);
-        let setup = sim.os.pid_of("a", Prog::Setup);
+        let setup = sim.os.pid_of("a", Script::Setup);
         sim.exit(setup, status);
         assert_eq!(sim.state("a"), state, "setup status {status}");
         if state == State::Delay {
@@ -469,17 +474,17 @@ fn setup_exit_status_decides() {
 #[test]
 fn fast_exit_waits_the_respawn_delay_slow_exit_restarts_at_once() {
     let mut sim = Sim::new(simple(&[("run", "")]));
-    let pid = sim.os.pid_of("a", Prog::Run);
+    let pid = sim.os.pid_of("a", Script::Run);
     sim.advance(500);
     sim.exit(pid, exited(3));
     assert_eq!(sim.state("a"), State::Delay);
     sim.advance(1000);
     assert_eq!(sim.state("a"), State::Starting);
-    let pid = sim.os.pid_of("a", Prog::Run);
+    let pid = sim.os.pid_of("a", Script::Run);
     sim.advance(3000);
     sim.exit(pid, exited(3));
     assert_eq!(sim.state("a"), State::Starting, "restarted at once");
-    assert_ne!(sim.os.pid_of("a", Prog::Run), pid);
+    assert_ne!(sim.os.pid_of("a", Script::Run), pid);
     assert_eq!(
         sim.os.events_of("a"),
         [
@@ -502,21 +507,21 @@ fn finish_gets_status_signal_and_parameter() {
     os.files.insert(b"t@x y/".to_vec(), vec![]);
     let mut sim = Sim::new(os);
     assert_eq!(sim.state("t@x y"), State::Starting);
-    let (_, _, args, ..) = sim.os.last_spawn("t@", Prog::Run).unwrap().clone();
+    let (_, _, args, ..) = sim.os.last_spawn("t@", Script::Run).unwrap().clone();
     assert_eq!(args, [b"x y".to_vec()]);
-    let pid = sim.os.pid_of("t@", Prog::Run);
+    let pid = sim.os.pid_of("t@", Script::Run);
     sim.advance(3000);
     sim.exit(pid, killed(libc::SIGTERM));
-    let (_, _, args, ..) = sim.os.last_spawn("t@", Prog::Finish).unwrap().clone();
+    let (_, _, args, ..) = sim.os.last_spawn("t@", Script::Finish).unwrap().clone();
     assert_eq!(args, [b"-1".to_vec(), b"15".to_vec(), b"x y".to_vec()]);
     assert_eq!(sim.state("t@x y"), State::Restart);
-    let finish = sim.os.pid_of("t@", Prog::Finish);
+    let finish = sim.os.pid_of("t@", Script::Finish);
     sim.exit(finish, EXITED_0);
     assert_eq!(sim.state("t@x y"), State::Starting);
-    let pid = sim.os.pid_of("t@", Prog::Run);
+    let pid = sim.os.pid_of("t@", Script::Run);
     sim.advance(3000);
     sim.exit(pid, exited(7));
-    let (_, _, args, ..) = sim.os.last_spawn("t@", Prog::Finish).unwrap().clone();
+    let (_, _, args, ..) = sim.os.last_spawn("t@", Script::Finish).unwrap().clone();
     assert_eq!(args, [b"7".to_vec(), b"0".to_vec(), b"x y".to_vec()]);
 }
 
@@ -526,13 +531,13 @@ fn exec_failure_is_fatal_or_delayed_by_errno() {
     os.exec_errors.insert(b"a/run".to_vec(), libc::ENOEXEC);
     let mut sim = Sim::new(os);
     assert_eq!(sim.state("a"), State::Fatal);
-    let (_, _, args, ..) = sim.os.last_spawn("a", Prog::Finish).unwrap().clone();
+    let (_, _, args, ..) = sim.os.last_spawn("a", Script::Finish).unwrap().clone();
     assert_eq!(args, [b"111".to_vec(), b"0".to_vec()]);
-    let finish = sim.os.pid_of("a", Prog::Finish);
+    let finish = sim.os.pid_of("a", Script::Finish);
     sim.exit(finish, EXITED_0);
     assert_eq!(sim.state("a"), State::Fatal);
     let i = sim.sup.find(b"a").unwrap();
-    assert_eq!(sim.sup.sv(i).wstatus, -1);
+    assert_eq!(sim.sup.table[i].wstatus, -1);
 
     let mut os = simple(&[("run", "")]);
     os.exec_errors.insert(b"a/run".to_vec(), libc::ETXTBSY);
@@ -548,7 +553,7 @@ fn exec_failure_is_fatal_or_delayed_by_errno() {
 #[test]
 fn down_signals_then_kills_after_the_timeout() {
     let mut sim = Sim::new(simple(&[("run", ""), ("down-signal", "hup")]));
-    let pid = sim.os.pid_of("a", Prog::Run);
+    let pid = sim.os.pid_of("a", Script::Run);
     sim.command(proto::TAG_DOWN, "a");
     assert_eq!(sim.state("a"), State::Shutdown);
     assert_eq!(sim.os.kills, [(pid, libc::SIGHUP), (pid, libc::SIGCONT)]);
@@ -563,7 +568,7 @@ fn down_signals_then_kills_after_the_timeout() {
 #[test]
 fn timeout_kill_file_sets_the_budget() {
     let mut sim = Sim::new(simple(&[("run", ""), ("timeout-kill", "500\n")]));
-    let pid = sim.os.pid_of("a", Prog::Run);
+    let pid = sim.os.pid_of("a", Script::Run);
     sim.command(proto::TAG_DOWN, "a");
     sim.advance(500);
     assert_eq!(sim.os.kills.last(), Some(&(pid, libc::SIGKILL)));
@@ -579,7 +584,7 @@ fn huge_timeouts_saturate_instead_of_killing_at_once() {
         ("timeout-kill", huge),
         ("timeout-finish", huge),
     ]));
-    let pid = sim.os.pid_of("a", Prog::Run);
+    let pid = sim.os.pid_of("a", Script::Run);
     sim.command(proto::TAG_DOWN, "a");
     sim.advance(86_400_000);
     assert_eq!(sim.os.kills, [(pid, libc::SIGTERM), (pid, libc::SIGCONT)]);
@@ -592,13 +597,13 @@ fn huge_timeouts_saturate_instead_of_killing_at_once() {
 #[test]
 fn down_from_finish_cancels_a_restart() {
     let mut sim = Sim::new(simple(&[("run", ""), ("finish", "")]));
-    let pid = sim.os.pid_of("a", Prog::Run);
+    let pid = sim.os.pid_of("a", Script::Run);
     sim.advance(3000);
     sim.exit(pid, exited(1));
     assert_eq!(sim.state("a"), State::Restart);
     sim.command(proto::TAG_DOWN, "a");
     assert_eq!(sim.state("a"), State::Shutdown);
-    let finish = sim.os.pid_of("a", Prog::Finish);
+    let finish = sim.os.pid_of("a", Script::Finish);
     sim.exit(finish, EXITED_0);
     assert_eq!(sim.state("a"), State::Down);
     sim.advance(10_000);
@@ -608,21 +613,21 @@ fn down_from_finish_cancels_a_restart() {
 #[test]
 fn oneshot_lifecycle() {
     let mut sim = Sim::new(simple(&[("setup", ""), ("finish", "")]));
-    let setup = sim.os.pid_of("a", Prog::Setup);
+    let setup = sim.os.pid_of("a", Script::Setup);
     sim.exit(setup, EXITED_0);
     assert_eq!(sim.state("a"), State::Oneshot);
     sim.command(proto::TAG_DOWN, "a");
     assert_eq!(sim.state("a"), State::Shutdown);
-    let (_, _, args, ..) = sim.os.last_spawn("a", Prog::Finish).unwrap().clone();
+    let (_, _, args, ..) = sim.os.last_spawn("a", Script::Finish).unwrap().clone();
     assert_eq!(args, [b"0".to_vec(), b"0".to_vec()]);
-    sim.exit(sim.os.pid_of("a", Prog::Finish), EXITED_0);
+    sim.exit(sim.os.pid_of("a", Script::Finish), EXITED_0);
     assert_eq!(sim.state("a"), State::Down);
 }
 
 #[test]
 fn want_up_during_shutdown_turns_into_restart() {
     let mut sim = Sim::new(simple(&[("run", "")]));
-    let pid = sim.os.pid_of("a", Prog::Run);
+    let pid = sim.os.pid_of("a", Script::Run);
     sim.command(proto::TAG_DOWN, "a");
     sim.command(proto::TAG_UP, "a");
     assert_eq!(sim.state("a"), State::Restart);
@@ -634,7 +639,7 @@ fn want_up_during_shutdown_turns_into_restart() {
 #[test]
 fn setup_exit_after_stop_request_skips_run() {
     let mut sim = Sim::new(simple(&[("setup", ""), ("run", "")]));
-    let setup = sim.os.pid_of("a", Prog::Setup);
+    let setup = sim.os.pid_of("a", Script::Setup);
     sim.command(proto::TAG_DOWN, "a");
     assert_eq!(
         sim.os.kills,
@@ -642,7 +647,7 @@ fn setup_exit_after_stop_request_skips_run() {
     );
     sim.exit(setup, EXITED_0);
     assert_eq!(sim.state("a"), State::Down);
-    assert!(sim.os.last_spawn("a", Prog::Run).is_none());
+    assert!(sim.os.last_spawn("a", Script::Run).is_none());
 }
 
 #[test]
@@ -658,7 +663,7 @@ fn requests_announce_the_state_and_answer_like_the_c_nitro() {
     );
     assert_eq!(sim.request(&[0, 0, 200]), [0, 0, proto::TAG_ENOSYS]);
     let query = sim.command(proto::TAG_QUERY, "a");
-    let pid = sim.os.pid_of("a", Prog::Run) as u32;
+    let pid = sim.os.pid_of("a", Script::Run) as u32;
     let mut expected = vec![1, 0, 0x66, 4, 4, 0, 0x67];
     expected.extend_from_slice(&pid.to_le_bytes());
     expected.extend_from_slice(&[4, 0, 0x68, 0, 0, 0, 0, 4, 0, 0x69, 2, 0, 0, 0]);
@@ -718,7 +723,7 @@ fn instances_on_demand_are_forgotten_on_rescan_once_down() {
     assert_eq!(sim.state("t@1"), State::Starting);
     sim.command(proto::TAG_RESCAN, "");
     assert!(sim.sup.find(b"t@1").is_some(), "running instances stay");
-    let pid = sim.os.pid_of("t@", Prog::Run);
+    let pid = sim.os.pid_of("t@", Script::Run);
     sim.command(proto::TAG_DOWN, "t@1");
     sim.exit(pid, killed(libc::SIGTERM));
     assert_eq!(sim.state("t@1"), State::Down);
@@ -755,7 +760,7 @@ fn instances_are_stopped_and_forgotten_once_their_template_is_gone() {
         assert_eq!(sim.state(name), State::Shutdown, "{name}");
     }
     let i = sim.sup.find(b"a").unwrap();
-    assert_eq!(sim.sup.sv(i).logger, None, "a no longer logs into lg@a");
+    assert_eq!(sim.sup.table[i].logger, None, "a no longer logs into lg@a");
     let pids: Vec<Pid> = sim
         .sup
         .services()
@@ -787,7 +792,7 @@ fn rescan_starts_new_and_forgets_removed_services() {
         sim.sup.find(b"d").is_none(),
         "no run and no setup: not a service"
     );
-    let pid = sim.os.pid_of("a", Prog::Run);
+    let pid = sim.os.pid_of("a", Script::Run);
     sim.os.remove_service("a");
     sim.command(proto::TAG_RESCAN, "");
     assert_eq!(sim.state("a"), State::Shutdown);
@@ -855,14 +860,17 @@ fn log_links_resolve_to_services_and_templates() {
     let sim = Sim::new(os);
     assert_eq!(sim.state("logger@a"), State::Starting);
     let logger = sim.sup.find(b"logger@a").unwrap();
-    let (read, write) = sim.sup.sv(logger).log_pipe.unwrap();
-    assert_eq!(sim.os.last_spawn("a", Prog::Run).unwrap().4, Some(write));
+    let (read, write) = sim.sup.table[logger].log_pipe.unwrap();
+    assert_eq!(sim.os.last_spawn("a", Script::Run).unwrap().4, Some(write));
     assert_eq!(
-        sim.os.last_spawn("logger@", Prog::Run).unwrap().3,
+        sim.os.last_spawn("logger@", Script::Run).unwrap().3,
         Some(read)
     );
     let plain = sim.sup.find(b"plain").unwrap();
-    assert_eq!(sim.sup.sv(sim.sup.find(b"b").unwrap()).logger, Some(plain));
+    assert_eq!(
+        sim.sup.table[sim.sup.find(b"b").unwrap()].logger,
+        Some(plain)
+    );
 }
 
 #[test]
@@ -873,16 +881,16 @@ fn only_a_loggers_run_reads_its_pipe() {
     os.link("a", "log", "../logger");
     let mut sim = Sim::new(os);
     let logger = sim.sup.find(b"logger").unwrap();
-    let (read, _) = sim.sup.sv(logger).log_pipe.expect("the logger's pipe");
+    let (read, _) = sim.sup.table[logger].log_pipe.expect("the logger's pipe");
     // setup and finish would take lines meant for run.
-    assert_eq!(sim.os.last_spawn("logger", Prog::Setup).unwrap().3, None);
-    sim.exit(sim.os.pid_of("logger", Prog::Setup), EXITED_0);
+    assert_eq!(sim.os.last_spawn("logger", Script::Setup).unwrap().3, None);
+    sim.exit(sim.os.pid_of("logger", Script::Setup), EXITED_0);
     assert_eq!(
-        sim.os.last_spawn("logger", Prog::Run).unwrap().3,
+        sim.os.last_spawn("logger", Script::Run).unwrap().3,
         Some(read)
     );
-    sim.exit(sim.os.pid_of("logger", Prog::Run), exited(0));
-    assert_eq!(sim.os.last_spawn("logger", Prog::Finish).unwrap().3, None);
+    sim.exit(sim.os.pid_of("logger", Script::Run), exited(0));
+    assert_eq!(sim.os.last_spawn("logger", Script::Finish).unwrap().3, None);
 }
 
 #[test]
@@ -894,16 +902,16 @@ fn a_logger_listed_before_its_writer_starts_with_its_pipe() {
     os.scan_reversed = true;
     let sim = Sim::new(os);
     let logger = sim.sup.find(b"logger").unwrap();
-    let (read, write) = sim.sup.sv(logger).log_pipe.expect("the logger's pipe");
+    let (read, write) = sim.sup.table[logger].log_pipe.expect("the logger's pipe");
     let runs: Vec<_> = sim
         .os
         .spawns
         .iter()
-        .filter(|s| s.0 == b"logger" && s.1 == Prog::Run)
+        .filter(|s| s.0 == b"logger" && s.1 == Script::Run)
         .map(|s| s.3)
         .collect();
     assert_eq!(runs, [Some(read)], "started once, on its pipe");
-    assert_eq!(sim.os.last_spawn("a", Prog::Run).unwrap().4, Some(write));
+    assert_eq!(sim.os.last_spawn("a", Script::Run).unwrap().4, Some(write));
 }
 
 #[test]
@@ -914,11 +922,11 @@ fn a_stopping_logger_comes_back_when_its_writer_starts() {
     os.link("a", "log", "../logger");
     let mut sim = Sim::new(os);
     sim.command(proto::TAG_DOWN, "logger");
-    sim.exit(sim.os.pid_of("logger", Prog::Run), killed(libc::SIGTERM));
-    let finish = sim.os.pid_of("logger", Prog::Finish);
+    sim.exit(sim.os.pid_of("logger", Script::Run), killed(libc::SIGTERM));
+    let finish = sim.os.pid_of("logger", Script::Finish);
     assert_eq!(sim.state("logger"), State::Shutdown);
     sim.command(proto::TAG_RESTART, "a");
-    sim.exit(sim.os.pid_of("a", Prog::Run), killed(libc::SIGTERM));
+    sim.exit(sim.os.pid_of("a", Script::Run), killed(libc::SIGTERM));
     assert_eq!(sim.state("a"), State::Starting);
     assert_eq!(sim.state("logger"), State::Restart, "want up reached it");
     sim.exit(finish, EXITED_0);
@@ -939,10 +947,10 @@ fn a_service_may_log_into_itself_or_a_loop() {
     assert_eq!(sim.os.warnings, 0);
     let pipe = |sim: &Sim, name: &str| {
         let i = sim.sup.find(name.as_bytes()).unwrap();
-        sim.sup.sv(i).log_pipe.expect("a log pipe")
+        sim.sup.table[i].log_pipe.expect("a log pipe")
     };
     let stdio = |sim: &Sim, name: &str| {
-        let spawn = sim.os.last_spawn(name, Prog::Run).unwrap();
+        let spawn = sim.os.last_spawn(name, Script::Run).unwrap();
         (spawn.3, spawn.4)
     };
     let (a, b, c) = (pipe(&sim, "a"), pipe(&sim, "b"), pipe(&sim, "c"));
@@ -959,10 +967,10 @@ fn a_service_may_log_into_itself_or_a_loop() {
     for name in ["a", "b", "c"] {
         assert_eq!(sim.state(name), State::Starting, "{name} held back");
     }
-    sim.exit(sim.os.pid_of("d", Prog::Run), killed(libc::SIGTERM));
+    sim.exit(sim.os.pid_of("d", Script::Run), killed(libc::SIGTERM));
     for name in ["a", "b", "c"] {
         assert_eq!(sim.state(name), State::Shutdown, "{name} stopping");
-        sim.exit(sim.os.pid_of(name, Prog::Run), killed(libc::SIGTERM));
+        sim.exit(sim.os.pid_of(name, Script::Run), killed(libc::SIGTERM));
     }
     assert!(sim.sup.stopped());
 }
@@ -977,12 +985,12 @@ fn a_service_logging_into_itself_is_forgotten_once_gone() {
     let mut sim = Sim::new(os);
     sim.command(proto::TAG_UP, "t@x");
     let i = sim.sup.find(b"t@x").unwrap();
-    assert_eq!(sim.sup.sv(i).logger, Some(i), "t@x logs into itself");
+    assert_eq!(sim.sup.table[i].logger, Some(i), "t@x logs into itself");
     sim.command(proto::TAG_DOWN, "t@x");
-    sim.exit(sim.os.pid_of("t@", Prog::Run), killed(libc::SIGTERM));
+    sim.exit(sim.os.pid_of("t@", Script::Run), killed(libc::SIGTERM));
     sim.os.remove_service("c");
     sim.command(proto::TAG_RESCAN, "");
-    sim.exit(sim.os.pid_of("c", Prog::Run), killed(libc::SIGTERM));
+    sim.exit(sim.os.pid_of("c", Script::Run), killed(libc::SIGTERM));
     assert!(sim.sup.find(b"c").is_none(), "c forgotten");
     assert!(sim.sup.find(b"t@x").is_none(), "t@x forgotten");
     assert_eq!(sim.sup.services().count(), 0);
@@ -1002,7 +1010,7 @@ fn loggers_removed_with_their_writers_are_forgotten() {
     let mut sim = Sim::new(os);
     let pids: Vec<Pid> = ["w", "l", "x", "y"]
         .iter()
-        .map(|n| sim.os.pid_of(n, Prog::Run))
+        .map(|n| sim.os.pid_of(n, Script::Run))
         .collect();
     for name in ["w", "l", "x", "y"] {
         sim.os.remove_service(name);
@@ -1026,8 +1034,8 @@ fn shutdown_stops_loggers_last() {
     os.service("a", &[("run", "")]);
     os.link("a", "log", "../logger");
     let mut sim = Sim::new(os);
-    let a = sim.os.pid_of("a", Prog::Run);
-    let logger = sim.os.pid_of("logger", Prog::Run);
+    let a = sim.os.pid_of("a", Script::Run);
+    let logger = sim.os.pid_of("logger", Script::Run);
     sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
     assert_eq!(sim.state("a"), State::Shutdown);
     assert_eq!(sim.state("logger"), State::Starting);
@@ -1177,7 +1185,7 @@ fn sys_setup_runs_before_the_scan_and_can_create_services_down() {
     );
     assert_eq!(sim.command(proto::TAG_DOWN, "b"), [0, 0, proto::TAG_OK]);
     assert_eq!(sim.state("b"), State::Down);
-    sim.exit(sim.os.pid_of("SYS", Prog::Setup), exited(1));
+    sim.exit(sim.os.pid_of("SYS", Script::Setup), exited(1));
     assert_eq!(sim.sup.phase(), Phase::Running);
     assert_eq!(sim.state("a"), State::Starting);
     assert_eq!(sim.state("b"), State::Down, "created down inside SYS/setup");
@@ -1192,9 +1200,9 @@ fn a_shutdown_during_sys_setup_stops_it_and_waits_for_it() {
     os.service("b", &[("run", "")]);
     os.service("SYS", &[("setup", ""), ("finish", "")]);
     let mut sim = Sim::new(os);
-    let setup = sim.os.pid_of("SYS", Prog::Setup);
+    let setup = sim.os.pid_of("SYS", Script::Setup);
     sim.command(proto::TAG_UP, "a");
-    let run = sim.os.pid_of("a", Prog::Run);
+    let run = sim.os.pid_of("a", Script::Run);
     sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
     assert_eq!(
         sim.os.kills,
@@ -1203,9 +1211,9 @@ fn a_shutdown_during_sys_setup_stops_it_and_waits_for_it() {
     sim.advance(STOP_TIMEOUT_MS);
     assert_eq!(sim.os.kills.last(), Some(&(setup, libc::SIGKILL)));
     assert!(!sim.sup.stopped(), "SYS/setup is still there");
-    assert!(sim.os.last_spawn("SYS", Prog::Finish).is_none());
+    assert!(sim.os.last_spawn("SYS", Script::Finish).is_none());
     sim.exit(setup, killed(libc::SIGKILL));
-    let finish = sim.os.pid_of("SYS", Prog::Finish);
+    let finish = sim.os.pid_of("SYS", Script::Finish);
     sim.exit(finish, EXITED_0);
     assert_eq!(sim.state("a"), State::Shutdown);
     sim.exit(run, killed(libc::SIGTERM));
@@ -1224,17 +1232,17 @@ fn a_setup_that_succeeds_after_shutdown_began_does_not_start_run() {
     os.link("w", "log", "../lg");
     os.service("SYS", &[("finish", "")]);
     let mut sim = Sim::new(os);
-    let setup = sim.os.pid_of("a", Prog::Setup);
-    let logger_setup = sim.os.pid_of("lg", Prog::Setup);
+    let setup = sim.os.pid_of("a", Script::Setup);
+    let logger_setup = sim.os.pid_of("lg", Script::Setup);
     sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
     sim.exit(setup, EXITED_0);
     assert_eq!(sim.state("a"), State::Down);
-    sim.exit(sim.os.pid_of("SYS", Prog::Finish), EXITED_0);
+    sim.exit(sim.os.pid_of("SYS", Script::Finish), EXITED_0);
     sim.exit(logger_setup, EXITED_0);
     assert_eq!(sim.state("lg"), State::Down);
-    assert!(sim.os.last_spawn("a", Prog::Run).is_none());
-    assert!(sim.os.last_spawn("lg", Prog::Run).is_none());
-    sim.exit(sim.os.pid_of("w", Prog::Run), killed(libc::SIGTERM));
+    assert!(sim.os.last_spawn("a", Script::Run).is_none());
+    assert!(sim.os.last_spawn("lg", Script::Run).is_none());
+    sim.exit(sim.os.pid_of("w", Script::Run), killed(libc::SIGTERM));
     assert!(sim.sup.stopped());
 }
 
@@ -1243,10 +1251,10 @@ fn sys_finish_is_awaited_in_full_before_services_stop() {
     let mut os = simple(&[("run", "")]);
     os.service("SYS", &[("finish", "")]);
     let mut sim = Sim::new(os);
-    let run = sim.os.pid_of("a", Prog::Run);
+    let run = sim.os.pid_of("a", Script::Run);
     sim.request(&[0, 0, proto::TAG_REBOOT]);
-    assert_eq!(sim.sup.phase(), Phase::Finishing);
-    let (_, _, args, ..) = sim.os.last_spawn("SYS", Prog::Finish).unwrap().clone();
+    assert_eq!(sim.sup.phase(), Phase::SysFinish);
+    let (_, _, args, ..) = sim.os.last_spawn("SYS", Script::Finish).unwrap().clone();
     assert_eq!(args, [b"0".to_vec(), b"0".to_vec(), b"reboot".to_vec()]);
     // Control traffic, stray children and time do not cut it short.
     sim.request(&[0, 0, proto::TAG_LIST]);
@@ -1260,11 +1268,11 @@ fn sys_finish_is_awaited_in_full_before_services_stop() {
     assert_eq!(sim.state("a"), State::Shutdown);
     sim.command(proto::TAG_UP, "a");
     assert_eq!(sim.state("a"), State::Shutdown);
-    sim.exit(sim.os.pid_of("SYS", Prog::Finish), 0);
+    sim.exit(sim.os.pid_of("SYS", Script::Finish), 0);
     assert_eq!(sim.sup.phase(), Phase::Stopping);
     sim.exit(run, killed(libc::SIGTERM));
     assert!(sim.sup.stopped());
-    assert!(sim.sup.reboot_requested());
+    assert_eq!(sim.sup.end(), End::Reboot);
 }
 
 #[test]
@@ -1273,7 +1281,7 @@ fn sys_finish_is_killed_after_thirty_seconds() {
     os.service("SYS", &[("finish", "")]);
     let mut sim = Sim::new(os);
     sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
-    let finish = sim.os.pid_of("SYS", Prog::Finish);
+    let finish = sim.os.pid_of("SYS", Script::Finish);
     sim.advance(SYS_TIMEOUT_MS);
     assert_eq!(sim.os.kills, [(finish, libc::SIGKILL)]);
 }
@@ -1285,13 +1293,13 @@ fn main_service_ending_decides_the_exit_status() {
         os.service("other", &[("run", "")]);
         let mut sim = Sim::new(os);
         sim.advance(3000);
-        sim.exit(sim.os.pid_of("a", Prog::Run), wstatus);
+        sim.exit(sim.os.pid_of("a", Script::Run), wstatus);
         assert_eq!(sim.sup.phase(), Phase::Running, "finish runs first");
-        sim.exit(sim.os.pid_of("a", Prog::Finish), 0);
+        sim.exit(sim.os.pid_of("a", Script::Finish), 0);
         assert_eq!(sim.state("a"), State::Down, "not restarted");
         assert_eq!(sim.sup.phase(), Phase::Stopping);
         assert_eq!(sim.sup.exit_status(), expected);
-        sim.exit(sim.os.pid_of("other", Prog::Run), killed(libc::SIGTERM));
+        sim.exit(sim.os.pid_of("other", Script::Run), killed(libc::SIGTERM));
         assert!(sim.sup.stopped());
     }
 }
@@ -1309,12 +1317,12 @@ fn main_service_fatal_is_111_and_requested_stops_do_not_count() {
     os.exec_errors.insert(b"a/run".to_vec(), libc::EACCES);
     let mut sim = Sim::new(os);
     assert_eq!(sim.sup.phase(), Phase::Running, "finish first");
-    sim.exit(sim.os.pid_of("a", Prog::Finish), EXITED_0);
+    sim.exit(sim.os.pid_of("a", Script::Finish), EXITED_0);
     assert_eq!(sim.sup.phase(), Phase::Stopping);
     assert_eq!(sim.sup.exit_status(), 111);
 
     let mut sim = Sim::new(simple(&[("run", ""), ("main", "")]));
-    let run = sim.os.pid_of("a", Prog::Run);
+    let run = sim.os.pid_of("a", Script::Run);
     sim.command(proto::TAG_RESTART, "a");
     sim.exit(run, killed(libc::SIGTERM));
     assert_eq!(sim.sup.phase(), Phase::Running);
@@ -1331,8 +1339,8 @@ fn requests_during_a_main_services_finish_never_end_the_system_later() {
     os.service("other", &[("run", "")]);
     let mut sim = Sim::new(os);
     sim.advance(3000);
-    sim.exit(sim.os.pid_of("a", Prog::Run), exited(3));
-    let finish = sim.os.pid_of("a", Prog::Finish);
+    sim.exit(sim.os.pid_of("a", Script::Run), exited(3));
+    let finish = sim.os.pid_of("a", Script::Finish);
     sim.command(proto::TAG_DOWN, "a");
     sim.command(proto::TAG_UP, "a");
     sim.command(proto::TAG_RESTART, "a");
@@ -1345,17 +1353,17 @@ fn requests_during_a_main_services_finish_never_end_the_system_later() {
     let mut os = simple(&[("run", ""), ("main", ""), ("finish", "")]);
     os.exec_errors.insert(b"a/run".to_vec(), libc::EACCES);
     let mut sim = Sim::new(os);
-    let finish = sim.os.pid_of("a", Prog::Finish);
+    let finish = sim.os.pid_of("a", Script::Finish);
     sim.command(proto::TAG_DOWN, "a");
     sim.exit(finish, EXITED_0);
     assert_eq!(sim.state("a"), State::Down);
     sim.os.exec_errors.clear();
     sim.command(proto::TAG_UP, "a");
     sim.advance(3000);
-    let run = sim.os.pid_of("a", Prog::Run);
+    let run = sim.os.pid_of("a", Script::Run);
     sim.command(proto::TAG_RESTART, "a");
     sim.exit(run, killed(libc::SIGTERM));
-    sim.exit(sim.os.pid_of("a", Prog::Finish), EXITED_0);
+    sim.exit(sim.os.pid_of("a", Script::Finish), EXITED_0);
     assert_eq!(sim.sup.phase(), Phase::Running, "the system went down");
     assert_eq!(sim.state("a"), State::Starting);
 }
@@ -1364,18 +1372,18 @@ fn requests_during_a_main_services_finish_never_end_the_system_later() {
 fn requested_restarts_start_at_once_and_do_not_count_as_restarts() {
     let mut sim = Sim::new(simple(&[("run", "")]));
     for _ in 0..3 {
-        let run = sim.os.pid_of("a", Prog::Run);
+        let run = sim.os.pid_of("a", Script::Run);
         sim.advance(10);
         sim.command(proto::TAG_RESTART, "a");
         sim.exit(run, killed(libc::SIGTERM));
         assert_eq!(sim.state("a"), State::Starting, "no respawn delay");
     }
     let i = sim.sup.find(b"a").unwrap();
-    assert_eq!(sim.sup.sv(i).restarts, 0);
+    assert_eq!(sim.sup.table[i].restarts, 0);
     // A crash right after is delayed, and counted.
-    sim.exit(sim.os.pid_of("a", Prog::Run), exited(1));
+    sim.exit(sim.os.pid_of("a", Script::Run), exited(1));
     assert_eq!(sim.state("a"), State::Delay);
-    assert_eq!(sim.sup.sv(i).restarts, 1);
+    assert_eq!(sim.sup.table[i].restarts, 1);
 }
 
 mod hostile {
@@ -1458,10 +1466,10 @@ fn timeout_finish_file_sets_the_finish_budget() {
         ("finish", ""),
         ("timeout-finish", "300"),
     ]));
-    let run = sim.os.pid_of("a", Prog::Run);
+    let run = sim.os.pid_of("a", Script::Run);
     sim.advance(3000);
     sim.exit(run, exited(0));
-    let finish = sim.os.pid_of("a", Prog::Finish);
+    let finish = sim.os.pid_of("a", Script::Finish);
     sim.advance(299);
     assert!(sim.os.kills.is_empty());
     sim.advance(1);
@@ -1472,7 +1480,7 @@ fn timeout_finish_file_sets_the_finish_budget() {
         ("finish", ""),
         ("timeout-finish", "soon"),
     ]));
-    let run = sim.os.pid_of("a", Prog::Run);
+    let run = sim.os.pid_of("a", Script::Run);
     sim.advance(3000);
     sim.exit(run, exited(0));
     assert!(sim.os.warnings > 0);
@@ -1483,16 +1491,9 @@ fn timeout_finish_file_sets_the_finish_budget() {
 }
 
 /// State × event: from each state a service can be put in, what each
-/// event leads to (SPEC section 3).
+/// event does to it, through the one transition function (SPEC section 3).
 #[test]
 fn state_event_table() {
-    #[derive(Debug, Clone, Copy)]
-    enum Event {
-        Up,
-        Down,
-        Restart,
-        RunExits,
-    }
     // Puts service `a` (setup + run + finish, or a one-shot) in `state`.
     fn reach(state: State) -> Sim {
         let files: &[(&str, &str)] = match state {
@@ -1507,7 +1508,7 @@ fn state_event_table() {
             return sim;
         }
         sim.command(proto::TAG_UP, "a");
-        let setup = sim.os.pid_of("a", Prog::Setup);
+        let setup = sim.os.pid_of("a", Script::Setup);
         match state {
             State::Setup => return sim,
             State::Fatal => sim.exit(setup, exited(111)),
@@ -1528,56 +1529,49 @@ fn state_event_table() {
         sim
     }
     use State::*;
+    const RUN_EXITS: Event = Event::Exited(1 << 8);
     let table: &[(State, Event, State)] = &[
-        (Down, Event::Up, Setup),
-        (Down, Event::Down, Down),
-        (Down, Event::Restart, Setup),
-        (Setup, Event::Up, Setup),
-        (Setup, Event::Down, Shutdown),
-        (Setup, Event::Restart, Restart),
-        (Starting, Event::Up, Starting),
-        (Starting, Event::Down, Shutdown),
-        (Starting, Event::Restart, Restart),
-        (Starting, Event::RunExits, Starting),
-        (Up, Event::Up, Up),
-        (Up, Event::Down, Shutdown),
-        (Up, Event::Restart, Restart),
-        (Up, Event::RunExits, Restart),
-        (Oneshot, Event::Up, Oneshot),
-        (Oneshot, Event::Down, Down),
-        (Oneshot, Event::Restart, Setup),
-        (Shutdown, Event::Up, Restart),
-        (Shutdown, Event::Down, Shutdown),
-        (Shutdown, Event::Restart, Restart),
-        (Shutdown, Event::RunExits, Shutdown),
-        (Restart, Event::Up, Restart),
-        (Restart, Event::Down, Shutdown),
-        (Restart, Event::Restart, Restart),
-        (Restart, Event::RunExits, Restart),
-        (Fatal, Event::Up, Setup),
-        (Fatal, Event::Down, Down),
-        (Fatal, Event::Restart, Setup),
-        (Delay, Event::Up, Setup),
-        (Delay, Event::Down, Down),
-        (Delay, Event::Restart, Setup),
+        (Down, Event::WantUp, Setup),
+        (Down, Event::WantDown, Down),
+        (Down, Event::WantRestart, Setup),
+        (Setup, Event::WantUp, Setup),
+        (Setup, Event::WantDown, Shutdown),
+        (Setup, Event::WantRestart, Restart),
+        (Starting, Event::WantUp, Starting),
+        (Starting, Event::WantDown, Shutdown),
+        (Starting, Event::WantRestart, Restart),
+        (Starting, RUN_EXITS, Starting),
+        (Up, Event::WantUp, Up),
+        (Up, Event::WantDown, Shutdown),
+        (Up, Event::WantRestart, Restart),
+        (Up, RUN_EXITS, Restart),
+        (Oneshot, Event::WantUp, Oneshot),
+        (Oneshot, Event::WantDown, Down),
+        (Oneshot, Event::WantRestart, Setup),
+        (Shutdown, Event::WantUp, Restart),
+        (Shutdown, Event::WantDown, Shutdown),
+        (Shutdown, Event::WantRestart, Restart),
+        (Shutdown, RUN_EXITS, Shutdown),
+        (Restart, Event::WantUp, Restart),
+        (Restart, Event::WantDown, Shutdown),
+        (Restart, Event::WantRestart, Restart),
+        (Restart, RUN_EXITS, Restart),
+        (Fatal, Event::WantUp, Setup),
+        (Fatal, Event::WantDown, Down),
+        (Fatal, Event::WantRestart, Setup),
+        (Delay, Event::WantUp, Setup),
+        (Delay, Event::WantDown, Down),
+        (Delay, Event::WantRestart, Setup),
+        (Starting, Event::Ready, Up),
+        (Up, Event::Ready, Up),
+        (Shutdown, Event::Ready, Shutdown),
+        (Restart, Event::Ready, Restart),
     ];
     for &(from, event, to) in table {
         let mut sim = reach(from);
-        match event {
-            Event::Up => {
-                sim.command(proto::TAG_UP, "a");
-            }
-            Event::Down => {
-                sim.command(proto::TAG_DOWN, "a");
-            }
-            Event::Restart => {
-                sim.command(proto::TAG_RESTART, "a");
-            }
-            Event::RunExits => {
-                let run = sim.os.pid_of("a", Prog::Run);
-                sim.exit(run, exited(1));
-            }
-        }
+        let i = sim.sup.find(b"a").unwrap();
+        sim.sup.step(&mut sim.os, i, event, sim.now);
+        sim.check();
         assert_eq!(sim.state("a"), to, "{from:?} + {event:?}");
     }
 }
@@ -1618,7 +1612,7 @@ fn the_reason_of_a_failed_start_is_sent_until_run_is_launched_again() {
     let list = sim.request(&[0, 0, proto::TAG_LIST]);
     assert_eq!(reason_in(&list), Some(exec));
 
-    let setup = sim.os.pid_of("b", Prog::Setup);
+    let setup = sim.os.pid_of("b", Script::Setup);
     sim.exit(setup, exited(2));
     assert_eq!(sim.state("b"), State::Delay);
     let failed = |code| Reason {
@@ -1631,7 +1625,7 @@ fn the_reason_of_a_failed_start_is_sent_until_run_is_launched_again() {
         Some(failed(2))
     );
     sim.advance(1000);
-    sim.exit(sim.os.pid_of("b", Prog::Setup), exited(111));
+    sim.exit(sim.os.pid_of("b", Script::Setup), exited(111));
     assert_eq!(sim.state("b"), State::Fatal);
     assert_eq!(
         reason_in(&sim.command(proto::TAG_QUERY, "b")),

@@ -5,6 +5,7 @@ pub mod control;
 pub mod os;
 pub mod pid1;
 pub mod poller;
+pub mod process;
 pub mod signals;
 pub mod sockpath;
 pub mod spawn;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::core::{Millis, Prog, Spawn};
+use crate::core::{Millis, Script, Spawn};
 
 use super::signals::SignalPipe;
 use super::spawn::Spawner;
@@ -153,7 +153,7 @@ pub fn run_final(spawner: &Spawner, signals: &SignalPipe, reboot: bool) {
     let end: &[u8] = if reboot { b"reboot" } else { b"shutdown" };
     let spawn = Spawn {
         dir: crate::core::SYS,
-        prog: Prog::Final,
+        script: Script::Final,
         args: &[end],
         stdin: Some(0),
         stdout: None,

@@ -96,7 +96,7 @@ impl Spawner {
         let mut argv: [*const c_char; 6] = [std::ptr::null(); 6];
         let mut used = 0;
         let mut prog_path = [0u8; 16];
-        let prog = super::join_path(&mut prog_path, b".", spawn.prog.file().as_bytes())
+        let prog = super::join_path(&mut prog_path, b".", spawn.script.file().as_bytes())
             .ok_or(SpawnError::Exec(libc::ENAMETOOLONG))?;
         argv[0] = prog.as_ptr();
         for (n, arg) in spawn.args.iter().take(argv.len() - 2).enumerate() {

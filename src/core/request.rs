@@ -1,0 +1,153 @@
+//! Control requests (SPEC section 7): each datagram is answered at once;
+//! rescans and the end of the system wait until the reply went out.
+
+use crate::proto::{self, Request};
+use crate::spat::{Full, Writer};
+
+use super::machine::Event;
+use super::{End, Millis, Os, Pending, Phase, Service, Supervisor};
+
+impl Supervisor {
+    /// Handles one control datagram. Returns the length of the reply written
+    /// into `reply`, or `None` when the datagram is dropped.
+    pub fn handle_request(
+        &mut self,
+        os: &mut dyn Os,
+        datagram: &[u8],
+        reply: &mut [u8],
+        now: Millis,
+    ) -> Option<usize> {
+        let request = proto::parse_request(datagram)?;
+        let mut w = Writer::new(reply);
+        // A reply always fits: replies other than LIST are a few dozen
+        // bytes, and LIST pages itself.
+        let _ = self.answer(os, request, &mut w, now);
+        Some(w.len())
+    }
+
+    fn answer(
+        &mut self,
+        os: &mut dyn Os,
+        request: Request,
+        w: &mut Writer,
+        now: Millis,
+    ) -> Result<(), Full> {
+        match request {
+            Request::Up(name) | Request::Down(name) | Request::Restart(name) => {
+                // DOWN creates services only while SYS/setup runs ("created down").
+                let create = !matches!(request, Request::Down(_)) || self.phase == Phase::Boot;
+                let Some(i) = self.lookup(os, name, create, now) else {
+                    return w.packet(proto::TAG_ESRCH, &[]);
+                };
+                let event = match request {
+                    Request::Up(_) => Event::WantUp,
+                    Request::Down(_) => Event::WantDown,
+                    _ => Event::WantRestart,
+                };
+                self.step(os, i, event, now);
+                // The service may have been forgotten on the way down.
+                if let Some(service) = self.table.get(i) {
+                    os.notify(service.name.as_bytes(), service.state);
+                }
+                w.packet(proto::TAG_OK, &[])
+            }
+            Request::Ready(name) => match self.table.find(name) {
+                Some(i) => {
+                    self.step(os, i, Event::Ready, now);
+                    w.packet(proto::TAG_OK, &[])
+                }
+                None => w.packet(proto::TAG_ESRCH, &[]),
+            },
+            Request::Signal { signal, name } => match self.table.find(name) {
+                Some(i) if self.table[i].run_pid() > 0 => {
+                    os.kill(self.table[i].pid, signal as i32);
+                    w.packet(proto::TAG_OK, &[])
+                }
+                _ => w.packet(proto::TAG_ESRCH, &[]),
+            },
+            Request::Query(name) => match self.table.find(name) {
+                Some(i) => {
+                    let service = &self.table[i];
+                    write_status(w, service, now)?;
+                    write_extensions(w, service)
+                }
+                None => w.packet(proto::TAG_ESRCH, &[]),
+            },
+            Request::List { start } => self.list(w, start as usize, now),
+            Request::Info => {
+                let pid = self.config.nitro_pid as u32;
+                w.u32(proto::TAG_NITRO_PID, pid)?;
+                w.u32(proto::TAG_PID, pid)?;
+                w.u32(proto::TAG_MAX_SERVICE, self.table.len() as u32)?;
+                w.u32(proto::TAG_TOTAL_REAPS, self.total_reaps)?;
+                w.u32(proto::TAG_TOTAL_SV_REAPS, self.total_sv_reaps)?;
+                match os.allocations() {
+                    Some(count) => w.u32(proto::TAG_ALLOCS, count),
+                    None => Ok(()),
+                }
+            }
+            Request::Rescan => {
+                self.pending.rescan = true;
+                w.packet(proto::TAG_OK, &[])
+            }
+            Request::Shutdown | Request::Reboot => {
+                self.pending.end = Some(match request {
+                    Request::Reboot => End::Reboot,
+                    _ => End::Shutdown,
+                });
+                w.packet(proto::TAG_OK, &[])
+            }
+            Request::Unknown => w.packet(proto::TAG_ENOSYS, &[]),
+        }
+    }
+
+    /// One LIST page: whole SERVICE frames from slot `start` on, then
+    /// LIST_NEXT if some did not fit.
+    fn list(&self, w: &mut Writer, start: usize, now: Millis) -> Result<(), Full> {
+        const LIST_NEXT_LEN: usize = crate::spat::HEADER_LEN + 4;
+        for (i, service) in self.table.iter_from(start) {
+            let before = w.len();
+            let fits = w.remaining() >= LIST_NEXT_LEN
+                && write_frame(w, service, now).is_ok()
+                && w.remaining() >= LIST_NEXT_LEN;
+            if !fits {
+                w.truncate(before);
+                return w.u32(proto::TAG_LIST_NEXT, i as u32);
+            }
+        }
+        Ok(())
+    }
+
+    /// Control commands that act after their reply went out.
+    pub fn take_pending(&mut self) -> Pending {
+        core::mem::take(&mut self.pending)
+    }
+}
+
+/// STATE, PID, WSTATUS and UPTIME of a service.
+fn write_status(w: &mut Writer, service: &Service, now: Millis) -> Result<(), Full> {
+    w.u8(proto::TAG_STATE, service.state as u8)?;
+    w.u32(proto::TAG_PID, service.run_pid() as u32)?;
+    w.i32(proto::TAG_WSTATUS, service.wstatus)?;
+    let uptime = now.saturating_sub(service.changed_at) / 1000;
+    w.u32(proto::TAG_UPTIME, uptime.min(u32::MAX as u64) as u32)
+}
+
+/// One SERVICE frame of a LIST reply.
+fn write_frame(w: &mut Writer, service: &Service, now: Millis) -> Result<(), Full> {
+    w.open(proto::TAG_SERVICE)?;
+    w.packet(proto::TAG_NAME, service.name.as_bytes())?;
+    write_status(w, service, now)?;
+    write_extensions(w, service)?;
+    w.close(proto::TAG_SERVICE)
+}
+
+/// The per-service extension packets, after the standard ones: RESTARTS,
+/// and REASON when there is one.
+fn write_extensions(w: &mut Writer, service: &Service) -> Result<(), Full> {
+    w.u32(proto::TAG_RESTARTS, service.restarts)?;
+    match service.reason {
+        Some(reason) => w.packet(proto::TAG_REASON, &reason.encode()),
+        None => Ok(()),
+    }
+}
