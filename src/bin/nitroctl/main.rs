@@ -260,11 +260,9 @@ fn arity(command: &str) -> Option<Arity> {
         return Some(Arity::Required);
     }
     Some(match command {
-        "list" | "l" | "status" => Arity::Optional,
+        "list" | "l" | "status" | "events" => Arity::Optional,
         "up" | "u" | "down" | "d" | "ready" | "pidof" | "check" => Arity::Required,
-        "info" | "metrics" | "scan" | "s" | "rescan" | "events" | "Shutdown" | "Reboot" => {
-            Arity::NoService
-        }
+        "info" | "metrics" | "scan" | "s" | "rescan" | "Shutdown" | "Reboot" => Arity::NoService,
         _ => return None,
     })
 }
@@ -363,7 +361,7 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
             }
             status
         }
-        "events" => wait::events(ctl),
+        "events" => wait::events(ctl, names),
         _ => {
             let signal = signal_for(command)
                 .unwrap_or_else(|| fail(EXIT_USAGE, format_args!("unknown command {command}")));
@@ -427,6 +425,7 @@ mod tests {
             "list",
             "l",
             "status",
+            "events",
             "start",
             "stop",
             "restart",
@@ -466,7 +465,7 @@ mod tests {
             assert_eq!(line(&[c, "x"]), Ok((c.to_string(), vec!["x".to_string()])));
         }
         for c in [
-            "info", "metrics", "scan", "s", "rescan", "events", "Shutdown", "Reboot",
+            "info", "metrics", "scan", "s", "rescan", "Shutdown", "Reboot",
         ] {
             assert!(line(&[c]).is_ok(), "{c}");
             assert_eq!(line(&[c, "x"]), Err(EXIT_USAGE), "{c} x");
