@@ -496,6 +496,57 @@ mod tests {
         assert_eq!(signal_for("hu"), None);
     }
 
+    /// The commands `--help` lists: the first column of its indented
+    /// lines, up to a parenthesis (`(default)`, `(or first letter)`).
+    fn commands_of_the_help() -> Vec<&'static str> {
+        HELP.lines()
+            .filter_map(|l| l.strip_prefix("  "))
+            .filter(|l| !l.starts_with([' ', '-']))
+            .flat_map(|l| {
+                l.split("  ")
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .take_while(|w| !w.starts_with('('))
+            })
+            .map(|w| w.trim_end_matches(','))
+            .filter(|w| *w != "/" && !w.starts_with('['))
+            .collect()
+    }
+
+    #[test]
+    fn every_command_and_option_of_the_help_is_in_the_manual() {
+        let manual = include_str!("../../../man/nitroctl.1");
+        // `.It Cm list , Cm l Op Ar service ...`: the words up to the
+        // arguments.
+        let documented: Vec<&str> = manual
+            .lines()
+            .filter_map(|l| l.strip_prefix(".It Cm "))
+            .flat_map(|l| {
+                l.split_whitespace()
+                    .take_while(|w| !matches!(*w, "Op" | "Ar"))
+                    .filter(|w| !matches!(*w, "," | "Cm"))
+            })
+            .collect();
+        let commands = commands_of_the_help();
+        assert!(commands.len() > 30, "{commands:?}");
+        for command in commands {
+            assert!(arity(command).is_some(), "--help lists {command}");
+            assert!(documented.contains(&command), "{command} not in nitroctl.1");
+        }
+        let options = HELP
+            .lines()
+            .filter_map(|l| l.strip_prefix("  -"))
+            .map(|l| l.split_whitespace().next().unwrap_or_default());
+        for option in options {
+            let entry = format!(".It Fl {option}");
+            assert!(
+                manual.lines().any(|l| l.starts_with(&entry)),
+                "-{option} not in nitroctl.1"
+            );
+        }
+    }
+
     #[test]
     fn refusals_say_why() {
         assert_eq!(refusal("a", &[0, 0, 0x51]), "a: no such service");
