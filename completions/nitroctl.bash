@@ -31,7 +31,7 @@ _nitroctl() {
 		return
 	fi
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W "-t -v --json" -- "$cur"))
+		COMPREPLY=($(compgen -W "-t -v -T --json" -- "$cur"))
 		return
 	fi
 	local i command=
@@ -47,7 +47,7 @@ _nitroctl() {
 		return
 	fi
 	case $command in
-	info | metrics | scan | s | rescan | events | Shutdown | Reboot) ;;
+	info | metrics | scan | s | rescan | Shutdown | Reboot) ;;
 	*) _nitroctl_complete_services "$cur" ;;
 	esac
 }

@@ -813,10 +813,7 @@ impl Drop for Watch {
 #[test]
 fn events_prints_every_event_until_interrupted() {
     let fake = Fake::new();
-    let watch = Watch::new(&fake.notify);
-    let ctl = fake.ctl(&["events"]);
-    let path = fake.notify.join(format!("ALL,{}", ctl.id()));
-    watch.until_exists(&path);
+    let (ctl, path) = events_ctl(&fake, &["events"]);
     // The C nitro's events while beta@x was taken down and alpha got HUP.
     for event in [
         &[0x06, 0x00, 0x04, b'b', b'e', b't', b'a', b'@', b'x'][..],
@@ -856,10 +853,7 @@ fn waits_work_without_events_when_notify_paths_do_not_fit() {
 #[test]
 fn a_reader_that_goes_away_ends_events_and_its_socket() {
     let fake = Fake::new();
-    let watch = Watch::new(&fake.notify);
-    let mut ctl = fake.ctl(&["events"]);
-    let path = fake.notify.join(format!("ALL,{}", ctl.id()));
-    watch.until_exists(&path);
+    let (mut ctl, path) = events_ctl(&fake, &["events"]);
     drop(ctl.stdout.take()); // as `nitroctl events | head -0` would
     fake.server.send_to(&packet(UP, "alpha"), &path).unwrap();
     let (status, _, err) = finish(ctl);
@@ -869,4 +863,77 @@ fn a_reader_that_goes_away_ends_events_and_its_socket() {
         "as if killed by SIGPIPE: {err}"
     );
     assert!(!path.exists());
+}
+
+/// nitroctl events with `args`, bound and ready for events.
+fn events_ctl(fake: &Fake, args: &[&str]) -> (Child, PathBuf) {
+    let watch = Watch::new(&fake.notify);
+    let ctl = fake.ctl(args);
+    let path = fake.notify.join(format!("ALL,{}", ctl.id()));
+    watch.until_exists(&path);
+    (ctl, path)
+}
+
+#[test]
+fn events_of_the_named_services_only_and_sigterm_ends_them_with_0() {
+    let fake = Fake::new();
+    let (ctl, path) = events_ctl(&fake, &["events", "alpha", "beta@x"]);
+    for (state, name) in [
+        (UP, "alpha"),
+        (UP, "alphabet"),
+        (UP, "alph"),
+        (UP, "beta@"),
+        (UP, "beta@y"),
+        (DOWN, "beta@x"),
+        (STARTING, "alpha"),
+    ] {
+        fake.server.send_to(&packet(state, name), &path).unwrap();
+    }
+    interrupt(&ctl, libc::SIGTERM);
+    assert_eq!(
+        finish(ctl),
+        (
+            0,
+            "UP alpha\nDOWN beta@x\nSTARTING alpha\n".to_string(),
+            String::new()
+        )
+    );
+}
+
+/// The UTC time now as `-T` writes it, by date(1).
+fn utc_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%3NZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn events_with_t_start_with_the_utc_time_and_sighup_ends_them_with_0() {
+    let fake = Fake::new();
+    let before = utc_now();
+    let (ctl, path) = events_ctl(&fake, &["-T", "events"]);
+    fake.server.send_to(&packet(UP, "alpha"), &path).unwrap();
+    fake.server.send_to(&packet(DOWN, "b c"), &path).unwrap();
+    interrupt(&ctl, libc::SIGHUP);
+    let (status, out, err) = finish(ctl);
+    let after = utc_now();
+    assert_eq!((status, err.as_str()), (0, ""));
+    let lines: Vec<(&str, &str)> = out.lines().map(|l| l.split_once(' ').unwrap()).collect();
+    assert_eq!(
+        lines.iter().map(|(_, e)| *e).collect::<Vec<_>>(),
+        ["UP alpha", "DOWN b c"]
+    );
+    for (stamp, _) in lines {
+        // ISO 8601 sorts as text.
+        assert!(
+            before.as_str() <= stamp && stamp <= after.as_str(),
+            "{before} {stamp} {after}"
+        );
+        assert_eq!(stamp.len(), "2026-11-24T09:05:03.042Z".len(), "{stamp}");
+    }
 }

@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-pub const USAGE: &str = "usage: nitroctl [-t SECONDS] [-v] [--json] [COMMAND [SERVICE...]]";
+pub const USAGE: &str = "usage: nitroctl [-t SECONDS] [-vT] [--json] [COMMAND [SERVICE...]]";
 
 /// Printed by `-h` / `--help`.
 pub const HELP: &str = "\
-usage: nitroctl [-t SECONDS] [-v] [--json] [COMMAND [SERVICE...]]
+usage: nitroctl [-t SECONDS] [-vT] [--json] [COMMAND [SERVICE...]]
 
   list, l (default)     list services (list SVC... for some)
   status [SVC...]       state, uptime, restarts, last exit, readiness, logger
@@ -24,11 +24,13 @@ usage: nitroctl [-t SECONDS] [-v] [--json] [COMMAND [SERVICE...]]
   pidof / check         print pids / exit 1 unless all have one
   pause cont hup alarm interrupt quit term kill 1 2 (or first letter)
                         send a signal to the service
-  events                print every state change until interrupted
+  events [SVC...]       print every state change (of these services) until
+                        interrupted
   Shutdown / Reboot     stop the system
 
   -t SECONDS            give up after this long (fractions allowed): exit 3
   -v                    print each state change seen while waiting
+  -T                    start each state change line with the UTC time
   --json                JSON output for list and info
 ";
 
@@ -36,6 +38,8 @@ usage: nitroctl [-t SECONDS] [-v] [--json] [COMMAND [SERVICE...]]
 pub struct Options {
     pub timeout: Option<Duration>,
     pub verbose: bool,
+    /// `-T`: state change lines start with the time they arrived.
+    pub timestamps: bool,
     pub json: bool,
     pub help: bool,
     /// The command and its services, options removed.
@@ -43,7 +47,7 @@ pub struct Options {
 }
 
 /// Options may stand anywhere among the arguments: `-t 5`, `-t5`, `-v`,
-/// `-vt 5` (bundled), `--json`, `-h`/`--help`; `--` ends the options and
+/// `-T`, `-vt 5` (bundled), `--json`, `-h`/`--help`; `--` ends the options and
 /// `-` alone is an argument. An error is the message for a usage error.
 pub fn parse_options(argv: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut options = Options::default();
@@ -65,6 +69,7 @@ pub fn parse_options(argv: impl IntoIterator<Item = String>) -> Result<Options, 
                 for (at, letter) in short[1..].char_indices() {
                     match letter {
                         'v' => options.verbose = true,
+                        'T' => options.timestamps = true,
                         'h' => options.help = true,
                         't' => {
                             let rest = &short[1 + at + 1..];
@@ -140,8 +145,11 @@ mod tests {
         assert!(o.verbose && !o.json);
         assert_eq!(args(&o), ["start", "x", "y"]);
         let o = parse(&["list", "--json"]).unwrap();
-        assert!(o.json);
+        assert!(o.json && !o.timestamps);
         assert_eq!(args(&o), ["list"]);
+        let o = parse(&["events", "-Tv", "a"]).unwrap();
+        assert!(o.timestamps && o.verbose);
+        assert_eq!(args(&o), ["events", "a"]);
         assert_eq!(parse(&[]).unwrap(), Options::default());
     }
 

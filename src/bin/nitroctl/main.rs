@@ -260,11 +260,9 @@ fn arity(command: &str) -> Option<Arity> {
         return Some(Arity::Required);
     }
     Some(match command {
-        "list" | "l" | "status" => Arity::Optional,
+        "list" | "l" | "status" | "events" => Arity::Optional,
         "up" | "u" | "down" | "d" | "ready" | "pidof" | "check" => Arity::Required,
-        "info" | "metrics" | "scan" | "s" | "rescan" | "events" | "Shutdown" | "Reboot" => {
-            Arity::NoService
-        }
+        "info" | "metrics" | "scan" | "s" | "rescan" | "Shutdown" | "Reboot" => Arity::NoService,
         _ => return None,
     })
 }
@@ -363,7 +361,7 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
             }
             status
         }
-        "events" => wait::events(ctl),
+        "events" => wait::events(ctl, names),
         _ => {
             let signal = signal_for(command)
                 .unwrap_or_else(|| fail(EXIT_USAGE, format_args!("unknown command {command}")));
@@ -427,6 +425,7 @@ mod tests {
             "list",
             "l",
             "status",
+            "events",
             "start",
             "stop",
             "restart",
@@ -466,7 +465,7 @@ mod tests {
             assert_eq!(line(&[c, "x"]), Ok((c.to_string(), vec!["x".to_string()])));
         }
         for c in [
-            "info", "metrics", "scan", "s", "rescan", "events", "Shutdown", "Reboot",
+            "info", "metrics", "scan", "s", "rescan", "Shutdown", "Reboot",
         ] {
             assert!(line(&[c]).is_ok(), "{c}");
             assert_eq!(line(&[c, "x"]), Err(EXIT_USAGE), "{c} x");
@@ -495,6 +494,57 @@ mod tests {
         assert_eq!(signal_for("2"), Some(libc::SIGUSR2));
         assert_eq!(signal_for("x"), None);
         assert_eq!(signal_for("hu"), None);
+    }
+
+    /// The commands `--help` lists: the first column of its indented
+    /// lines, up to a parenthesis (`(default)`, `(or first letter)`).
+    fn commands_of_the_help() -> Vec<&'static str> {
+        HELP.lines()
+            .filter_map(|l| l.strip_prefix("  "))
+            .filter(|l| !l.starts_with([' ', '-']))
+            .flat_map(|l| {
+                l.split("  ")
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .take_while(|w| !w.starts_with('('))
+            })
+            .map(|w| w.trim_end_matches(','))
+            .filter(|w| *w != "/" && !w.starts_with('['))
+            .collect()
+    }
+
+    #[test]
+    fn every_command_and_option_of_the_help_is_in_the_manual() {
+        let manual = include_str!("../../../man/nitroctl.1");
+        // `.It Cm list , Cm l Op Ar service ...`: the words up to the
+        // arguments.
+        let documented: Vec<&str> = manual
+            .lines()
+            .filter_map(|l| l.strip_prefix(".It Cm "))
+            .flat_map(|l| {
+                l.split_whitespace()
+                    .take_while(|w| !matches!(*w, "Op" | "Ar"))
+                    .filter(|w| !matches!(*w, "," | "Cm"))
+            })
+            .collect();
+        let commands = commands_of_the_help();
+        assert!(commands.len() > 30, "{commands:?}");
+        for command in commands {
+            assert!(arity(command).is_some(), "--help lists {command}");
+            assert!(documented.contains(&command), "{command} not in nitroctl.1");
+        }
+        let options = HELP
+            .lines()
+            .filter_map(|l| l.strip_prefix("  -"))
+            .map(|l| l.split_whitespace().next().unwrap_or_default());
+        for option in options {
+            let entry = format!(".It Fl {option}");
+            assert!(
+                manual.lines().any(|l| l.starts_with(&entry)),
+                "-{option} not in nitroctl.1"
+            );
+        }
     }
 
     #[test]

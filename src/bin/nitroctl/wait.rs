@@ -14,7 +14,7 @@
 //! for as long as a plain request waits, ends the command with 4.
 
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nitro::client::{self, Client, Status};
 use nitro::proto::{self, Failure, State};
@@ -450,7 +450,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
                 }
                 let effects = w.tracker.receive(&buf[..n]);
                 if let (true, Some(line)) = (ctl.options.verbose, effects.changed) {
-                    say(&line);
+                    say(&change_line(ctl, &line));
                 }
                 if let (true, Some(line)) = (tell, effects.progress) {
                     eprintln!("{line}");
@@ -480,9 +480,11 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
 /// The write timeout must not be zero: that means "forever".
 const MIN_WAIT: Duration = Duration::from_millis(1);
 
-/// `events`: print every state change until interrupted (then exit 0),
-/// or until nitro is gone (4).
-pub fn events(ctl: &Ctl) -> i32 {
+/// `events`: print every state change, or only those of the services
+/// named (exact names: `sv@` does not stand for its instances), until
+/// interrupted (then exit 0), or until nitro is gone (4). One socket for
+/// all services keeps the lines in the order nitro sent them.
+pub fn events(ctl: &Ctl, names: &[String]) -> i32 {
     let client = bind(ctl, format!("ALL,{}", std::process::id()));
     let _ = client.socket.set_nonblocking(true);
     let mut buf = vec![0u8; 65536];
@@ -502,14 +504,64 @@ pub fn events(ctl: &Ctl) -> i32 {
         // Print what has arrived, even when interrupted: those events
         // happened before the interruption.
         while let Ok(n) = client.socket.recv(&mut buf) {
-            if let Some((state, name)) = client::decode_event(&buf[..n]) {
-                say(&format!("{} {}", state.name(), name));
+            if let Some((state, name)) = client::decode_event(&buf[..n])
+                && (names.is_empty() || names.contains(&name))
+            {
+                say(&change_line(ctl, &format!("{} {}", state.name(), name)));
             }
         }
         if crate::exit::interruption().is_some() {
             return 0;
         }
     }
+}
+
+/// A state change line of `events` or `-v`; with `-T`, the moment it
+/// arrived goes first.
+fn change_line(ctl: &Ctl, line: &str) -> String {
+    if ctl.options.timestamps {
+        format!("{} {line}", utc_timestamp(SystemTime::now()))
+    } else {
+        line.to_string()
+    }
+}
+
+/// ISO 8601 in UTC with milliseconds, `2026-11-24T09:05:03.042Z`: sorts
+/// as text, and means the same moment wherever it is read.
+fn utc_timestamp(time: SystemTime) -> String {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (days, seconds) = (since.as_secs() / 86400, since.as_secs() % 86400);
+    let (year, month, day) = civil_date(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60,
+        since.subsec_millis()
+    )
+}
+
+/// The Gregorian date `days` after 1970-01-01. Counted from 0000-03-01,
+/// so that the leap day ends a year: eras of 400 years have 146097
+/// days, and in a year from March the months have 153 days per five.
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let days = days + 719_468; // 0000-03-01 to 1970-01-01
+    let era = days / 146_097;
+    let day_of_era = days % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = era * 400 + year_of_era + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Whether nitro still has its socket, without making it do anything: a
@@ -717,6 +769,18 @@ mod tests {
                 EXIT_FAILED,
                 Some("alpha: failed: could not exec run: Permission denied".to_string())
             )
+        );
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_milliseconds() {
+        let at = |ms: u64| utc_timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            at(951_782_400_007),
+            "2000-02-29T00:00:00.007Z",
+            "a leap day"
         );
     }
 
