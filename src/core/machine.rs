@@ -451,7 +451,13 @@ impl Supervisor {
             Some(n) if n > 0 => n,
             _ => return Readiness::Timer,
         };
-        let fd = digits(&buf[..n]).unwrap_or(0);
+        let Some(fd) = digits(&buf[..n]) else {
+            os.warn(format_args!(
+                "{}: no number in notification-fd, waiting for nitroctl ready",
+                self.table[i].name
+            ));
+            return Readiness::Request;
+        };
         if fd == 0 {
             return Readiness::Request;
         }

@@ -43,7 +43,21 @@ impl Supervisor {
         os.scan_start();
         while let Some(n) = os.scan_next(&mut buf) {
             let name = &buf[..n];
-            if !proto::valid_name(name) || name.ends_with(b"@") {
+            // Hidden entries, SYS and templates are not services, by design.
+            if name.starts_with(b".") || name == b"SYS" || name.ends_with(b"@") {
+                continue;
+            }
+            if !proto::valid_name(name) {
+                let why = if name.len() >= proto::NAME_MAX {
+                    "a name of 64 bytes or more"
+                } else {
+                    "a name with ',' or a newline"
+                };
+                os.warn(format_args!(
+                    "{}: {}, not a service",
+                    super::service::Bytes(name),
+                    why
+                ));
                 continue;
             }
             let dir = match proto::split_instance(name) {
@@ -249,11 +263,16 @@ impl Supervisor {
                 .lookup(os, name, true, now)
                 .filter(|&l| !self.table[l].forget);
             if found.is_none() {
-                os.warn(format_args!(
-                    "{}: log target {} is not a service, ignored",
-                    self.table[i].name,
-                    super::service::Bytes(name)
-                ));
+                let service = self.table[i].name;
+                self.warn_log(
+                    os,
+                    i,
+                    format_args!(
+                        "{}: log target {} is not a service, ignored",
+                        service,
+                        super::service::Bytes(name)
+                    ),
+                );
             }
             found
         });
@@ -272,9 +291,18 @@ impl Supervisor {
         true
     }
 
+    /// A warning about the `log` of service `i`, once per scan: the link
+    /// is read again at every start in between.
+    fn warn_log(&mut self, os: &mut dyn Os, i: usize, message: core::fmt::Arguments) {
+        if self.table[i].log_warned != Some(self.scan_gen) {
+            self.table[i].log_warned = Some(self.scan_gen);
+            os.warn(message);
+        }
+    }
+
     /// The name of the logger service `i` should write into, if any.
     fn logger_name<'b>(
-        &self,
+        &mut self,
         os: &mut dyn Os,
         i: usize,
         buf: &'b mut [u8; 128],
@@ -303,14 +331,18 @@ impl Supervisor {
                 match logger {
                     Some(l) if proto::valid_name(l) => Some(l),
                     _ => {
-                        os.warn(format_args!("{}: bad log target, ignored", name));
+                        self.warn_log(os, i, format_args!("{}: bad log target, ignored", name));
                         None
                     }
                 }
             }
             None => {
                 if os.exists(name.dir(), b"log") {
-                    os.warn(format_args!("{}: log is not a symlink, ignored", name));
+                    self.warn_log(
+                        os,
+                        i,
+                        format_args!("{}: log is not a symlink, ignored", name),
+                    );
                 }
                 let exempt =
                     name.as_bytes() == GLOBAL_LOGGER || name.as_bytes().starts_with(DEFAULT_LOGGER);

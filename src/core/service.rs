@@ -131,6 +131,8 @@ pub struct Service {
     /// New in the running scan and not `down`: started once the scan has
     /// wired every log link, so that no logger starts without its pipe.
     pub start_after_scan: bool,
+    /// The scan in which the last warning about its `log` was given.
+    pub log_warned: Option<u32>,
     /// Automatic restarts since the service was added.
     pub restarts: u32,
     /// Why the service could not be started the last time, until `run` is
@@ -161,6 +163,7 @@ impl Service {
             seen: 0,
             forget: false,
             start_after_scan: false,
+            log_warned: None,
             restarts: 0,
             reason: None,
             restart_requested: false,

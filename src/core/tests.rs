@@ -1027,6 +1027,27 @@ fn loggers_removed_with_their_writers_are_forgotten() {
     assert!(left.is_empty(), "still listed: {left:?}");
 }
 
+/// A bad `log` is told once per scan, not at each of the places that
+/// read it; an entry that cannot be a service is told why.
+#[test]
+fn each_skipped_entry_and_bad_log_link_is_told_once_per_scan() {
+    let mut os = simple(&[("run", "")]);
+    os.link("a", "log", "../nosuch");
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.os.warnings, 1, "one warning for a's log");
+    sim.command(proto::TAG_RESCAN, "");
+    assert_eq!(sim.os.warnings, 2, "and one more per scan");
+
+    let mut os = FakeOs::default();
+    os.service("a,b", &[("run", "")]);
+    os.service(&"x".repeat(64), &[("run", "")]);
+    os.service(".hidden", &[("run", "")]);
+    os.service("t@", &[("run", "")]);
+    let sim = Sim::new(os);
+    assert_eq!(sim.os.warnings, 2, "a,b and the long name");
+    assert_eq!(sim.sup.services().count(), 0);
+}
+
 #[test]
 fn shutdown_stops_loggers_last() {
     let mut os = FakeOs::default();
