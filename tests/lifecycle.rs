@@ -265,8 +265,7 @@ fn sigterm_stops_everything_removes_the_socket_and_exits_0() {
 
 #[test]
 fn reboot_re_executes_nitro_when_not_pid_1() {
-    let mut n =
-        Nitro::start(|sv| script(&sv.join("a/run"), r#"echo x >> "$T/runs"; exec sleep 1000"#));
+    let n = Nitro::start(|sv| script(&sv.join("a/run"), r#"echo x >> "$T/runs"; exec sleep 1000"#));
     // STARTING is announced when `run` is spawned, before its shell
     // wrote anything: a reboot right then killed it first, and the test
     // waited in vain for a second line.
