@@ -11,21 +11,6 @@ use std::time::{Duration, Instant};
 use nitro::proto::{self, Request, State};
 use support::*;
 
-/// A small deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn hostile_datagram(rng: &mut Rng) -> Vec<u8> {
     let names: [&[u8]; 12] = [
         b"a",

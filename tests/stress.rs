@@ -13,19 +13,6 @@ use nitro::client::request;
 use nitro::proto::{State, TAG_DOWN, TAG_LIST, TAG_RESTART, TAG_UP};
 use support::*;
 
-/// A small deterministic generator (xorshift), so a failing round can be
-/// told by its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 fn signal(pid: u32, signal: i32) {
     // SAFETY: kill has no memory-safety preconditions.
     assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
