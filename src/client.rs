@@ -5,11 +5,10 @@
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::proto::{self, Failure, Program, Reason, State};
 use crate::spat::{self, Item, Reader, Writer};
-use crate::sys::Errno;
+use crate::sys::{self, Errno};
 
 /// One service as a LIST frame or a QUERY reply describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -483,7 +482,7 @@ impl Client {
                 let _ = std::fs::remove_file(path);
                 UnixDatagram::bind(path)?
             }
-            None => autobind()?,
+            None => sys::control::autobind()?,
         };
         Ok(Client {
             socket,
@@ -494,20 +493,6 @@ impl Client {
 
     pub fn send(&self, datagram: &[u8]) -> io::Result<()> {
         self.socket.send_to(datagram, &self.server).map(|_| ())
-    }
-
-    /// Sends and waits for a reply (skipping events), up to `timeout`.
-    pub fn call(&self, datagram: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
-        self.send(datagram)?;
-        self.socket.set_read_timeout(Some(timeout))?;
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let n = self.socket.recv(&mut buf)?;
-            if !is_event(&buf[..n]) {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-        }
     }
 }
 
@@ -533,29 +518,6 @@ pub fn decode_event(datagram: &[u8]) -> Option<(State, String)> {
         )),
         _ => None,
     }
-}
-
-/// A datagram socket bound to a kernel-chosen abstract address, so nitro
-/// can reply without a file left behind.
-fn autobind() -> io::Result<UnixDatagram> {
-    let socket = UnixDatagram::unbound()?;
-    // SAFETY: binding with only the address family asks Linux to autobind;
-    // the fd stays owned by `socket`.
-    let rc = unsafe {
-        let addr = libc::sockaddr_un {
-            sun_family: libc::AF_UNIX as libc::sa_family_t,
-            sun_path: [0; 108],
-        };
-        libc::bind(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            (&addr as *const libc::sockaddr_un).cast(),
-            std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(socket)
 }
 
 #[cfg(test)]

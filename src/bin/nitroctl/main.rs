@@ -3,6 +3,7 @@
 //!
 //! - `args`: options and service arguments;
 //! - `exit`: exit statuses, signals, removal of our sockets, output;
+//! - `listen`: waiting for datagrams or a signal;
 //! - `wait`: commands that wait for a state, and `events`;
 //! - `personality`: the halt/poweroff/reboot/init names;
 //! - `status`: the view for people;
@@ -12,11 +13,11 @@
 
 mod args;
 mod exit;
+mod listen;
 mod personality;
 mod status;
 mod wait;
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,12 +28,15 @@ use nitro::sys::sockpath;
 use args::{HELP, Options, USAGE};
 use exit::{
     EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE, fail, leave,
-    leave_if_interrupted, say, signal_fd,
+    leave_if_interrupted, say,
 };
 
 /// How long a request waits for its reply when no `-t` says otherwise: a
 /// nitro that does not answer in this time is as good as absent.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shortest write timeout: zero means "forever".
+const MIN_WAIT: Duration = Duration::from_millis(1);
 
 pub struct Ctl {
     server: PathBuf,
@@ -45,8 +49,8 @@ pub struct Ctl {
 impl Ctl {
     /// How long the next send or receive may block: up to REPLY_TIMEOUT,
     /// and not past `-t`.
-    fn reply_limit(&self, deadline: Option<Instant>) -> Duration {
-        let left = deadline.map_or(REPLY_TIMEOUT, |d| {
+    fn reply_limit(&self) -> Duration {
+        let left = self.deadline.map_or(REPLY_TIMEOUT, |d| {
             d.saturating_duration_since(Instant::now())
         });
         left.min(REPLY_TIMEOUT)
@@ -84,22 +88,30 @@ impl Ctl {
             .unwrap_or_else(|e| fail(EXIT_OTHER, format_args!("socket: {e}")))
     }
 
-    /// A request and its reply (events are skipped). Exits 4 when nitro
-    /// cannot be reached, 3 when `-t` runs out, 128+N on signal N.
-    fn call(&self, client: &Client, datagram: &[u8]) -> Vec<u8> {
-        let limit = Instant::now() + self.reply_limit(self.deadline);
+    /// Sends a request, blocking up to the reply limit: nitro's queue
+    /// holds only a few datagrams, and many requests at once must wait for
+    /// room. A signal interrupts it (EINTR). Exits as `call` does when it
+    /// cannot be sent; the socket is left non-blocking, for `listen`.
+    fn send_request(&self, client: &Client, datagram: &[u8]) {
         let socket = &client.socket;
         let _ = socket.set_nonblocking(false);
-        let _ = socket.set_write_timeout(Some(self.reply_limit(self.deadline).max(MIN_WAIT)));
+        let _ = socket.set_write_timeout(Some(self.reply_limit().max(MIN_WAIT)));
         if let Err(e) = client.send(datagram) {
             leave_if_interrupted();
             self.unreachable(e, self.deadline);
         }
         let _ = socket.set_nonblocking(true);
-        let mut buf = vec![0u8; 65536];
+    }
+
+    /// A request and its reply (events are skipped). Exits 4 when nitro
+    /// cannot be reached, 3 when `-t` runs out, 128+N on signal N.
+    fn call(&self, client: &Client, datagram: &[u8]) -> Vec<u8> {
+        let limit = Instant::now() + self.reply_limit();
+        self.send_request(client, datagram);
+        let mut buf = vec![0u8; listen::DATAGRAM_MAX];
         loop {
             leave_if_interrupted();
-            match socket.recv(&mut buf) {
+            match client.socket.recv(&mut buf) {
                 Ok(n) if !client::is_event(&buf[..n]) => {
                     buf.truncate(n);
                     return buf;
@@ -112,14 +124,7 @@ impl Ctl {
             if now >= limit {
                 self.unreachable(std::io::ErrorKind::TimedOut.into(), self.deadline);
             }
-            let mut pollfds = [socket.as_raw_fd(), signal_fd()].map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            let wait = (limit - now).as_millis() as i32 + 1;
-            // SAFETY: pollfds is a valid array of its length.
-            unsafe { libc::poll(pollfds.as_mut_ptr(), 2, wait) };
+            listen::wait(&[Some(&client.socket)], limit - now);
         }
     }
 
@@ -225,9 +230,6 @@ impl Ctl {
         EXIT_OTHER
     }
 }
-
-/// The write timeout must not be zero: that means "forever".
-const MIN_WAIT: Duration = Duration::from_millis(1);
 
 /// Why nitro did not do what was asked about `name`.
 fn refusal(name: &str, reply: &[u8]) -> String {

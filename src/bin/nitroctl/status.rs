@@ -4,6 +4,7 @@
 //! working directory (`/proc/PID/cwd`); when that cannot be read (another
 //! user's nitro, no /proc) those two columns are left out.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use nitro::client::Status;
@@ -93,9 +94,7 @@ fn service_base(ctl: &Ctl) -> Option<PathBuf> {
 
 /// Whether to colour: stdout is a terminal and NO_COLOR is not set.
 fn colour() -> bool {
-    // SAFETY: isatty has no preconditions.
-    let tty = unsafe { libc::isatty(1) } == 1;
-    tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The SGR colour of a state: green when up, red when failed, yellow when

@@ -13,17 +13,17 @@
 //! (nitro removed its socket, or died and left it refusing), or no reply
 //! for as long as a plain request waits, ends the command with 4.
 
-use std::os::fd::AsRawFd;
+use std::io::IsTerminal;
 use std::time::{Duration, Instant, SystemTime};
 
 use nitro::client::{self, Client, Status};
 use nitro::proto::{self, Failure, State};
+use nitro::sys::signals;
 
 use crate::exit::{
-    EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, bound, fail, leave_if_interrupted,
-    say, signal_fd,
+    EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, bound, fail, leave_if_interrupted, say,
 };
-use crate::{Ctl, REPLY_TIMEOUT};
+use crate::{Ctl, REPLY_TIMEOUT, listen};
 
 /// Ask again when nothing came for this long.
 pub const REQUERY: Duration = Duration::from_secs(1);
@@ -348,10 +348,9 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         .collect();
     // Waiters before `started` have sent their first request.
     let mut started = 0;
-    let mut buf = vec![0u8; 65536];
+    let mut buf = vec![0u8; listen::DATAGRAM_MAX];
     // How a start is going goes to a person at a terminal, or with -v.
-    // SAFETY: isatty has no preconditions.
-    let tell = ctl.options.verbose || unsafe { libc::isatty(2) } == 1;
+    let tell = ctl.options.verbose || std::io::stderr().is_terminal();
     loop {
         leave_if_interrupted();
         let mut in_flight = waiters[..started]
@@ -361,16 +360,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         while started < waiters.len() && in_flight < IN_FLIGHT {
             let w = &mut waiters[started];
             let client = bind_waiter(ctl, format!("{},{pid}_{started}", w.tracker.name));
-            // Blocking (up to the reply timeout, or -t): nitro's queue
-            // holds only a few datagrams, and many services at once must
-            // wait for room. A signal interrupts it (EINTR).
-            let limit = ctl.reply_limit(deadline);
-            let _ = client.socket.set_write_timeout(Some(limit.max(MIN_WAIT)));
-            if let Err(e) = client.send(&w.tracker.first_request()) {
-                leave_if_interrupted();
-                ctl.unreachable(e, deadline);
-            }
-            let _ = client.socket.set_nonblocking(true);
+            ctl.send_request(&client, &w.tracker.first_request());
             w.client = Some(client);
             w.asked = Some(Instant::now());
             w.last_heard = Instant::now();
@@ -409,17 +399,6 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
                 waiters[i].send(ctl, &query);
             }
         }
-        let mut pollfds: Vec<libc::pollfd> = pending
-            .iter()
-            // (poll skips a negative fd: the list stays aligned with `pending`)
-            .map(|&i| waiters[i].socket().map_or(-1, |s| s.as_raw_fd()))
-            .chain([signal_fd()])
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
         // The next requery among the pending, or the deadline.
         let mut timeout = pending
             .iter()
@@ -429,16 +408,10 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         if let Some(d) = deadline {
             timeout = timeout.min(d.saturating_duration_since(now));
         }
-        // SAFETY: pollfds is a valid array of its length.
-        unsafe {
-            libc::poll(
-                pollfds.as_mut_ptr(),
-                pollfds.len() as libc::nfds_t,
-                timeout.as_millis() as i32 + 1,
-            )
-        };
-        for (k, &i) in pending.iter().enumerate() {
-            if pollfds[k].revents == 0 {
+        let sockets: Vec<_> = pending.iter().map(|&i| waiters[i].socket()).collect();
+        let woken = listen::wait(&sockets, timeout);
+        for (&i, readable) in pending.iter().zip(woken.readable) {
+            if !readable {
                 continue;
             }
             let w = &mut waiters[i];
@@ -477,9 +450,6 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
     status
 }
 
-/// The write timeout must not be zero: that means "forever".
-const MIN_WAIT: Duration = Duration::from_millis(1);
-
 /// `events`: print every state change, or only those of the services
 /// named (exact names: `sv@` does not stand for its instances), until
 /// interrupted (then exit 0), or until nitro is gone (4). One socket for
@@ -487,16 +457,9 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 pub fn events(ctl: &Ctl, names: &[String]) -> i32 {
     let client = bind(ctl, format!("ALL,{}", std::process::id()));
     let _ = client.socket.set_nonblocking(true);
-    let mut buf = vec![0u8; 65536];
+    let mut buf = vec![0u8; listen::DATAGRAM_MAX];
     loop {
-        let mut pollfds = [client.socket.as_raw_fd(), signal_fd()].map(|fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        });
-        // SAFETY: pollfds is a valid array of its length.
-        let ready = unsafe { libc::poll(pollfds.as_mut_ptr(), 2, REQUERY.as_millis() as i32) };
-        if ready == 0
+        if listen::wait(&[Some(&client.socket)], REQUERY).timed_out
             && let Err(e) = still_there(&ctl.server)
         {
             ctl.unreachable(e, None);
@@ -510,7 +473,7 @@ pub fn events(ctl: &Ctl, names: &[String]) -> i32 {
                 say(&change_line(ctl, &format!("{} {}", state.name(), name)));
             }
         }
-        if crate::exit::interruption().is_some() {
+        if signals::interruption().is_some() {
             return 0;
         }
     }
