@@ -7,16 +7,20 @@
 //! - `wait`: commands that wait for a state, and `events`;
 //! - `personality`: the halt/poweroff/reboot/init names;
 //! - `status`: the view for people;
+//! - `formats`: natural order, the list line, JSON and metrics;
+//! - `words`: exits and failed starts in words;
 //! - here: the commands that send one request per service or per call.
 //!
-//! Protocol decoding and the output formats live in `nitro::client`.
+//! Requests and the decoding of replies live in `nitro::client`.
 
 mod args;
 mod exit;
+mod formats;
 mod listen;
 mod personality;
 mod status;
 mod wait;
+mod words;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -149,7 +153,7 @@ impl Ctl {
                 _ => break,
             }
         }
-        all.sort_by(|a, b| client::natural_cmp(&a.name, &b.name));
+        all.sort_by(|a, b| formats::natural_cmp(&a.name, &b.name));
         all
     }
 
@@ -305,11 +309,11 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
                 ctl.query_all(names)
             };
             if ctl.options.json {
-                let items: Vec<String> = services.iter().map(Status::json).collect();
+                let items: Vec<String> = services.iter().map(formats::json).collect();
                 say(&format!("[{}]", items.join(",")));
             } else {
                 for s in &services {
-                    say(&s.line());
+                    say(&formats::line(s));
                 }
             }
             status
@@ -318,7 +322,7 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
         "info" => {
             let info = ctl.info();
             if ctl.options.json {
-                say(&client::info_json(&info));
+                say(&formats::info_json(&info));
             } else {
                 for (key, value) in info {
                     match value {
@@ -334,7 +338,7 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
         }
         "metrics" => {
             let services = ctl.list_all();
-            let text = client::metrics(&services, &ctl.info());
+            let text = formats::metrics(&services, &ctl.info());
             say(text.trim_end_matches('\n'));
             0
         }

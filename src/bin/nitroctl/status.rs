@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use nitro::client::Status;
 use nitro::proto::{self, State};
 
-use crate::Ctl;
 use crate::exit::say;
+use crate::{Ctl, formats, words};
 
 /// `2h13m`: the two largest units, the smaller one left out when it is 0
 /// (`5m`, `3d`), seconds alone below a minute.
@@ -128,7 +128,7 @@ pub fn render(
     for s in services {
         let mut row = vec![
             s.name.clone(),
-            s.state.map_or("?", State::name).to_string(),
+            formats::state_name(s).to_string(),
             if s.pid == 0 {
                 "-".to_string()
             } else {
@@ -146,7 +146,7 @@ pub fn render(
             row.push(readiness(&dir));
             row.push(log_target(base, &dir, &s.name, all));
         }
-        row.push(s.last_exit().unwrap_or_else(|| "-".to_string()));
+        row.push(words::last_exit(s).unwrap_or_else(|| "-".to_string()));
         rows.push(row);
     }
     let columns = rows[0].len();

@@ -14,6 +14,7 @@
 //! for as long as a plain request waits, ends the command with 4.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use nitro::client::{self, Client, Status};
@@ -23,7 +24,7 @@ use nitro::sys::signals;
 use crate::exit::{
     EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, bound, fail, leave_if_interrupted, say,
 };
-use crate::{Ctl, REPLY_TIMEOUT, listen};
+use crate::{Ctl, REPLY_TIMEOUT, listen, words};
 
 /// Ask again when nothing came for this long.
 pub const REQUERY: Duration = Duration::from_secs(1);
@@ -137,7 +138,7 @@ impl Tracker {
         match state {
             // Why it failed is in the QUERY reply.
             State::Fatal if queried => {
-                let why = self.last.as_ref().and_then(Status::last_exit);
+                let why = self.last.as_ref().and_then(words::last_exit);
                 let message = match why {
                     Some(why) => format!("{}: failed: {why}", self.name),
                     None => format!("{}: failed", self.name),
@@ -162,7 +163,7 @@ impl Tracker {
     /// reply after the service went down on its way up.
     fn progress(&self, state: State) -> Option<String> {
         let last = self.last.as_ref()?;
-        let exit = last.last_exit().unwrap_or_else(|| "ended".to_string());
+        let exit = words::last_exit(last).unwrap_or_else(|| "ended".to_string());
         let next = match state {
             // nitro waits 2 s after a failed fork or a temporary exec
             // failure, 1 s after anything else (SPEC section 3).
@@ -199,7 +200,7 @@ impl Tracker {
             parts.push(state.name().to_string());
         }
         if let Some(last) = &self.last {
-            parts.extend(last.last_exit());
+            parts.extend(words::last_exit(last));
             match last.restarts {
                 Some(1) => parts.push("1 restart".to_string()),
                 Some(n) if n > 1 => parts.push(format!("{n} restarts")),
@@ -309,29 +310,14 @@ const IN_FLIGHT: usize = 64;
 /// replies, through the QUERY sent every second; whether nitro is there
 /// at all is then told by the first send.
 fn bind_waiter(ctl: &Ctl, file: String) -> Client {
-    let path = ctl.notify_dir.join(file);
-    match Client::new(&ctl.server, Some(path.clone())) {
-        Ok(client) => {
-            bound(path);
-            client
-        }
-        Err(_) => ctl.client(),
-    }
+    bind(ctl, &ctl.notify_dir.join(file)).unwrap_or_else(|_| ctl.client())
 }
 
-/// Binds a socket in `notify/` and registers it for removal.
-fn bind(ctl: &Ctl, file: String) -> Client {
-    let path = ctl.notify_dir.join(file);
-    match Client::new(&ctl.server, Some(path.clone())) {
-        Ok(client) => {
-            bound(path);
-            client
-        }
-        Err(e) => fail(
-            EXIT_UNREACHABLE,
-            format_args!("cannot bind {}: {e}", path.display()),
-        ),
-    }
+/// Binds a socket at `path` in `notify/` and registers it for removal.
+fn bind(ctl: &Ctl, path: &Path) -> std::io::Result<Client> {
+    let client = Client::new(&ctl.server, Some(path.to_owned()))?;
+    bound(path.to_owned());
+    Ok(client)
 }
 
 pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
@@ -455,7 +441,13 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
 /// interrupted (then exit 0), or until nitro is gone (4). One socket for
 /// all services keeps the lines in the order nitro sent them.
 pub fn events(ctl: &Ctl, names: &[String]) -> i32 {
-    let client = bind(ctl, format!("ALL,{}", std::process::id()));
+    let path = ctl.notify_dir.join(format!("ALL,{}", std::process::id()));
+    let client = bind(ctl, &path).unwrap_or_else(|e| {
+        fail(
+            EXIT_UNREACHABLE,
+            format_args!("cannot bind {}: {e}", path.display()),
+        )
+    });
     let _ = client.socket.set_nonblocking(true);
     let mut buf = vec![0u8; listen::DATAGRAM_MAX];
     loop {
@@ -533,7 +525,7 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
 /// stopped nitro passes: `events` waits for nothing in particular, and a
 /// nitro continued later (or one started anew on the same socket) goes on
 /// sending it events.
-fn still_there(server: &std::path::Path) -> std::io::Result<()> {
+fn still_there(server: &Path) -> std::io::Result<()> {
     std::os::unix::net::UnixDatagram::unbound()?.connect(server)
 }
 
