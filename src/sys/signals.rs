@@ -33,15 +33,16 @@ extern "C" fn on_signal(signal: libc::c_int) {
     wake(signal);
 }
 
-/// A non-blocking, close-on-exec pipe: (read end, write end).
-fn self_pipe() -> std::io::Result<(i32, i32)> {
+/// Makes the self-pipe (non-blocking, close-on-exec), whose write end the
+/// handlers use; returns its read end.
+fn self_pipe() -> std::io::Result<i32> {
     let mut fds = [-1i32; 2];
     // SAFETY: fds is a valid array of two ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
     SELF_PIPE_WRITE.store(fds[1], Ordering::Relaxed);
-    Ok((fds[0], fds[1]))
+    Ok(fds[0])
 }
 
 /// Installs `handler` for `signal` with `flags`, blocking nothing more
@@ -74,7 +75,7 @@ pub struct SignalPipe {
 
 impl SignalPipe {
     pub fn install() -> std::io::Result<SignalPipe> {
-        let (read_fd, _) = self_pipe()?;
+        let read_fd = self_pipe()?;
         for signal in HANDLED {
             set_handler(signal, on_signal, libc::SA_RESTART | libc::SA_NOCLDSTOP);
         }
@@ -121,7 +122,7 @@ extern "C" fn on_interrupt(signal: libc::c_int) {
 /// records the signal and wakes a poll on `interrupt_fd`. No SA_RESTART:
 /// a blocking send or receive returns EINTR instead of carrying on.
 pub fn catch_interruptions(signals: &[libc::c_int]) {
-    if let Ok((read_fd, _)) = self_pipe() {
+    if let Ok(read_fd) = self_pipe() {
         INTERRUPT_FD.store(read_fd, Ordering::Relaxed);
     }
     for &signal in signals {
