@@ -95,7 +95,8 @@ impl Ctl {
     /// Sends a request, blocking up to the reply limit: nitro's queue
     /// holds only a few datagrams, and many requests at once must wait for
     /// room. A signal interrupts it (EINTR). Exits as `call` does when it
-    /// cannot be sent; the socket is left non-blocking, for `listen`.
+    /// cannot be sent. The socket is left non-blocking: replies are read
+    /// until it is empty, then `listen::wait` waits for more.
     fn send_request(&self, client: &Client, datagram: &[u8]) {
         let socket = &client.socket;
         let _ = socket.set_nonblocking(false);
