@@ -1,15 +1,14 @@
-//! The client side of the protocol, for `nitroctl`: a datagram socket
-//! beside nitro's, decoding of replies, and the output formats (list line,
-//! JSON, Prometheus metrics).
+//! The client side of the protocol, for `nitroctl` and the tests: a
+//! datagram socket beside nitro's, request datagrams, and decoding of
+//! replies and events. How nitroctl shows them is its own business.
 
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use crate::proto::{self, Failure, Program, Reason, State};
+use crate::proto::{self, Reason, State};
 use crate::spat::{self, Item, Reader, Writer};
-use crate::sys::Errno;
+use crate::sys;
 
 /// One service as a LIST frame or a QUERY reply describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -42,10 +41,6 @@ impl Status {
         }
     }
 
-    fn state_name(&self) -> &'static str {
-        self.state.map_or("?", State::name)
-    }
-
     /// The exit code of the last `run`, if it exited.
     pub fn exit_code(&self) -> Option<i32> {
         (self.wstatus != -1 && libc::WIFEXITED(self.wstatus))
@@ -57,169 +52,6 @@ impl Status {
         (self.wstatus != -1 && libc::WIFSIGNALED(self.wstatus))
             .then(|| libc::WTERMSIG(self.wstatus))
     }
-
-    /// The last exit of `run` in words (`exited 3`, `killed by SIGKILL`),
-    /// or why the last start failed, which is more recent; `None` when
-    /// there is nothing to tell (a first `run` that is still running).
-    pub fn last_exit(&self) -> Option<String> {
-        if let Some(reason) = self.reason {
-            return Some(reason_words(reason));
-        }
-        match (self.wstatus, self.restarts) {
-            (-1, _) => Some("could not exec run".to_string()),
-            (0, None | Some(0)) => None,
-            (wstatus, _) => Some(wait_status_words(wstatus)),
-        }
-    }
-
-    /// `STATE name (pid N) (wstatus N) Ns`, as the C nitroctl prints it.
-    pub fn line(&self) -> String {
-        let mut line = format!("{} {}", self.state_name(), self.name);
-        if self.pid != 0 {
-            line.push_str(&format!(" (pid {})", self.pid));
-        }
-        line.push_str(&format!(" (wstatus {}) {}s", self.wstatus, self.uptime));
-        line
-    }
-
-    pub fn json(&self) -> String {
-        let opt = |v: Option<i32>| v.map_or("null".to_string(), |v| v.to_string());
-        let reason = self.reason.map_or("null".to_string(), |r| {
-            format!(
-                "{{\"program\":\"{}\",\"failure\":\"{}\",\"value\":{},\"text\":{}}}",
-                program_name(r.program),
-                failure_name(r.failure),
-                r.value,
-                json_string(&reason_words(r))
-            )
-        });
-        format!(
-            "{{\"name\":{},\"state\":\"{}\",\"pid\":{},\"wstatus\":{},\"exit_code\":{},\"signal\":{},\"uptime\":{},\"restarts\":{},\"reason\":{}}}",
-            json_string(&self.name),
-            self.state_name(),
-            if self.pid == 0 {
-                "null".to_string()
-            } else {
-                self.pid.to_string()
-            },
-            self.wstatus,
-            opt(self.exit_code()),
-            opt(self.signal()),
-            self.uptime,
-            self.restarts.unwrap_or(0),
-            reason
-        )
-    }
-}
-
-fn program_name(program: Program) -> &'static str {
-    match program {
-        Program::Setup => "setup",
-        Program::Run => "run",
-    }
-}
-
-fn failure_name(failure: Failure) -> &'static str {
-    match failure {
-        Failure::Exec => "exec",
-        Failure::Spawn => "spawn",
-        Failure::Status => "status",
-        Failure::Gone => "gone",
-    }
-}
-
-/// A REASON in words: `could not exec run: Permission denied`,
-/// `setup exited 111`.
-pub fn reason_words(reason: Reason) -> String {
-    let program = program_name(reason.program);
-    match reason.failure {
-        Failure::Exec => format!("could not exec {program}: {}", Errno(reason.value)),
-        Failure::Spawn => format!("could not start {program}: {}", Errno(reason.value)),
-        Failure::Status => format!("{program} {}", wait_status_words(reason.value)),
-        Failure::Gone => "the service directory is gone".to_string(),
-    }
-}
-
-/// A raw wait status in words: `exited 3`, `killed by SIGKILL`.
-pub fn wait_status_words(wstatus: i32) -> String {
-    if libc::WIFSIGNALED(wstatus) {
-        format!("killed by {}", signal_name(libc::WTERMSIG(wstatus)))
-    } else {
-        format!("exited {}", libc::WEXITSTATUS(wstatus))
-    }
-}
-
-/// `SIGKILL` for 9; `signal N` for a number without a name here.
-pub fn signal_name(signal: i32) -> String {
-    const NAMES: [&str; 31] = [
-        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
-        "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
-        "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
-    ];
-    match NAMES.get((signal as usize).wrapping_sub(1)) {
-        Some(name) => format!("SIG{name}"),
-        None => format!("signal {signal}"),
-    }
-}
-
-/// Natural order of names: runs of digits compare as numbers, so
-/// `svc-2` comes before `svc-10`; equal numbers with more leading zeros
-/// come later, and ties are broken bytewise, so the order is total.
-pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    let (x, y) = (a.as_bytes(), b.as_bytes());
-    let (mut i, mut j) = (0, 0);
-    while i < x.len() && j < y.len() {
-        if x[i].is_ascii_digit() && y[j].is_ascii_digit() {
-            let run = |s: &[u8], k: usize| {
-                let end = k + s[k..].iter().take_while(|c| c.is_ascii_digit()).count();
-                let start = k + s[k..end].iter().take_while(|&&c| c == b'0').count();
-                (start, end)
-            };
-            let ((xs, xe), (ys, ye)) = (run(x, i), run(y, j));
-            let order = (xe - xs)
-                .cmp(&(ye - ys))
-                .then_with(|| x[xs..xe].cmp(&y[ys..ye]))
-                .then_with(|| (xe - i).cmp(&(ye - j)));
-            if order != Ordering::Equal {
-                return order;
-            }
-            (i, j) = (xe, ye);
-        } else {
-            if x[i] != y[j] {
-                return x[i].cmp(&y[j]);
-            }
-            i += 1;
-            j += 1;
-        }
-    }
-    (x.len() - i).cmp(&(y.len() - j)).then_with(|| x.cmp(y))
-}
-
-/// A JSON string literal.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A Prometheus label value.
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The SERVICE frames of a LIST page, and LIST_NEXT if more remain.
@@ -315,150 +147,6 @@ pub fn decode_info(reply: &[u8]) -> Vec<(String, Option<u32>)> {
     out
 }
 
-/// `info` as one JSON object.
-pub fn info_json(info: &[(String, Option<u32>)]) -> String {
-    let fields: Vec<String> = info
-        .iter()
-        .filter_map(|(k, v)| v.map(|v| format!("{}:{}", json_string(k), v)))
-        .collect();
-    format!("{{{}}}", fields.join(","))
-}
-
-/// The Prometheus text exposition of every service and of INFO.
-pub fn metrics(services: &[Status], info: &[(String, Option<u32>)]) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for (labels, value) in samples {
-            out.push_str(&format!("{name}{labels} {value}\n"));
-        }
-    };
-    let per = |f: &dyn Fn(&Status) -> String| -> Vec<(String, String)> {
-        services
-            .iter()
-            .map(|s| (format!("{{service=\"{}\"}}", label(&s.name)), f(s)))
-            .collect()
-    };
-    let mut states = Vec::new();
-    for s in services {
-        for state in State::ALL {
-            let on = u8::from(s.state == Some(state));
-            states.push((
-                format!(
-                    "{{service=\"{}\",state=\"{}\"}}",
-                    label(&s.name),
-                    state.name()
-                ),
-                on.to_string(),
-            ));
-        }
-    }
-    family(
-        "nitro_service_state",
-        "gauge",
-        "1 for the state the service is in, 0 for the others.",
-        states,
-    );
-    family(
-        "nitro_service_up",
-        "gauge",
-        "1 when the service is UP or ONESHOT.",
-        per(&|s| u8::from(matches!(s.state, Some(State::Up | State::Oneshot))).to_string()),
-    );
-    family(
-        "nitro_service_uptime_seconds",
-        "gauge",
-        "Seconds since the service last started or stopped.",
-        per(&|s| s.uptime.to_string()),
-    );
-    family(
-        "nitro_service_pid",
-        "gauge",
-        "Process id of run, 0 when none.",
-        per(&|s| s.pid.to_string()),
-    );
-    family(
-        "nitro_service_last_exit_status",
-        "gauge",
-        "Exit code of the last run, 128+signal if it was killed, -1 if it could not be executed.",
-        per(&|s| match (s.exit_code(), s.signal()) {
-            (Some(code), _) => code.to_string(),
-            (None, Some(signal)) => (128 + signal).to_string(),
-            _ => "-1".to_string(),
-        }),
-    );
-    // Only what nitro sent: the C nitro has no RESTARTS (tag 181).
-    let restarts: Vec<(String, String)> = services
-        .iter()
-        .filter_map(|s| {
-            let n = s.restarts?;
-            Some((format!("{{service=\"{}\"}}", label(&s.name)), n.to_string()))
-        })
-        .collect();
-    if !restarts.is_empty() {
-        family(
-            "nitro_service_restarts_total",
-            "counter",
-            "Automatic restarts since the service was added.",
-            restarts,
-        );
-    }
-    let failures: Vec<(String, String)> = services
-        .iter()
-        .filter_map(|s| {
-            let r = s.reason?;
-            let labels = format!(
-                "{{service=\"{}\",program=\"{}\",failure=\"{}\",text=\"{}\"}}",
-                label(&s.name),
-                program_name(r.program),
-                failure_name(r.failure),
-                label(&reason_words(r))
-            );
-            Some((labels, r.value.to_string()))
-        })
-        .collect();
-    if !failures.is_empty() {
-        family(
-            "nitro_service_start_failure",
-            "gauge",
-            "Why the last start failed (REASON): errno, or the raw wait status for failure=\"status\".",
-            failures,
-        );
-    }
-    let global = |key: &str| info.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v);
-    family(
-        "nitro_services",
-        "gauge",
-        "Services known to nitro.",
-        vec![(String::new(), services.len().to_string())],
-    );
-    for (key, name, help) in [
-        (
-            "total_reaps",
-            "nitro_reaps_total",
-            "Child processes reaped.",
-        ),
-        (
-            "total_sv_reaps",
-            "nitro_service_reaps_total",
-            "Service processes reaped.",
-        ),
-    ] {
-        if let Some(v) = global(key) {
-            family(name, "counter", help, vec![(String::new(), v.to_string())]);
-        }
-    }
-    if let Some(v) = global("allocs") {
-        family(
-            "nitro_allocations_since_start",
-            "gauge",
-            "Heap allocations by nitro since its startup completed.",
-            vec![(String::new(), v.to_string())],
-        );
-    }
-    out
-}
-
 /// A request datagram: one packet.
 pub fn request(tag: u8, payload: &[u8]) -> Vec<u8> {
     let mut buf = vec![0u8; spat::HEADER_LEN + payload.len()];
@@ -483,7 +171,7 @@ impl Client {
                 let _ = std::fs::remove_file(path);
                 UnixDatagram::bind(path)?
             }
-            None => autobind()?,
+            None => sys::control::autobind()?,
         };
         Ok(Client {
             socket,
@@ -494,20 +182,6 @@ impl Client {
 
     pub fn send(&self, datagram: &[u8]) -> io::Result<()> {
         self.socket.send_to(datagram, &self.server).map(|_| ())
-    }
-
-    /// Sends and waits for a reply (skipping events), up to `timeout`.
-    pub fn call(&self, datagram: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
-        self.send(datagram)?;
-        self.socket.set_read_timeout(Some(timeout))?;
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let n = self.socket.recv(&mut buf)?;
-            if !is_event(&buf[..n]) {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-        }
     }
 }
 
@@ -535,29 +209,6 @@ pub fn decode_event(datagram: &[u8]) -> Option<(State, String)> {
     }
 }
 
-/// A datagram socket bound to a kernel-chosen abstract address, so nitro
-/// can reply without a file left behind.
-fn autobind() -> io::Result<UnixDatagram> {
-    let socket = UnixDatagram::unbound()?;
-    // SAFETY: binding with only the address family asks Linux to autobind;
-    // the fd stays owned by `socket`.
-    let rc = unsafe {
-        let addr = libc::sockaddr_un {
-            sun_family: libc::AF_UNIX as libc::sa_family_t,
-            sun_path: [0; 108],
-        };
-        libc::bind(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            (&addr as *const libc::sockaddr_un).cast(),
-            std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(socket)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,9 +228,16 @@ mod tests {
         let (services, next) = decode_list(C_LIST);
         assert_eq!(next, None);
         assert_eq!(services.len(), 2);
-        assert_eq!(services[0].name, "beta@x");
-        assert_eq!(services[0].line(), "UP beta@x (pid 2982) (wstatus 0) 3s");
-        assert_eq!(services[1].line(), "UP alpha (pid 2983) (wstatus 0) 3s");
+        let fields = |s: &Status| (s.name.clone(), s.state, s.pid, s.wstatus, s.uptime);
+        assert_eq!(
+            fields(&services[0]),
+            ("beta@x".to_string(), Some(State::Up), 2982, 0, 3)
+        );
+        assert_eq!(
+            fields(&services[1]),
+            ("alpha".to_string(), Some(State::Up), 2983, 0, 3)
+        );
+        assert_eq!(services[1].restarts, None, "the C nitro sends no RESTARTS");
     }
 
     #[test]
@@ -604,10 +262,6 @@ mod tests {
             decode_info(&framed),
             [("# unknown tag 0xc9".to_string(), None)],
             "a frame once, its contents skipped"
-        );
-        assert_eq!(
-            info_json(&decoded[..2]),
-            "{\"nitro_pid\":2981,\"pid\":2981}"
         );
     }
 
@@ -653,112 +307,5 @@ mod tests {
         );
         assert_eq!(decode_event(&[0, 0, 10]), None);
         assert_eq!(decode_event(&[6, 0, 1, b'a']), None);
-    }
-
-    #[test]
-    fn metrics_show_only_what_nitro_sent() {
-        let (services, _) = decode_list(C_LIST);
-        let m = metrics(&services, &[]);
-        assert!(!m.contains("restarts"), "the C nitro sends no RESTARTS");
-        assert!(!m.contains("nitro_reaps_total"));
-        assert!(m.contains("nitro_services 2\n"));
-    }
-
-    #[test]
-    fn json_and_metrics_formats() {
-        let s = Status {
-            name: "we\"ird\n".into(),
-            state: Some(State::Down),
-            pid: 0,
-            wstatus: 9,
-            uptime: 5,
-            restarts: Some(2),
-            reason: None,
-        };
-        assert_eq!(
-            s.json(),
-            "{\"name\":\"we\\\"ird\\n\",\"state\":\"DOWN\",\"pid\":null,\"wstatus\":9,\"exit_code\":null,\"signal\":9,\"uptime\":5,\"restarts\":2,\"reason\":null}"
-        );
-        let m = metrics(&[s], &[("total_reaps".into(), Some(4))]);
-        assert!(m.contains("nitro_service_state{service=\"we\\\"ird\\n\",state=\"DOWN\"} 1\n"));
-        assert!(m.contains("nitro_service_last_exit_status{service=\"we\\\"ird\\n\"} 137\n"));
-        assert!(m.contains("# TYPE nitro_reaps_total counter\nnitro_reaps_total 4\n"));
-        assert!(!m.contains("nitro_allocations_since_start"));
-    }
-
-    #[test]
-    fn natural_order() {
-        let mut names = vec![
-            "svc-10", "svc-2", "svc-1", "b", "a10b", "a2b", "svc-02", "svc-", "A",
-        ];
-        names.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(
-            names,
-            [
-                "A", "a2b", "a10b", "b", "svc-", "svc-1", "svc-2", "svc-02", "svc-10"
-            ]
-        );
-        assert_eq!(natural_cmp("x1", "x1"), std::cmp::Ordering::Equal);
-        assert_eq!(natural_cmp("x01", "x1"), std::cmp::Ordering::Greater);
-    }
-
-    #[test]
-    fn exits_and_reasons_in_words() {
-        let status = |wstatus, restarts, reason| Status {
-            wstatus,
-            restarts,
-            reason,
-            ..Status::default()
-        };
-        assert_eq!(status(0, Some(0), None).last_exit(), None, "never ended");
-        assert_eq!(status(0, None, None).last_exit(), None);
-        assert_eq!(status(0, Some(1), None).last_exit().unwrap(), "exited 0");
-        assert_eq!(
-            status(3 << 8, Some(4), None).last_exit().unwrap(),
-            "exited 3"
-        );
-        assert_eq!(
-            status(9, None, None).last_exit().unwrap(),
-            "killed by SIGKILL"
-        );
-        assert_eq!(
-            status(-1, None, None).last_exit().unwrap(),
-            "could not exec run"
-        );
-        assert_eq!(signal_name(64), "signal 64");
-        let exec = Reason {
-            program: Program::Run,
-            failure: Failure::Exec,
-            value: libc::EACCES,
-        };
-        assert_eq!(
-            status(-1, Some(0), Some(exec)).last_exit().unwrap(),
-            "could not exec run: Permission denied"
-        );
-        let setup = Reason {
-            program: Program::Setup,
-            failure: Failure::Status,
-            value: 111 << 8,
-        };
-        assert_eq!(reason_words(setup), "setup exited 111");
-        let json = status(0, Some(0), Some(setup)).json();
-        assert!(
-            json.ends_with(
-                "\"reason\":{\"program\":\"setup\",\"failure\":\"status\",\"value\":28416,\"text\":\"setup exited 111\"}}"
-            ),
-            "{json}"
-        );
-        let m = metrics(
-            &[Status {
-                name: "x".into(),
-                reason: Some(exec),
-                ..Status::default()
-            }],
-            &[],
-        );
-        assert!(
-            m.contains("nitro_service_start_failure{service=\"x\",program=\"run\",failure=\"exec\",text=\"could not exec run: Permission denied\"} 13\n"),
-            "{m}"
-        );
     }
 }

@@ -1,5 +1,6 @@
 //! The control socket: its directory and `notify/`, the check for a
-//! previous owner, binding, and datagram traffic.
+//! previous owner, binding, and datagram traffic; and for clients, a
+//! socket at an address the kernel picks.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -202,4 +203,28 @@ impl Default for Sender {
             len: 0,
         }
     }
+}
+
+/// A datagram socket bound to a kernel-chosen abstract address, so nitro
+/// can reply without a file left behind.
+pub fn autobind() -> std::io::Result<std::os::unix::net::UnixDatagram> {
+    let socket = std::os::unix::net::UnixDatagram::unbound()?;
+    let addr = libc::sockaddr_un {
+        sun_family: libc::AF_UNIX as libc::sa_family_t,
+        sun_path: [0; 108],
+    };
+    // SAFETY: addr is a valid sockaddr_un, of which only the address
+    // family is passed: that asks Linux to autobind. The fd stays owned
+    // by `socket`.
+    let rc = unsafe {
+        libc::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            (&addr as *const libc::sockaddr_un).cast(),
+            std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(socket)
 }

@@ -1,6 +1,7 @@
 //! The system layer: every system call of both programs lives below here,
 //! each `unsafe` block with the reason it is sound.
 
+pub mod alloc_count;
 pub mod control;
 pub mod os;
 pub mod pid1;
@@ -9,6 +10,7 @@ pub mod process;
 pub mod signals;
 pub mod sockpath;
 pub mod spawn;
+pub mod wtmp;
 
 use std::ffi::CStr;
 

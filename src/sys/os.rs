@@ -319,7 +319,7 @@ impl core::Os for RealOs {
     }
 
     fn allocations(&self) -> Option<u32> {
-        crate::alloc_count::allocations()
+        super::alloc_count::allocations()
     }
 
     fn scan_start(&mut self) {

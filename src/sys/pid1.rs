@@ -1,6 +1,7 @@
 //! Duties of pid 1 (SPEC section 8): mounts, the console, Ctrl-Alt-Delete,
 //! and the end of the system: killing every process, `SYS/final`,
-//! remounting read-only, reboot or power off.
+//! remounting read-only, reboot or power off (which `halt -f` asks for
+//! too).
 
 use std::time::Duration;
 
@@ -12,6 +13,15 @@ use super::{now_ms, warn};
 
 /// Default wait between the final SIGTERM to all processes and SIGKILL.
 pub const KILL_ALL_TIMEOUT_MS: Millis = 7000;
+
+/// Flushes every file system and asks the kernel to reboot, halt or
+/// power off (`command`, an `RB_*`); returns only if it refused, with why.
+pub fn sync_and_reboot(command: libc::c_int) -> std::io::Error {
+    super::process::sync();
+    // SAFETY: reboot takes only a command number.
+    unsafe { libc::reboot(command) };
+    std::io::Error::last_os_error()
+}
 
 /// Makes sure fds 0, 1 and 2 are open (started from /etc/ttys, say), so
 /// that files nitro opens never land on them.
@@ -175,7 +185,7 @@ pub fn run_final(spawner: &Spawner, signals: &SignalPipe, reboot: bool) {
 
 /// The very end on a real machine: read-only root, sync, reboot or power off.
 pub fn halt_machine(reboot: bool) -> ! {
-    // SAFETY: remount, sync and reboot take valid arguments; this is the end.
+    // SAFETY: remount takes valid arguments; this is the end.
     unsafe {
         libc::mount(
             std::ptr::null(),
@@ -184,13 +194,12 @@ pub fn halt_machine(reboot: bool) -> ! {
             libc::MS_REMOUNT | libc::MS_RDONLY,
             std::ptr::null(),
         );
-        libc::sync();
-        libc::reboot(if reboot {
-            libc::RB_AUTOBOOT
-        } else {
-            libc::RB_POWER_OFF
-        });
     }
+    sync_and_reboot(if reboot {
+        libc::RB_AUTOBOOT
+    } else {
+        libc::RB_POWER_OFF
+    });
     // Only reached if the kernel refused: nothing else is left to do.
     loop {
         std::thread::sleep(Duration::from_secs(3600));

@@ -1,7 +1,8 @@
 //! The descriptors the loop waits on, in one epoll set: registered once
 //! when they are made (a readiness pipe when its `run` starts), dropped
 //! by the kernel when they are closed. Waiting costs the same with five
-//! or five thousand pipes open.
+//! or five thousand pipes open. And for nitroctl, which waits on a few
+//! sockets at a time, a plain poll.
 
 use crate::core::Fd;
 
@@ -50,4 +51,32 @@ impl Poller {
         }
         &keys[..n]
     }
+}
+
+/// Waits up to `timeout` (rounded up to the millisecond: never early) for
+/// input on any of `fds`, a negative one being skipped: which of them can
+/// be read (or hung up, or failed), in order; the error of poll (EINTR
+/// when a signal came) otherwise.
+pub fn poll_input(fds: &[i32], timeout: std::time::Duration) -> std::io::Result<Vec<bool>> {
+    let mut pollfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let timeout_ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+    // SAFETY: pollfds is a valid array of its length.
+    let rc = unsafe {
+        libc::poll(
+            pollfds.as_mut_ptr(),
+            pollfds.len() as libc::nfds_t,
+            timeout_ms,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(pollfds.iter().map(|p| p.revents != 0).collect())
 }

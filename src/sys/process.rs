@@ -45,7 +45,7 @@ pub fn reap() -> Option<(Pid, i32)> {
     (pid > 0).then_some((pid, status))
 }
 
-/// Flushes every file system (only ever as the real pid 1).
+/// Flushes every file system.
 pub fn sync() {
     // SAFETY: sync has no preconditions.
     unsafe { libc::sync() };

@@ -1,5 +1,8 @@
-//! Signals through the loop: handlers only write the signal number into a
-//! self-pipe; the loop reads it back when epoll says it can.
+//! Signals through a self-pipe: handlers only record the signal and write
+//! its number into the pipe, so a wait on the read end wakes up whatever
+//! moment it arrives. nitro's loop reads the numbers back when epoll says
+//! it can; nitroctl only needs to know that it was interrupted, and by
+//! which signal.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -8,10 +11,12 @@ static SELF_PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
 /// Signals nitro handles.
 pub const HANDLED: [i32; 4] = [libc::SIGCHLD, libc::SIGHUP, libc::SIGTERM, libc::SIGINT];
 
-extern "C" fn on_signal(signal: libc::c_int) {
+/// Writes the signal number into the self-pipe, from a handler.
+fn wake(signal: libc::c_int) {
     // SAFETY: errno is saved and restored around write, which is
     // async-signal-safe; the fd is a non-blocking pipe, so a full pipe just
-    // drops the byte (the loop is already awake then).
+    // drops the byte (the reader is already awake then), and a missing one
+    // (fd -1) fails harmlessly.
     unsafe {
         let errno = *libc::__errno_location();
         let byte = signal as u8;
@@ -21,6 +26,36 @@ extern "C" fn on_signal(signal: libc::c_int) {
             1,
         );
         *libc::__errno_location() = errno;
+    }
+}
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    wake(signal);
+}
+
+/// Makes the self-pipe (non-blocking, close-on-exec), whose write end the
+/// handlers use; returns its read end.
+fn self_pipe() -> std::io::Result<i32> {
+    let mut fds = [-1i32; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    SELF_PIPE_WRITE.store(fds[1], Ordering::Relaxed);
+    Ok(fds[0])
+}
+
+/// Installs `handler` for `signal` with `flags`, blocking nothing more
+/// while it runs.
+fn set_handler(signal: libc::c_int, handler: extern "C" fn(libc::c_int), flags: libc::c_int) {
+    // SAFETY: a zeroed sigaction is valid; the handlers given here are
+    // extern "C" fns that only do async-signal-safe work.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as *const () as usize;
+        action.sa_flags = flags;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut());
     }
 }
 
@@ -40,26 +75,13 @@ pub struct SignalPipe {
 
 impl SignalPipe {
     pub fn install() -> std::io::Result<SignalPipe> {
-        let mut fds = [0i32; 2];
-        // SAFETY: fds is a valid array of two ints.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        SELF_PIPE_WRITE.store(fds[1], Ordering::Relaxed);
+        let read_fd = self_pipe()?;
         for signal in HANDLED {
-            // SAFETY: a zeroed sigaction is valid; the handler is an
-            // extern "C" fn that only does async-signal-safe work.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = on_signal as *const () as usize;
-                action.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
-                libc::sigemptyset(&mut action.sa_mask);
-                libc::sigaction(signal, &action, std::ptr::null_mut());
-            }
+            set_handler(signal, on_signal, libc::SA_RESTART | libc::SA_NOCLDSTOP);
         }
         // SAFETY: ignoring SIGPIPE has no preconditions.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-        Ok(SignalPipe { read_fd: fds[0] })
+        Ok(SignalPipe { read_fd })
     }
 
     /// Reads every pending signal byte.
@@ -83,6 +105,42 @@ impl SignalPipe {
             }
         }
         arrived
+    }
+}
+
+/// The signal that interrupted nitroctl, 0 if none.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+/// The read end of nitroctl's self-pipe, -1 if it could not be made.
+static INTERRUPT_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_interrupt(signal: libc::c_int) {
+    INTERRUPTED.store(signal, Ordering::Relaxed);
+    wake(signal);
+}
+
+/// nitroctl: `signals` interrupt whatever it does. The handler only
+/// records the signal and wakes a poll on `interrupt_fd`. No SA_RESTART:
+/// a blocking send or receive returns EINTR instead of carrying on.
+pub fn catch_interruptions(signals: &[libc::c_int]) {
+    if let Ok(read_fd) = self_pipe() {
+        INTERRUPT_FD.store(read_fd, Ordering::Relaxed);
+    }
+    for &signal in signals {
+        set_handler(signal, on_interrupt, 0);
+    }
+}
+
+/// The read end of nitroctl's self-pipe, for poll: readable for good once
+/// a signal arrived (-1, which poll skips, if the pipe could not be made).
+pub fn interrupt_fd() -> i32 {
+    INTERRUPT_FD.load(Ordering::Relaxed)
+}
+
+/// The signal that interrupted nitroctl, if one did.
+pub fn interruption() -> Option<i32> {
+    match INTERRUPTED.load(Ordering::Relaxed) {
+        0 => None,
+        n => Some(n),
     }
 }
 

@@ -3,20 +3,25 @@
 //!
 //! - `args`: options and service arguments;
 //! - `exit`: exit statuses, signals, removal of our sockets, output;
+//! - `listen`: waiting for datagrams or a signal;
 //! - `wait`: commands that wait for a state, and `events`;
 //! - `personality`: the halt/poweroff/reboot/init names;
 //! - `status`: the view for people;
+//! - `formats`: natural order, the list line, JSON and metrics;
+//! - `words`: exits and failed starts in words;
 //! - here: the commands that send one request per service or per call.
 //!
-//! Protocol decoding and the output formats live in `nitro::client`.
+//! Requests and the decoding of replies live in `nitro::client`.
 
 mod args;
 mod exit;
+mod formats;
+mod listen;
 mod personality;
 mod status;
 mod wait;
+mod words;
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,12 +32,15 @@ use nitro::sys::sockpath;
 use args::{HELP, Options, USAGE};
 use exit::{
     EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE, fail, leave,
-    leave_if_interrupted, say, signal_fd,
+    leave_if_interrupted, say,
 };
 
 /// How long a request waits for its reply when no `-t` says otherwise: a
 /// nitro that does not answer in this time is as good as absent.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shortest write timeout: zero means "forever".
+const MIN_WAIT: Duration = Duration::from_millis(1);
 
 pub struct Ctl {
     server: PathBuf,
@@ -45,8 +53,8 @@ pub struct Ctl {
 impl Ctl {
     /// How long the next send or receive may block: up to REPLY_TIMEOUT,
     /// and not past `-t`.
-    fn reply_limit(&self, deadline: Option<Instant>) -> Duration {
-        let left = deadline.map_or(REPLY_TIMEOUT, |d| {
+    fn reply_limit(&self) -> Duration {
+        let left = self.deadline.map_or(REPLY_TIMEOUT, |d| {
             d.saturating_duration_since(Instant::now())
         });
         left.min(REPLY_TIMEOUT)
@@ -84,22 +92,31 @@ impl Ctl {
             .unwrap_or_else(|e| fail(EXIT_OTHER, format_args!("socket: {e}")))
     }
 
-    /// A request and its reply (events are skipped). Exits 4 when nitro
-    /// cannot be reached, 3 when `-t` runs out, 128+N on signal N.
-    fn call(&self, client: &Client, datagram: &[u8]) -> Vec<u8> {
-        let limit = Instant::now() + self.reply_limit(self.deadline);
+    /// Sends a request, blocking up to the reply limit: nitro's queue
+    /// holds only a few datagrams, and many requests at once must wait for
+    /// room. A signal interrupts it (EINTR). Exits as `call` does when it
+    /// cannot be sent. The socket is left non-blocking: replies are read
+    /// until it is empty, then `listen::wait` waits for more.
+    fn send_request(&self, client: &Client, datagram: &[u8]) {
         let socket = &client.socket;
         let _ = socket.set_nonblocking(false);
-        let _ = socket.set_write_timeout(Some(self.reply_limit(self.deadline).max(MIN_WAIT)));
+        let _ = socket.set_write_timeout(Some(self.reply_limit().max(MIN_WAIT)));
         if let Err(e) = client.send(datagram) {
             leave_if_interrupted();
             self.unreachable(e, self.deadline);
         }
         let _ = socket.set_nonblocking(true);
-        let mut buf = vec![0u8; 65536];
+    }
+
+    /// A request and its reply (events are skipped). Exits 4 when nitro
+    /// cannot be reached, 3 when `-t` runs out, 128+N on signal N.
+    fn call(&self, client: &Client, datagram: &[u8]) -> Vec<u8> {
+        let limit = Instant::now() + self.reply_limit();
+        self.send_request(client, datagram);
+        let mut buf = vec![0u8; listen::DATAGRAM_MAX];
         loop {
             leave_if_interrupted();
-            match socket.recv(&mut buf) {
+            match client.socket.recv(&mut buf) {
                 Ok(n) if !client::is_event(&buf[..n]) => {
                     buf.truncate(n);
                     return buf;
@@ -112,14 +129,7 @@ impl Ctl {
             if now >= limit {
                 self.unreachable(std::io::ErrorKind::TimedOut.into(), self.deadline);
             }
-            let mut pollfds = [socket.as_raw_fd(), signal_fd()].map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            let wait = (limit - now).as_millis() as i32 + 1;
-            // SAFETY: pollfds is a valid array of its length.
-            unsafe { libc::poll(pollfds.as_mut_ptr(), 2, wait) };
+            listen::wait(&[Some(&client.socket)], limit - now);
         }
     }
 
@@ -144,7 +154,7 @@ impl Ctl {
                 _ => break,
             }
         }
-        all.sort_by(|a, b| client::natural_cmp(&a.name, &b.name));
+        all.sort_by(|a, b| formats::natural_cmp(&a.name, &b.name));
         all
     }
 
@@ -226,9 +236,6 @@ impl Ctl {
     }
 }
 
-/// The write timeout must not be zero: that means "forever".
-const MIN_WAIT: Duration = Duration::from_millis(1);
-
 /// Why nitro did not do what was asked about `name`.
 fn refusal(name: &str, reply: &[u8]) -> String {
     match reply.get(2) {
@@ -303,11 +310,11 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
                 ctl.query_all(names)
             };
             if ctl.options.json {
-                let items: Vec<String> = services.iter().map(Status::json).collect();
+                let items: Vec<String> = services.iter().map(formats::json).collect();
                 say(&format!("[{}]", items.join(",")));
             } else {
                 for s in &services {
-                    say(&s.line());
+                    say(&formats::line(s));
                 }
             }
             status
@@ -316,7 +323,7 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
         "info" => {
             let info = ctl.info();
             if ctl.options.json {
-                say(&client::info_json(&info));
+                say(&formats::info_json(&info));
             } else {
                 for (key, value) in info {
                     match value {
@@ -332,7 +339,7 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
         }
         "metrics" => {
             let services = ctl.list_all();
-            let text = client::metrics(&services, &ctl.info());
+            let text = formats::metrics(&services, &ctl.info());
             say(text.trim_end_matches('\n'));
             0
         }

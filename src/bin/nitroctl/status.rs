@@ -4,13 +4,14 @@
 //! working directory (`/proc/PID/cwd`); when that cannot be read (another
 //! user's nitro, no /proc) those two columns are left out.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use nitro::client::Status;
 use nitro::proto::{self, State};
 
-use crate::Ctl;
 use crate::exit::say;
+use crate::{Ctl, formats, words};
 
 /// `2h13m`: the two largest units, the smaller one left out when it is 0
 /// (`5m`, `3d`), seconds alone below a minute.
@@ -93,9 +94,7 @@ fn service_base(ctl: &Ctl) -> Option<PathBuf> {
 
 /// Whether to colour: stdout is a terminal and NO_COLOR is not set.
 fn colour() -> bool {
-    // SAFETY: isatty has no preconditions.
-    let tty = unsafe { libc::isatty(1) } == 1;
-    tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The SGR colour of a state: green when up, red when failed, yellow when
@@ -129,7 +128,7 @@ pub fn render(
     for s in services {
         let mut row = vec![
             s.name.clone(),
-            s.state.map_or("?", State::name).to_string(),
+            formats::state_name(s).to_string(),
             if s.pid == 0 {
                 "-".to_string()
             } else {
@@ -147,7 +146,7 @@ pub fn render(
             row.push(readiness(&dir));
             row.push(log_target(base, &dir, &s.name, all));
         }
-        row.push(s.last_exit().unwrap_or_else(|| "-".to_string()));
+        row.push(words::last_exit(s).unwrap_or_else(|| "-".to_string()));
         rows.push(row);
     }
     let columns = rows[0].len();

@@ -13,17 +13,18 @@
 //! (nitro removed its socket, or died and left it refusing), or no reply
 //! for as long as a plain request waits, ends the command with 4.
 
-use std::os::fd::AsRawFd;
+use std::io::IsTerminal;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use nitro::client::{self, Client, Status};
 use nitro::proto::{self, Failure, State};
+use nitro::sys::signals;
 
 use crate::exit::{
-    EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, bound, fail, leave_if_interrupted,
-    say, signal_fd,
+    EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, bound, fail, leave_if_interrupted, say,
 };
-use crate::{Ctl, REPLY_TIMEOUT};
+use crate::{Ctl, REPLY_TIMEOUT, listen, words};
 
 /// Ask again when nothing came for this long.
 pub const REQUERY: Duration = Duration::from_secs(1);
@@ -137,7 +138,7 @@ impl Tracker {
         match state {
             // Why it failed is in the QUERY reply.
             State::Fatal if queried => {
-                let why = self.last.as_ref().and_then(Status::last_exit);
+                let why = self.last.as_ref().and_then(words::last_exit);
                 let message = match why {
                     Some(why) => format!("{}: failed: {why}", self.name),
                     None => format!("{}: failed", self.name),
@@ -162,7 +163,7 @@ impl Tracker {
     /// reply after the service went down on its way up.
     fn progress(&self, state: State) -> Option<String> {
         let last = self.last.as_ref()?;
-        let exit = last.last_exit().unwrap_or_else(|| "ended".to_string());
+        let exit = words::last_exit(last).unwrap_or_else(|| "ended".to_string());
         let next = match state {
             // nitro waits 2 s after a failed fork or a temporary exec
             // failure, 1 s after anything else (SPEC section 3).
@@ -199,7 +200,7 @@ impl Tracker {
             parts.push(state.name().to_string());
         }
         if let Some(last) = &self.last {
-            parts.extend(last.last_exit());
+            parts.extend(words::last_exit(last));
             match last.restarts {
                 Some(1) => parts.push("1 restart".to_string()),
                 Some(n) if n > 1 => parts.push(format!("{n} restarts")),
@@ -309,29 +310,14 @@ const IN_FLIGHT: usize = 64;
 /// replies, through the QUERY sent every second; whether nitro is there
 /// at all is then told by the first send.
 fn bind_waiter(ctl: &Ctl, file: String) -> Client {
-    let path = ctl.notify_dir.join(file);
-    match Client::new(&ctl.server, Some(path.clone())) {
-        Ok(client) => {
-            bound(path);
-            client
-        }
-        Err(_) => ctl.client(),
-    }
+    bind(ctl, &ctl.notify_dir.join(file)).unwrap_or_else(|_| ctl.client())
 }
 
-/// Binds a socket in `notify/` and registers it for removal.
-fn bind(ctl: &Ctl, file: String) -> Client {
-    let path = ctl.notify_dir.join(file);
-    match Client::new(&ctl.server, Some(path.clone())) {
-        Ok(client) => {
-            bound(path);
-            client
-        }
-        Err(e) => fail(
-            EXIT_UNREACHABLE,
-            format_args!("cannot bind {}: {e}", path.display()),
-        ),
-    }
+/// Binds a socket at `path` in `notify/` and registers it for removal.
+fn bind(ctl: &Ctl, path: &Path) -> std::io::Result<Client> {
+    let client = Client::new(&ctl.server, Some(path.to_owned()))?;
+    bound(path.to_owned());
+    Ok(client)
 }
 
 pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
@@ -348,10 +334,9 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         .collect();
     // Waiters before `started` have sent their first request.
     let mut started = 0;
-    let mut buf = vec![0u8; 65536];
+    let mut buf = vec![0u8; listen::DATAGRAM_MAX];
     // How a start is going goes to a person at a terminal, or with -v.
-    // SAFETY: isatty has no preconditions.
-    let tell = ctl.options.verbose || unsafe { libc::isatty(2) } == 1;
+    let tell = ctl.options.verbose || std::io::stderr().is_terminal();
     loop {
         leave_if_interrupted();
         let mut in_flight = waiters[..started]
@@ -361,16 +346,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         while started < waiters.len() && in_flight < IN_FLIGHT {
             let w = &mut waiters[started];
             let client = bind_waiter(ctl, format!("{},{pid}_{started}", w.tracker.name));
-            // Blocking (up to the reply timeout, or -t): nitro's queue
-            // holds only a few datagrams, and many services at once must
-            // wait for room. A signal interrupts it (EINTR).
-            let limit = ctl.reply_limit(deadline);
-            let _ = client.socket.set_write_timeout(Some(limit.max(MIN_WAIT)));
-            if let Err(e) = client.send(&w.tracker.first_request()) {
-                leave_if_interrupted();
-                ctl.unreachable(e, deadline);
-            }
-            let _ = client.socket.set_nonblocking(true);
+            ctl.send_request(&client, &w.tracker.first_request());
             w.client = Some(client);
             w.asked = Some(Instant::now());
             w.last_heard = Instant::now();
@@ -409,17 +385,6 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
                 waiters[i].send(ctl, &query);
             }
         }
-        let mut pollfds: Vec<libc::pollfd> = pending
-            .iter()
-            // (poll skips a negative fd: the list stays aligned with `pending`)
-            .map(|&i| waiters[i].socket().map_or(-1, |s| s.as_raw_fd()))
-            .chain([signal_fd()])
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
         // The next requery among the pending, or the deadline.
         let mut timeout = pending
             .iter()
@@ -429,16 +394,10 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         if let Some(d) = deadline {
             timeout = timeout.min(d.saturating_duration_since(now));
         }
-        // SAFETY: pollfds is a valid array of its length.
-        unsafe {
-            libc::poll(
-                pollfds.as_mut_ptr(),
-                pollfds.len() as libc::nfds_t,
-                timeout.as_millis() as i32 + 1,
-            )
-        };
-        for (k, &i) in pending.iter().enumerate() {
-            if pollfds[k].revents == 0 {
+        let sockets: Vec<_> = pending.iter().map(|&i| waiters[i].socket()).collect();
+        let woken = listen::wait(&sockets, timeout);
+        for (&i, readable) in pending.iter().zip(woken.readable) {
+            if !readable {
                 continue;
             }
             let w = &mut waiters[i];
@@ -477,26 +436,22 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
     status
 }
 
-/// The write timeout must not be zero: that means "forever".
-const MIN_WAIT: Duration = Duration::from_millis(1);
-
 /// `events`: print every state change, or only those of the services
 /// named (exact names: `sv@` does not stand for its instances), until
 /// interrupted (then exit 0), or until nitro is gone (4). One socket for
 /// all services keeps the lines in the order nitro sent them.
 pub fn events(ctl: &Ctl, names: &[String]) -> i32 {
-    let client = bind(ctl, format!("ALL,{}", std::process::id()));
+    let path = ctl.notify_dir.join(format!("ALL,{}", std::process::id()));
+    let client = bind(ctl, &path).unwrap_or_else(|e| {
+        fail(
+            EXIT_UNREACHABLE,
+            format_args!("cannot bind {}: {e}", path.display()),
+        )
+    });
     let _ = client.socket.set_nonblocking(true);
-    let mut buf = vec![0u8; 65536];
+    let mut buf = vec![0u8; listen::DATAGRAM_MAX];
     loop {
-        let mut pollfds = [client.socket.as_raw_fd(), signal_fd()].map(|fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        });
-        // SAFETY: pollfds is a valid array of its length.
-        let ready = unsafe { libc::poll(pollfds.as_mut_ptr(), 2, REQUERY.as_millis() as i32) };
-        if ready == 0
+        if listen::wait(&[Some(&client.socket)], REQUERY).timed_out
             && let Err(e) = still_there(&ctl.server)
         {
             ctl.unreachable(e, None);
@@ -510,7 +465,7 @@ pub fn events(ctl: &Ctl, names: &[String]) -> i32 {
                 say(&change_line(ctl, &format!("{} {}", state.name(), name)));
             }
         }
-        if crate::exit::interruption().is_some() {
+        if signals::interruption().is_some() {
             return 0;
         }
     }
@@ -570,7 +525,7 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
 /// stopped nitro passes: `events` waits for nothing in particular, and a
 /// nitro continued later (or one started anew on the same socket) goes on
 /// sending it events.
-fn still_there(server: &std::path::Path) -> std::io::Result<()> {
+fn still_there(server: &Path) -> std::io::Result<()> {
     std::os::unix::net::UnixDatagram::unbound()?.connect(server)
 }
 
