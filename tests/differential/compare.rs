@@ -1,0 +1,286 @@
+//! The comparison of two traces of one scenario. What may legitimately
+//! differ is normalized away by named rules (each one a deliberate
+//! difference of ours, written in the SPEC's [beyond] parts or in
+//! docs/choices.md); everything else must match:
+//! - the exit status of every command;
+//! - `nitroctl list` after every step both systems settled: state, whether
+//!   there is a pid, the raw wait status (pids and uptimes differ);
+//! - per service, the C nitro's events must be a subsequence of ours
+//!   (rule `SUPERSET_OF_EVENTS`): the order of state changes counts,
+//!   absolute times do not;
+//! - per service, the scripts that ran and their arguments;
+//! - what each logger received;
+//! - nitro's exit status and the processes left behind.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use nitro::proto::State;
+
+use super::runner::{Event, Trace};
+use super::scenario::{Scenario, Script, Step, Svc};
+
+/// The rules, by name. Each is applied in one place below.
+pub const RULES: &[(&str, &str)] = &[
+    (
+        "SUPERSET_OF_EVENTS",
+        "we announce every state change (SPEC 3 [beyond]); the C nitro only some \
+         (never DELAY, SETUP only with a setup script, SHUTDOWN/RESTART only during \
+         finish or as the echo of a request): its events of a service must be a \
+         subsequence of ours",
+    ),
+    (
+        "ONESHOT_FINISH_SHOWN_AS_SHUTDOWN",
+        "a one-shot taken down runs finish in SHUTDOWN for us; the C nitro keeps \
+         showing ONESHOT (SPEC 3): a C ONESHOT event of a one-shot may match our SHUTDOWN",
+    ),
+    (
+        "SETUP_KILLED_BY_SIGNAL_IS_RETRIED",
+        "a setup killed by a signal is DELAY then retried for us, success for the C \
+         nitro (SPEC 2): our retry's `setup` run is not in the C trace",
+    ),
+];
+
+/// A service definition of the scenario that `name` (a service or instance)
+/// comes from, in any of its versions.
+fn definitions<'a>(scenario: &'a Scenario, name: &str) -> Vec<&'a Svc> {
+    let dir = match name.find('@') {
+        Some(at) => &name[..=at],
+        None => name,
+    };
+    let added = scenario.steps.iter().filter_map(|s| match &s.step {
+        Step::Add(svc) => Some(svc),
+        _ => None,
+    });
+    scenario
+        .services
+        .iter()
+        .chain(added)
+        .filter(|s| s.name == dir)
+        .collect()
+}
+
+fn is_oneshot(scenario: &Scenario, name: &str) -> bool {
+    let defs = definitions(scenario, name);
+    !defs.is_empty() && defs.iter().all(|s| s.run.is_none())
+}
+
+/// Whether the C event `c` may stand for our event `ours`.
+fn matches(scenario: &Scenario, name: &str, c: State, ours: State) -> bool {
+    c == ours
+        // ONESHOT_FINISH_SHOWN_AS_SHUTDOWN
+        || (c == State::Oneshot && ours == State::Shutdown && is_oneshot(scenario, name))
+}
+
+/// Whether `c` is a subsequence of `ours` (greedy matching is exact for
+/// subsequences under a fixed relation).
+fn subsequence(scenario: &Scenario, name: &str, c: &[State], ours: &[State]) -> bool {
+    let mut it = ours.iter();
+    c.iter()
+        .all(|&ce| it.by_ref().any(|&oe| matches(scenario, name, ce, oe)))
+}
+
+fn states_of(events: &[Event], name: &str) -> Vec<State> {
+    events
+        .iter()
+        .filter(|e| e.name == name)
+        .map(|e| e.state)
+        .collect()
+}
+
+fn names(xs: &[State]) -> String {
+    xs.iter().map(|s| s.name()).collect::<Vec<_>>().join(" ")
+}
+
+/// Our script-run trace of a service after the rules.
+fn normalized_runs(scenario: &Scenario, name: &str, runs: &[String]) -> Vec<String> {
+    let mut runs = runs.to_vec();
+    // SETUP_KILLED_BY_SIGNAL_IS_RETRIED: the self-killing setup kills itself
+    // on its first run only; our retry is the second `setup` line.
+    if definitions(scenario, name)
+        .iter()
+        .any(|s| s.setup == Some(Script::Signal))
+        && runs.len() >= 2
+        && runs[0].starts_with("setup")
+        && runs[1].starts_with("setup")
+    {
+        runs.remove(1);
+    }
+    runs
+}
+
+/// The differences between the C trace and ours, as readable lines; empty
+/// when they agree.
+pub fn compare(scenario: &Scenario, c: &Trace, ours: &Trace) -> Vec<String> {
+    let mut diffs = Vec::new();
+
+    for (i, (a, b)) in c.statuses.iter().zip(&ours.statuses).enumerate() {
+        if a != b {
+            diffs.push(format!(
+                "step {}: `{}` exited {a:?} with the C nitro, {b:?} with ours",
+                i + 1,
+                scenario.steps[i]
+            ));
+        }
+    }
+
+    for (i, (a, b)) in c.snapshots.iter().zip(&ours.snapshots).enumerate() {
+        let when = if i == 0 {
+            "after boot".to_string()
+        } else {
+            format!("after step {i}")
+        };
+        if c.settled[i] != ours.settled[i] {
+            diffs.push(format!(
+                "{when}: the C nitro {} settled, ours {}",
+                if c.settled[i] { "" } else { "never" },
+                if ours.settled[i] { "did" } else { "never did" }
+            ));
+            continue;
+        }
+        let (Some(a), Some(b)) = (a, b) else {
+            if a.is_some() != b.is_some() {
+                diffs.push(format!("{when}: `nitroctl list` failed for one of them"));
+            }
+            continue;
+        };
+        let all: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for name in all {
+            match (a.get(name), b.get(name)) {
+                (Some(x), Some(y)) if x == y => {}
+                (x, y) => diffs.push(format!(
+                    "{when}: list shows {name} as {} (C) / {} (ours)",
+                    x.map_or("absent".into(), |e| format!(
+                        "{} pid={} wstatus={}",
+                        e.state, e.has_pid, e.wstatus
+                    )),
+                    y.map_or("absent".into(), |e| format!(
+                        "{} pid={} wstatus={}",
+                        e.state, e.has_pid, e.wstatus
+                    )),
+                )),
+            }
+        }
+    }
+
+    let services: BTreeSet<&String> = c.events.iter().map(|e| &e.name).collect();
+    for name in services {
+        let cs = states_of(&c.events, name);
+        let os = states_of(&ours.events, name);
+        if !subsequence(scenario, name, &cs, &os) {
+            diffs.push(format!(
+                "events of {name}: the C nitro's are not a subsequence of ours\n      C:    {}\n      ours: {}",
+                names(&cs),
+                names(&os)
+            ));
+        }
+    }
+
+    let all: BTreeSet<&String> = c.runs.keys().chain(ours.runs.keys()).collect();
+    for name in all {
+        let a = c.runs.get(name).cloned().unwrap_or_default();
+        let b = normalized_runs(
+            scenario,
+            name,
+            &ours.runs.get(name).cloned().unwrap_or_default(),
+        );
+        if a != b {
+            diffs.push(format!(
+                "scripts run for {name}:\n      C:    {}\n      ours: {}",
+                a.join(" | "),
+                b.join(" | ")
+            ));
+        }
+    }
+
+    if c.logs != ours.logs {
+        diffs.push(format!(
+            "loggers received:\n      C:    {:?}\n      ours: {:?}",
+            c.logs, ours.logs
+        ));
+    }
+    if c.exit != ours.exit {
+        diffs.push(format!(
+            "nitro ended with {:?} (C) / {:?} (ours)",
+            c.exit, ours.exit
+        ));
+    }
+    if c.leftovers != ours.leftovers {
+        diffs.push(format!(
+            "processes left: {:?} (C) / {:?} (ours)",
+            c.leftovers, ours.leftovers
+        ));
+    }
+    diffs
+}
+
+/// Both traces side by side, step by step.
+pub fn side_by_side(scenario: &Scenario, c: &Trace, ours: &Trace) -> String {
+    let mut out = String::new();
+    let width = 58;
+    let _ = writeln!(out, "{:<width$} | our nitro", "C nitro");
+    for step in 0..=scenario.steps.len() + 1 {
+        let title = match step {
+            0 => "boot".to_string(),
+            s if s > scenario.steps.len() => "shutdown".to_string(),
+            s => format!("step {s}: {}", scenario.steps[s - 1]),
+        };
+        let _ = writeln!(out, "-- {title}");
+        if step >= 1 && step <= scenario.steps.len() {
+            let (a, b) = (c.statuses[step - 1], ours.statuses[step - 1]);
+            if a.is_some() || b.is_some() {
+                let _ = writeln!(out, "{:<width$} | exit {b:?}", format!("exit {a:?}"));
+            }
+        }
+        let ev = |t: &Trace| -> Vec<String> {
+            t.events
+                .iter()
+                .filter(|e| e.step == step)
+                .map(|e| format!("{} {}", e.state.name(), e.name))
+                .collect()
+        };
+        let list = |t: &Trace| -> Vec<String> {
+            match t.snapshots.get(step) {
+                Some(Some(snap)) => snap
+                    .iter()
+                    .map(|(n, e)| {
+                        format!(
+                            "  = {} {n}{} (wstatus {})",
+                            e.state,
+                            if e.has_pid { " (pid)" } else { "" },
+                            e.wstatus
+                        )
+                    })
+                    .collect(),
+                _ => vec![],
+            }
+        };
+        let (mut a, mut b) = (ev(c), ev(ours));
+        a.extend(list(c));
+        b.extend(list(ours));
+        for i in 0..a.len().max(b.len()) {
+            let _ = writeln!(
+                out,
+                "{:<width$} | {}",
+                a.get(i).map_or("", |s| s.as_str()),
+                b.get(i).map_or("", |s| s.as_str())
+            );
+        }
+    }
+    let _ = writeln!(out, "-- end");
+    let _ = writeln!(
+        out,
+        "{:<width$} | exit {:?}",
+        format!("exit {:?}", c.exit),
+        ours.exit
+    );
+    let _ = writeln!(
+        out,
+        "{:<width$} | left {:?}",
+        format!("left {:?}", c.leftovers),
+        ours.leftovers
+    );
+    let _ = writeln!(out, "-- stderr of the C nitro:\n{}", c.stderr.trim_end());
+    let _ = writeln!(out, "-- stderr of ours:\n{}", ours.stderr.trim_end());
+    out
+}
