@@ -10,7 +10,7 @@
 //! byte-compatible (a promise of the spec, exercised here too), and the C
 //! `nitroctl` would print its list unsorted and stop at one 4 KiB reply.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::ExitStatusExt;
@@ -27,7 +27,7 @@ use super::scenario::{self, SHORT_WAIT_MS, Scenario, Step};
 
 /// Quiet: this long without an event, a busy script, or a service in a
 /// state that a timer will end.
-const QUIET: Duration = Duration::from_millis(400);
+const QUIET: Duration = Duration::from_millis(300);
 /// A step that has not settled after this long is recorded as unsettled
 /// (the longest legitimate wait: 7 s to SIGKILL plus a long finish).
 const SETTLE_CAP: Duration = Duration::from_secs(20);
@@ -112,6 +112,9 @@ pub struct Trace {
     pub statuses: Vec<Option<i32>>,
     /// After boot (index 0) and after each step: `nitroctl list` once quiet.
     pub snapshots: Vec<Option<Snapshot>>,
+    /// After boot and after each step: the services whose current `run`
+    /// found its readiness pipe closed by nitro (EPIPE).
+    pub lost_ready: Vec<BTreeSet<String>>,
     /// Whether the system became quiet after boot and after each step.
     pub settled: Vec<bool>,
     /// Per service: the scripts that ran, with their arguments.
@@ -185,7 +188,7 @@ impl Run<'_> {
     fn nitroctl(&self, args: &[&str]) -> (Option<i32>, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_nitroctl"))
             .arg("-t")
-            .arg("10")
+            .arg("5")
             .args(args)
             .env("NITRO_SOCK", &self.sock)
             .stdin(Stdio::null())
@@ -305,6 +308,25 @@ impl Run<'_> {
         }
     }
 
+    /// Services whose current run could not write its readiness (EPIPE).
+    fn lost_ready(&self) -> BTreeSet<String> {
+        let mut lost = BTreeSet::new();
+        for entry in std::fs::read_dir(self.state.join("epipe"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let run = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let now = std::fs::read_to_string(self.state.join(format!("count/{name}.run")))
+                .unwrap_or_default();
+            if run.trim() == now.trim() {
+                lost.insert(name);
+            }
+        }
+        lost
+    }
+
     fn set_step(&self, step: usize) {
         self.log.lock().unwrap().2 = step;
     }
@@ -362,7 +384,7 @@ pub fn run(scenario: &Scenario, which: Impl) -> Trace {
     let sockdir = tmp.path().join("s");
     let state = tmp.path().join("state");
     std::fs::create_dir(&sv).unwrap();
-    for sub in ["runs", "count", "busy", "logs"] {
+    for sub in ["runs", "count", "busy", "logs", "epipe"] {
         std::fs::create_dir_all(state.join(sub)).unwrap();
     }
     let private = |p: &Path| std::fs::DirBuilder::new().mode(0o700).create(p).unwrap();
@@ -403,10 +425,14 @@ pub fn run(scenario: &Scenario, which: Impl) -> Trace {
     let settled = r.settle(&mut nitro);
     trace.settled.push(settled);
     trace.snapshots.push(r.snapshot());
+    trace.lost_ready.push(r.lost_ready());
 
     for (i, step) in scenario.steps.iter().enumerate() {
         r.set_step(i + 1);
         let status = match &step.step {
+            // `restart` waits for UP: `fast-restart` only until starting,
+            // which the vocabulary reaches within about 2 s.
+            Step::Ctl(verb, name) if verb == "restart" => r.nitroctl(&["fast-restart", name]).0,
             Step::Ctl(verb, name) => r.nitroctl(&[verb, name]).0,
             Step::Rescan => r.nitroctl(&["rescan"]).0,
             Step::Pause(ms) => {
@@ -431,6 +457,7 @@ pub fn run(scenario: &Scenario, which: Impl) -> Trace {
             trace.settled.push(false);
             trace.snapshots.push(None);
         }
+        trace.lost_ready.push(r.lost_ready());
     }
 
     // Settle before reading what the scripts and loggers left.
