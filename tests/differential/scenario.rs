@@ -177,6 +177,10 @@ pub struct Features {
     pub setup_signal: bool,
     /// Remove or rename directories that are log targets (see `removable`).
     pub remove_loggers: bool,
+    /// Remove or rename template directories.
+    pub remove_templates: bool,
+    /// A `down` file on a service with a `log` link (see `generate`).
+    pub down_writers: bool,
 }
 
 impl Features {
@@ -186,6 +190,8 @@ impl Features {
         templates: true,
         setup_signal: true,
         remove_loggers: true,
+        remove_templates: true,
+        down_writers: true,
     };
 }
 
@@ -348,6 +354,12 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                 continue;
             }
             svc.log = g.log_target(&svc.name.clone(), &names);
+            // The C nitro creates a logger DOWN when the scan meets its
+            // writer first and never starts it if the writer is down (a C
+            // defect, docs/choices.md).
+            if !features.down_writers {
+                svc.down = false;
+            }
         }
     }
 
@@ -391,6 +403,9 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                 let mut svc = g.service(&name);
                 if features.logging && g.rng.chance(20) {
                     svc.log = g.log_target(&name, &dirs);
+                    if !features.down_writers {
+                        svc.down = false;
+                    }
                 }
                 log_targets.extend(svc.log.clone());
                 dirs.push(name);
@@ -493,7 +508,9 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
 /// in docs/choices.md), which would differ from us in every scenario that
 /// does it.
 fn removable(name: &str, log_targets: &[String], features: Features) -> bool {
-    features.remove_loggers || !(name.starts_with("LOG") || log_targets.iter().any(|t| t == name))
+    (features.remove_templates || !name.ends_with('@'))
+        && (features.remove_loggers
+            || !(name.starts_with("LOG") || log_targets.iter().any(|t| t == name)))
 }
 
 /// A name for a command: a service, an instance (linked or not), the
