@@ -181,6 +181,8 @@ pub struct Features {
     pub remove_templates: bool,
     /// A `down` file on a service with a `log` link (see `generate`).
     pub down_writers: bool,
+    /// Steps that set a `log` link on an existing directory.
+    pub relink: bool,
 }
 
 impl Features {
@@ -192,6 +194,7 @@ impl Features {
         remove_loggers: true,
         remove_templates: true,
         down_writers: true,
+        relink: true,
     };
 }
 
@@ -469,7 +472,7 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                 }
             }
             9 => {
-                if dirs.is_empty() || !features.logging {
+                if dirs.is_empty() || !features.logging || !features.relink {
                     continue;
                 }
                 let d = g.rng.pick(&dirs).clone();
