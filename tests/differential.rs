@@ -1,0 +1,320 @@
+//! Differential scenario tests: the C nitro 0.8 as an oracle. Generated
+//! scenarios (a service directory and a sequence of commands, file-system
+//! changes and pauses) run against the C nitro, built from
+//! `../shared/reference/nitro-c`, and against ours; what a user can observe
+//! is compared, with every deliberate difference a named rule of the
+//! comparer (`differential/compare.rs`).
+//!
+//! `cargo test --test differential` runs a fixed set of seeds. A campaign:
+//! `NITRO_DIFF_SEEDS=2000 NITRO_DIFF_JOBS=4 cargo test --test differential -- --ignored --nocapture`
+//! (`NITRO_DIFF_FIRST` picks the first seed, `NITRO_DIFF_OUT` a file for one
+//! line per seed, `NITRO_DIFF_SHRINK=1` shrinks each failure). A single
+//! seed: `NITRO_DIFF_SEED_LIST=17,42` (shrunk and shown in full); only
+//! show a scenario: `NITRO_DIFF_PRINT=17`.
+
+mod differential {
+    pub mod compare;
+    pub mod runner;
+    pub mod scenario;
+    pub mod shrink;
+}
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use differential::scenario::{self, Features, Scenario};
+use differential::{compare, runner, shrink};
+
+/// Seeds of the CI run: bounded to well under 3 minutes on 2 cores.
+const CI_SEEDS: u64 = 24;
+/// UNTRIAGED: seeds of 1..=CI_SEEDS that differ and are not explained yet
+/// (seed 4: a LOG@ logger instance we start and the C nitro leaves DOWN;
+/// seed 10: the C nitro did not end within 40 s of `Shutdown`). Triage,
+/// then empty this list.
+const UNTRIAGED_SEEDS: &[u64] = &[4, 10];
+/// Scenarios run at once (each runs both supervisors at the same time).
+const CI_JOBS: usize = 3;
+
+/// Features of the default seeds. Every area is on unless a rule below
+/// turns it off; a rule names the defect of ours it waits for, and goes
+/// away once that is fixed.
+fn default_features() -> Features {
+    Features {
+        // A C defect (docs/choices.md): removing a logger's directory
+        // does not stop it while a writer links to it.
+        remove_loggers: false,
+        // PENDING_TEMPLATE_REMOVAL, a defect of ours being fixed: instances
+        // outlive a removed or renamed template. Turn on once fixed.
+        remove_templates: false,
+        // A C defect (docs/choices.md): a logger the scan meets through a
+        // writer with a `down` file is created DOWN and never started.
+        down_writers: false,
+        // UNDECIDED_LOGGER_ON_RELINK: a `log` link set on a running writer
+        // makes us start the logger at the rescan (even with a `down`
+        // file), while the C nitro starts it only when the writer starts
+        // again. Which is right is for the lead to decide.
+        relink: false,
+        // A C defect: a `log` link to the service itself (or a loop)
+        // makes the C nitro recurse until it crashes (SIGSEGV at boot).
+        self_log: false,
+        ..Features::ALL
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Runs a scenario on both; the differences (empty if they agree).
+fn differences(s: &Scenario) -> (Vec<String>, runner::Trace, runner::Trace) {
+    let (c, ours) = runner::run_both(s);
+    (compare::compare(s, &c, &ours), c, ours)
+}
+
+/// The full report of a failing seed: reproduced, shrunk, both traces.
+fn report(seed: u64, features: Features, shrink_budget: Duration) -> String {
+    let original = scenario::generate(seed, features);
+    let (first, _, _) = differences(&original);
+    let again = differences(&original).0;
+    let reproducible = !again.is_empty();
+    let minimal = if reproducible {
+        shrink::shrink(original.clone(), shrink_budget, |s| {
+            !differences(s).0.is_empty()
+        })
+    } else {
+        original.clone()
+    };
+    let (diffs, c, ours) = differences(&minimal);
+    let mut out = format!(
+        "seed {seed}: the C nitro and ours differ ({}).\nfirst run:\n  {}\n",
+        if reproducible {
+            "reproduced on a second run"
+        } else {
+            "NOT reproduced on a second run"
+        },
+        first.join("\n  ")
+    );
+    out += &format!("\nminimal scenario found:\n{minimal}\n");
+    if diffs.is_empty() {
+        out += "(the minimal scenario passed on its last run: flaky)\n";
+    } else {
+        out += &format!("differences:\n  {}\n", diffs.join("\n  "));
+    }
+    out += &format!("\n{}", compare::side_by_side(&minimal, &c, &ours));
+    out += "\nrules of the comparer:\n";
+    for (name, why) in compare::RULES {
+        out += &format!("  {name}: {why}\n");
+    }
+    out
+}
+
+/// Runs `seeds` with `jobs` at once; returns the failing seeds with their
+/// differences.
+fn run_seeds(
+    seeds: &[u64],
+    jobs: usize,
+    features: Features,
+    out: Option<&Mutex<std::fs::File>>,
+) -> Vec<(u64, Vec<String>)> {
+    let next = AtomicUsize::new(0);
+    let failed = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&seed) = seeds.get(i) else { break };
+                    let sc = scenario::generate(seed, features);
+                    let started = std::time::Instant::now();
+                    let (diffs, _, _) = differences(&sc);
+                    if let Some(out) = out {
+                        let mut f = out.lock().unwrap();
+                        let _ = writeln!(
+                            f,
+                            "seed {seed} {} {:.1}s steps={} services={}{}",
+                            if diffs.is_empty() { "ok" } else { "DIFF" },
+                            started.elapsed().as_secs_f64(),
+                            sc.steps.len(),
+                            sc.services.len(),
+                            diffs
+                                .iter()
+                                .map(|d| format!("\n    {}", d.replace('\n', "\n    ")))
+                                .collect::<String>()
+                        );
+                    }
+                    if !diffs.is_empty() {
+                        failed.lock().unwrap().push((seed, diffs));
+                    }
+                }
+            });
+        }
+    });
+    let mut failed = failed.into_inner().unwrap();
+    failed.sort_by_key(|(seed, _)| *seed);
+    failed
+}
+
+#[test]
+fn the_c_nitro_builds_from_the_reference_sources() {
+    assert!(runner::c_nitro().exists());
+}
+
+#[test]
+fn generated_scenarios_agree_with_the_c_nitro() {
+    runner::c_nitro();
+    let seeds: Vec<u64> = (1..=CI_SEEDS)
+        .filter(|s| !UNTRIAGED_SEEDS.contains(s))
+        .collect();
+    let failed = run_seeds(&seeds, CI_JOBS, default_features(), None);
+    // A difference must show again on a second run to fail the test (the
+    // machine may be busy); the report then shrinks it.
+    let mut reports = Vec::new();
+    for (seed, _) in &failed {
+        let sc = scenario::generate(*seed, default_features());
+        if differences(&sc).0.is_empty() {
+            eprintln!("seed {seed}: a difference that did not reproduce (busy machine?)");
+            continue;
+        }
+        reports.push(report(*seed, default_features(), Duration::from_secs(120)));
+    }
+    assert!(reports.is_empty(), "{}", reports.join("\n\n"));
+}
+
+/// A long campaign, by hand: see the top of this file.
+#[test]
+#[ignore]
+fn campaign() {
+    runner::c_nitro();
+    let features = default_features();
+    if let Ok(list) = std::env::var("NITRO_DIFF_PRINT") {
+        for seed in list.split(',').filter_map(|s| s.trim().parse().ok()) {
+            println!("{}", scenario::generate(seed, Features::ALL));
+        }
+        return;
+    }
+    if let Ok(list) = std::env::var("NITRO_DIFF_SEED_LIST") {
+        for seed in list.split(',').filter_map(|s| s.trim().parse().ok()) {
+            println!(
+                "{}",
+                report(
+                    seed,
+                    features,
+                    Duration::from_secs(env_u64("NITRO_DIFF_SHRINK_SECS").unwrap_or(300))
+                )
+            );
+        }
+        return;
+    }
+    let count = env_u64("NITRO_DIFF_SEEDS").unwrap_or(100);
+    let first = env_u64("NITRO_DIFF_FIRST").unwrap_or(1000);
+    let jobs = env_u64("NITRO_DIFF_JOBS").unwrap_or(4) as usize;
+    let out = std::env::var("NITRO_DIFF_OUT")
+        .ok()
+        .map(|p| Mutex::new(std::fs::File::create(p).expect("NITRO_DIFF_OUT")));
+    let seeds: Vec<u64> = (first..first + count).collect();
+    let failed = run_seeds(&seeds, jobs, features, out.as_ref());
+    println!(
+        "{} scenarios, {} with differences",
+        seeds.len(),
+        failed.len()
+    );
+    for (seed, diffs) in &failed {
+        println!("seed {seed}:\n  {}", diffs.join("\n  "));
+    }
+    if std::env::var("NITRO_DIFF_SHRINK").is_ok() {
+        for (seed, _) in &failed {
+            println!("{}", report(*seed, features, Duration::from_secs(300)));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} scenarios differ",
+        failed.len(),
+        seeds.len()
+    );
+}
+
+/// Whether the C nitro's events of `name` are a subsequence of ours, with
+/// no rule at all: what the regression scenarios below check.
+fn strict_superset(s: &Scenario, name: &str) -> Result<(), String> {
+    let (c, ours) = runner::run_both(s);
+    let of = |t: &runner::Trace| -> Vec<_> {
+        t.events
+            .iter()
+            .filter(|e| e.name == name)
+            .map(|e| e.state)
+            .collect()
+    };
+    let (cs, os) = (of(&c), of(&ours));
+    let mut it = os.iter();
+    if cs.iter().all(|x| it.any(|y| y == x)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "events of {name}: C {cs:?}, ours {os:?}\n{}",
+            compare::side_by_side(s, &c, &ours)
+        ))
+    }
+}
+
+fn plain(name: &str) -> scenario::Svc {
+    scenario::Svc {
+        name: name.into(),
+        run: Some(scenario::Run::Stay),
+        ready: scenario::Ready::FdNow(3),
+        setup: None,
+        finish: None,
+        down: false,
+        down_signal: None,
+        log: None,
+        instances: vec![],
+    }
+}
+
+/// PENDING_READY_ECHO, a defect of ours: `nitroctl ready a` on a DOWN
+/// service; the C nitro announces `DOWN a` (the echo every request gets),
+/// we announce nothing. Un-ignore (and drop the rule) once fixed.
+#[test]
+#[ignore]
+fn ready_is_echoed_like_the_c_nitro() {
+    let s = Scenario {
+        seed: 0,
+        services: vec![scenario::Svc {
+            down: true,
+            ..plain("a")
+        }],
+        steps: vec![scenario::TimedStep {
+            step: scenario::Step::Ctl("ready".into(), "a".into()),
+            settle: true,
+        }],
+    };
+    strict_superset(&s, "a").unwrap();
+}
+
+/// PENDING_FINISH_START_EVENT, a defect of ours: `run` exits while
+/// STARTING and `finish` starts; the C nitro announces STARTING again when
+/// finish starts, we do not. Un-ignore (and drop the rule) once fixed.
+#[test]
+#[ignore]
+fn finish_start_is_announced_like_the_c_nitro() {
+    let s = Scenario {
+        seed: 0,
+        services: vec![scenario::Svc {
+            run: Some(scenario::Run::Exit {
+                code: 3,
+                after_ms: 1600,
+                times: 1,
+            }),
+            ready: scenario::Ready::FdNever(3),
+            finish: Some(scenario::Script::Ok),
+            ..plain("b")
+        }],
+        steps: vec![scenario::TimedStep {
+            step: scenario::Step::Rescan,
+            settle: true,
+        }],
+    };
+    strict_superset(&s, "b").unwrap();
+}
