@@ -140,7 +140,15 @@ fn container_service_directory_as_pid_1() {
         let mut child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
         if app.is_none() {
             let sock = tmp.path().join("s/nitro.sock");
-            until("the socket", || sock.exists());
+            // The services exist once SYS/setup is over; before, waiting
+            // for them is an error (no such service).
+            until("the scan after SYS/setup", || {
+                Command::new(nitroctl_bin())
+                    .args(["list", "app"])
+                    .env("NITRO_SOCK", &sock)
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            });
             let wait = Command::new(nitroctl_bin())
                 .args(["-t", "15", "wait-up", "app", "worker", "LOG"])
                 .env("NITRO_SOCK", &sock)
