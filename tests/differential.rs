@@ -45,17 +45,9 @@ fn default_features() -> Features {
         // A C defect (docs/choices.md): removing a logger's directory
         // does not stop it while a writer links to it.
         remove_loggers: false,
-        // PENDING_TEMPLATE_REMOVAL, a defect of ours being fixed: instances
-        // outlive a removed or renamed template. Turn on once fixed.
-        remove_templates: false,
         // A C defect (docs/choices.md): a logger the scan meets through a
         // writer with a `down` file is created DOWN and never started.
         down_writers: false,
-        // UNDECIDED_LOGGER_ON_RELINK: a `log` link set on a running writer
-        // makes us start the logger at the rescan (even with a `down`
-        // file), while the C nitro starts it only when the writer starts
-        // again. Which is right is for the lead to decide.
-        relink: false,
         // A C defect: a `log` link to the service itself (or a loop)
         // makes the C nitro recurse until it crashes (SIGSEGV at boot).
         self_log: false,
@@ -273,11 +265,10 @@ fn plain(name: &str) -> scenario::Svc {
     }
 }
 
-/// PENDING_READY_ECHO, a defect of ours: `nitroctl ready a` on a DOWN
-/// service; the C nitro announces `DOWN a` (the echo every request gets),
-/// we announce nothing. Un-ignore (and drop the rule) once fixed.
+/// Found by the differential test: `nitroctl ready a` on a DOWN service;
+/// the C nitro announces `DOWN a` (the echo every request gets), we
+/// announced nothing.
 #[test]
-#[ignore]
 fn ready_is_echoed_like_the_c_nitro() {
     let s = Scenario {
         seed: 0,
@@ -293,11 +284,10 @@ fn ready_is_echoed_like_the_c_nitro() {
     strict_superset(&s, "a").unwrap();
 }
 
-/// PENDING_FINISH_START_EVENT, a defect of ours: `run` exits while
-/// STARTING and `finish` starts; the C nitro announces STARTING again when
-/// finish starts, we do not. Un-ignore (and drop the rule) once fixed.
+/// Found by the differential test: `run` exits while STARTING and
+/// `finish` starts; the C nitro announces STARTING again when finish
+/// starts, we did not.
 #[test]
-#[ignore]
 fn finish_start_is_announced_like_the_c_nitro() {
     let s = Scenario {
         seed: 0,

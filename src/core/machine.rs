@@ -556,6 +556,10 @@ impl Supervisor {
             match self.spawn(os, i, Script::Finish, &args, None) {
                 Ok(pid) => {
                     self.set_running(i, Some(Script::Finish), pid);
+                    // Announced even when the state stays (STARTING,
+                    // SHUTDOWN, RESTART), as the C nitro does.
+                    let service = &self.table[i];
+                    os.notify(service.name.as_bytes(), service.state);
                     let timeout = self.timeout(os, i, b"timeout-finish", FINISH_TIMEOUT_MS);
                     self.table
                         .set_timer(i, Timer::KillFinish, now.saturating_add(timeout));

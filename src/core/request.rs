@@ -33,31 +33,35 @@ impl Supervisor {
         now: Millis,
     ) -> Result<(), Full> {
         match request {
-            Request::Up(name) | Request::Down(name) | Request::Restart(name) => {
-                // DOWN creates services only while SYS/setup runs ("created down").
-                let create = !matches!(request, Request::Down(_)) || self.phase == Phase::Boot;
+            Request::Up(name)
+            | Request::Down(name)
+            | Request::Restart(name)
+            | Request::Ready(name) => {
+                // DOWN creates services only while SYS/setup runs ("created
+                // down"); READY never does.
+                let create = match request {
+                    Request::Up(_) | Request::Restart(_) => true,
+                    Request::Down(_) => self.phase == Phase::Boot,
+                    _ => false,
+                };
                 let Some(i) = self.lookup(os, name, create, now) else {
                     return w.packet(proto::TAG_ESRCH, &[]);
                 };
                 let event = match request {
                     Request::Up(_) => Event::WantUp,
                     Request::Down(_) => Event::WantDown,
-                    _ => Event::WantRestart,
+                    Request::Restart(_) => Event::WantRestart,
+                    _ => Event::Ready,
                 };
                 self.step(os, i, event, now);
-                // The service may have been forgotten on the way down.
+                // Every request is echoed with the service's state, even
+                // unchanged, as the C nitro does. The service may have been
+                // forgotten on the way down.
                 if let Some(service) = self.table.get(i) {
                     os.notify(service.name.as_bytes(), service.state);
                 }
                 w.packet(proto::TAG_OK, &[])
             }
-            Request::Ready(name) => match self.table.find(name) {
-                Some(i) => {
-                    self.step(os, i, Event::Ready, now);
-                    w.packet(proto::TAG_OK, &[])
-                }
-                None => w.packet(proto::TAG_ESRCH, &[]),
-            },
             Request::Signal { signal, name } => match self.table.find(name) {
                 Some(i) if self.table[i].run_pid() > 0 => {
                     os.kill(self.table[i].pid, signal as i32);

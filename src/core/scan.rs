@@ -97,13 +97,10 @@ impl Supervisor {
             if self.table.get(i).is_none() {
                 continue;
             }
-            let relinked = self.resolve_logger(os, i, now);
-            if relinked
-                && !self.table[i].is_stopped()
-                && let Some(l) = self.table[i].logger.filter(|&l| l != i)
-            {
-                self.step(os, l, Event::WantUp, now);
-            }
+            // A new link takes effect when the writer next starts, and
+            // starts its logger then (as in the C nitro): a running
+            // writer still writes where it did.
+            self.resolve_logger(os, i, now);
         }
         for i in 0..self.table.capacity() {
             if self.table.get(i).is_some() && core::mem::take(&mut self.table[i].start_after_scan) {
@@ -254,8 +251,8 @@ impl Supervisor {
 
     /// Reads the `log` link of service `i` (or the `LOG@` default) and
     /// links the service to its logger, creating the logger's pipe and, for
-    /// a template, the instance. Returns whether the logger changed.
-    pub(super) fn resolve_logger(&mut self, os: &mut dyn Os, i: usize, now: Millis) -> bool {
+    /// a template, the instance.
+    pub(super) fn resolve_logger(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
         let mut name_buf = [0u8; 128];
         let wanted = self.logger_name(os, i, &mut name_buf);
         let logger = wanted.and_then(|name| {
@@ -279,7 +276,7 @@ impl Supervisor {
         let logger = logger.filter(|&l| self.ensure_log_pipe(os, l).is_some());
         let old = self.table[i].logger;
         if old == logger {
-            return false;
+            return;
         }
         if let Some(l) = logger {
             self.set_logger_users(l, 1);
@@ -288,7 +285,6 @@ impl Supervisor {
         if let Some(l) = old {
             self.unlink_logger(os, l);
         }
-        true
     }
 
     /// A warning about the `log` of service `i`, once per scan: the link

@@ -56,34 +56,11 @@ pub const RULES: &[(&str, &str)] = &[
          failed; docs/choices.md)",
     ),
     (
-        "PENDING_READY_ECHO",
-        "TEMPORARY, a defect of ours: the C nitro announces the state of the service \
-         after READY (as for UP/DOWN/RESTART), we do not; the C event of that echo is \
-         dropped. Remove this rule once ours echoes READY",
-    ),
-    (
-        "PENDING_FINISH_START_EVENT",
-        "TEMPORARY, a defect of ours: when finish starts in a state that stays \
-         (STARTING, SHUTDOWN, RESTART after run exited), the C nitro announces that \
-         state again, we do not: a C event repeating the service's previous C event \
-         is dropped when the service has a finish script. Remove once ours announces it",
-    ),
-    (
-        "PENDING_LOGGER_PIPE",
-        "TEMPORARY, defects of ours being fixed (a logger started before its writer \
-         in readdir order reads /dev/null; logger setup/finish reading the pipe; a \
-         stopping logger not brought back): what loggers received is not compared. \
-         Set COMPARE_LOGS to true once fixed",
-    ),
-    (
         "SETUP_KILLED_BY_SIGNAL_IS_RETRIED",
         "a setup killed by a signal is DELAY then retried for us, success for the C \
          nitro (SPEC 2): our retry's `setup` run is not in the C trace",
     ),
 ];
-
-/// Whether what loggers received is compared (rule PENDING_LOGGER_PIPE).
-const COMPARE_LOGS: bool = false;
 
 /// A service definition of the scenario that `name` (a service or instance)
 /// comes from, in any of its versions.
@@ -146,28 +123,6 @@ fn states_of(events: &[Event], name: &str) -> Vec<State> {
 
 fn names(xs: &[State]) -> String {
     xs.iter().map(|s| s.name()).collect::<Vec<_>>().join(" ")
-}
-
-/// The C events without the echo of each `ready` command
-/// (PENDING_READY_ECHO): the first event of its service in its step.
-fn without_ready_echo(scenario: &Scenario, events: &[Event]) -> Vec<Event> {
-    let mut dropped = vec![false; events.len()];
-    for (i, step) in scenario.steps.iter().enumerate() {
-        if let Step::Ctl(verb, name) = &step.step
-            && verb == "ready"
-            && let Some(k) = events
-                .iter()
-                .position(|e| e.step == i + 1 && &e.name == name)
-        {
-            dropped[k] = true;
-        }
-    }
-    events
-        .iter()
-        .zip(dropped)
-        .filter(|(_, d)| !d)
-        .map(|(e, _)| e.clone())
-        .collect()
 }
 
 /// Our script-run trace of a service after the rules.
@@ -257,22 +212,15 @@ pub fn compare(scenario: &Scenario, c: &Trace, ours: &Trace) -> Vec<String> {
         }
     }
 
-    let c_events = without_ready_echo(scenario, &c.events);
+    let c_events = &c.events;
     let services: BTreeSet<&String> = c.events.iter().map(|e| &e.name).collect();
     for name in services {
         // REQUESTED_RESTART_NOT_DELAYED: the C nitro announces DELAY only
         // as the echo of a request, and sits in DELAY where we do not.
-        let mut cs: Vec<State> = states_of(&c_events, name)
+        let cs: Vec<State> = states_of(c_events, name)
             .into_iter()
             .filter(|s| *s != State::Delay)
             .collect();
-        // PENDING_FINISH_START_EVENT
-        if definitions(scenario, name)
-            .iter()
-            .any(|d| d.finish.is_some())
-        {
-            cs.dedup();
-        }
         let os = states_of(&ours.events, name);
         let lost = c.lost_ready.iter().any(|l| l.contains(name.as_str()));
         if !subsequence(scenario, name, lost, &cs, &os) {
@@ -314,8 +262,7 @@ pub fn compare(scenario: &Scenario, c: &Trace, ours: &Trace) -> Vec<String> {
             break;
         }
     }
-    // PENDING_LOGGER_PIPE
-    if COMPARE_LOGS && c.logs != ours.logs {
+    if c.logs != ours.logs {
         diffs.push(format!(
             "loggers received:\n      C:    {:?}\n      ours: {:?}",
             c.logs, ours.logs

@@ -270,12 +270,15 @@ impl Run<'_> {
         let Ok(client) = Client::new(&self.sock, None) else {
             return true;
         };
-        let Ok(reply) = client.call(
-            &client::request(proto::TAG_LIST, &[]),
-            Duration::from_secs(2),
-        ) else {
+        let mut reply = vec![0u8; 65536];
+        let answered = client
+            .send(&client::request(proto::TAG_LIST, &[]))
+            .and_then(|()| client.socket.set_read_timeout(Some(Duration::from_secs(2))))
+            .and_then(|()| client.socket.recv(&mut reply));
+        let Ok(n) = answered else {
             return true;
         };
+        reply.truncate(n);
         let (services, _) = client::decode_list(&reply);
         services.iter().any(|s| match s.state {
             Some(State::Setup | State::Shutdown | State::Restart | State::Delay) => true,
