@@ -7,8 +7,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nitro::core::{Config, DEFAULT_MAX_SERVICES, Supervisor};
+use nitro::core::{Config, DEFAULT_MAX_SERVICES, Os, Supervisor};
 use nitro::proto::DATAGRAM_MAX;
+use nitro::sys::cgroup::Cgroups;
 use nitro::sys::control::{ControlSocket, Sender, SetupError};
 use nitro::sys::os::RealOs;
 use nitro::sys::signals::SignalPipe;
@@ -23,10 +24,12 @@ const EXIT_FATAL: i32 = 111;
 const REQUESTS_PER_WAKEUP: usize = 64;
 /// Descriptors reported per wake-up; the rest come with the next one.
 const EVENTS_PER_WAKEUP: usize = 64;
-/// Keys of the self-pipe and the control socket in the poller; readiness
-/// pipes are keyed by the core's tokens, always below these.
+/// Keys of the self-pipe, the control socket and the cgroup watch in the
+/// poller; readiness pipes are keyed by the core's tokens, always below
+/// these.
 const SIGNALS_KEY: u64 = u64::MAX;
 const CONTROL_KEY: u64 = u64::MAX - 1;
+const CGROUP_KEY: u64 = u64::MAX - 2;
 
 /// Execs `path` (relative to the service directory) if it exists.
 fn exec_if_present(path: &std::ffi::CStr) {
@@ -206,7 +209,20 @@ fn main() {
         }
         Err(SetupError::Other(message)) => fatal(format_args!("{}", message)),
     };
-    let mut os = RealOs::new(&control.notify_dir, control.fd).unwrap_or_else(|e| {
+    let cgroups = match Cgroups::setup(real_pid1) {
+        Ok(cgroups) => {
+            sys::warn(format_args!(
+                "services run in cgroups below {}",
+                cgroups.root().to_string_lossy()
+            ));
+            Some(cgroups)
+        }
+        Err(unused) => {
+            sys::warn(format_args!("cgroups not used: {}", unused.0));
+            None
+        }
+    };
+    let mut os = RealOs::new(&control.notify_dir, control.fd, cgroups).unwrap_or_else(|e| {
         control.remove();
         fatal(format_args!("cannot set up: {}", sys::IoText(&e)))
     });
@@ -219,7 +235,11 @@ fn main() {
 
     // Everything the loop needs is reserved here.
     let poller = os.poller();
-    for (fd, key) in [(signals.read_fd, SIGNALS_KEY), (control.fd, CONTROL_KEY)] {
+    let cgroup_watch = os.cgroups().map(|c| (c.inotify_fd(), CGROUP_KEY));
+    for (fd, key) in [(signals.read_fd, SIGNALS_KEY), (control.fd, CONTROL_KEY)]
+        .into_iter()
+        .chain(cgroup_watch)
+    {
         if let Err(errno) = poller.add(fd, key) {
             fatal(format_args!(
                 "cannot watch descriptor {}: {}",
@@ -300,7 +320,13 @@ fn main() {
                 }
             }
         }
-        for &token in ready.iter().filter(|&&k| k < CONTROL_KEY) {
+        if ready.contains(&CGROUP_KEY) {
+            if let Some(cgroups) = os.cgroups() {
+                cgroups.drain();
+            }
+            sup.on_cgroup_change(&mut os, now);
+        }
+        for &token in ready.iter().filter(|&&k| k < CGROUP_KEY) {
             // A pipe closed or replaced meanwhile is not read.
             sup.on_ready_fd(&mut os, token, now);
         }
@@ -310,6 +336,9 @@ fn main() {
     let reboot = sup.reboot_requested();
     if is_pid1 {
         pid1::kill_all(&signals, kill_all_timeout());
+    }
+    for (_, service) in sup.services() {
+        os.cgroup_remove(service.name.as_bytes());
     }
     control.remove();
     if real_pid1 {

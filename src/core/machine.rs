@@ -5,9 +5,14 @@ use crate::proto::{self, Failure, Program, Reason, State};
 use crate::sys::Errno;
 
 use super::{
-    FINISH_TIMEOUT_MS, Millis, Os, Proc, Prog, READY_TIMEOUT_MS, RESPAWN_DELAY_MS, SPAWN_RETRY_MS,
-    STOP_TIMEOUT_MS, Spawn, SpawnError, Supervisor, Timer,
+    FINISH_TIMEOUT_MS, Leftovers, Millis, Os, Proc, Prog, READY_TIMEOUT_MS, RESPAWN_DELAY_MS,
+    SPAWN_RETRY_MS, STOP_TIMEOUT_MS, Spawn, SpawnError, Supervisor, Timer,
 };
+
+/// Between two SIGKILLs to a cgroup that is not empty yet (the kernel
+/// may lack `cgroup.kill`, and a process may fork while killed one by
+/// one).
+const KILL_AGAIN_MS: Millis = 1000;
 
 /// How a `run` becomes UP (SPEC section 2, `notification-fd`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +150,7 @@ impl Supervisor {
                 self.run_finish(os, i, 0, 0, now);
             }
             State::Fatal | State::Delay | State::Down => {
-                if self.sv(i).proc == Proc::None {
+                if self.sv(i).proc == Proc::None && self.sv(i).leftovers.is_none() {
                     self.set_timer(i, Timer::None, 0);
                 }
                 self.set_state(os, i, State::Down, now);
@@ -195,7 +200,7 @@ impl Supervisor {
             self.set_timer(i, Timer::Kill, now.saturating_add(timeout));
         }
         self.set_state(os, i, target, now);
-        if proc == Proc::None {
+        if proc == Proc::None && self.sv(i).leftovers.is_none() {
             // Nothing to wait for (e.g. setup already gone).
             self.finished(os, i, now);
         }
@@ -461,6 +466,7 @@ impl Supervisor {
             stderr_to_stdout,
             notify,
             controlling_tty: false,
+            cgroup: Some(service.name.as_bytes()),
         })
     }
 
@@ -468,6 +474,9 @@ impl Supervisor {
     fn run_finish(&mut self, os: &mut dyn Os, i: usize, status: i64, signal: i64, now: Millis) {
         self.close_ready_fd(os, i);
         self.set_proc(i, Proc::None, 0);
+        if self.stop_leftovers(os, i, Leftovers::Finish { status, signal }, now) {
+            return;
+        }
         if os.exists(self.sv(i).name.dir(), b"finish") {
             let mut status_buf = [0u8; 12];
             let mut signal_buf = [0u8; 12];
@@ -545,6 +554,9 @@ impl Supervisor {
 
     /// The end of `finish` (or of the stop, when there is none).
     fn finished(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        if self.stop_leftovers(os, i, Leftovers::Finished, now) {
+            return;
+        }
         // Taken in every case: only the run that just ended may end the
         // system, never a later one.
         let main_status = self.sv_mut(i).main_status.take();
@@ -630,12 +642,61 @@ impl Supervisor {
                     self.start(os, i, now);
                 }
             }
-            Timer::Kill | Timer::KillFinish => {
+            Timer::Kill => {
+                let pid = self.sv(i).pid;
+                if pid > 0 {
+                    os.kill(pid, libc::SIGKILL);
+                }
+                // Only `setup` or `run` and what they started are in the
+                // cgroup now: `finish` starts once it is empty.
+                os.cgroup_kill(self.sv(i).name.as_bytes());
+                if self.sv(i).leftovers.is_some() {
+                    self.set_timer(i, Timer::Kill, now.saturating_add(KILL_AGAIN_MS));
+                }
+            }
+            Timer::KillFinish => {
                 let pid = self.sv(i).pid;
                 if pid > 0 {
                     os.kill(pid, libc::SIGKILL);
                 }
             }
         }
+    }
+
+    /// Whatever is left in the cgroup of service `i` once its program
+    /// ended gets SIGTERM, and SIGKILL after `timeout-kill`; `then`
+    /// happens once the cgroup is empty (`on_cgroup_change`). False
+    /// when it is empty already (or there is no cgroup).
+    fn stop_leftovers(&mut self, os: &mut dyn Os, i: usize, then: Leftovers, now: Millis) -> bool {
+        let name = self.sv(i).name;
+        if !os.cgroup_populated(name.as_bytes()) {
+            return false;
+        }
+        os.cgroup_signal(name.as_bytes(), libc::SIGTERM);
+        os.cgroup_signal(name.as_bytes(), libc::SIGCONT);
+        self.tracking(i, |sup| sup.sv_mut(i).leftovers = Some(then));
+        let timeout = self.timeout(os, i, b"timeout-kill", STOP_TIMEOUT_MS);
+        self.set_timer(i, Timer::Kill, now.saturating_add(timeout));
+        true
+    }
+
+    /// Some cgroup may have become empty: the services waiting for theirs
+    /// go on.
+    pub fn on_cgroup_change(&mut self, os: &mut dyn Os, now: Millis) {
+        for i in 0..self.slots.len() {
+            let Some(then) = self.slots[i].as_ref().and_then(|s| s.leftovers) else {
+                continue;
+            };
+            if os.cgroup_populated(self.sv(i).name.as_bytes()) {
+                continue;
+            }
+            self.tracking(i, |sup| sup.sv_mut(i).leftovers = None);
+            self.set_timer(i, Timer::None, 0);
+            match then {
+                Leftovers::Finish { status, signal } => self.run_finish(os, i, status, signal, now),
+                Leftovers::Finished => self.finished(os, i, now),
+            }
+        }
+        self.stop_step(os, now);
     }
 }

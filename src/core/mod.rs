@@ -24,7 +24,7 @@ use crate::sys::Errno;
 
 use index::{Deadlines, Table, hash_name, hash_pid};
 
-pub use service::{Name, Proc, Service, Timer};
+pub use service::{Bytes, Leftovers, Name, Proc, Service, Timer};
 
 pub type Fd = i32;
 pub type Pid = i32;
@@ -84,6 +84,24 @@ pub struct Spawn<'a> {
     pub notify: Option<(i32, Fd)>,
     /// Take the console (stdin) as controlling terminal (SYS scripts).
     pub controlling_tty: bool,
+    /// Start it in the cgroup of this service (its name), when nitro uses
+    /// cgroups; `None` for the SYS scripts, which stay in nitro's.
+    pub cgroup: Option<&'a [u8]>,
+}
+
+/// What a service's cgroup used, each `None` where the controller (or
+/// the kernel) does not tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupStats {
+    /// CPU time of all its processes, microseconds.
+    pub cpu_usec: Option<u64>,
+    /// Memory in use and the most ever used, bytes.
+    pub memory_current: Option<u64>,
+    pub memory_peak: Option<u64>,
+    /// Processes now.
+    pub pids_current: Option<u64>,
+    /// Processes the OOM killer killed in it.
+    pub oom_kills: Option<u64>,
 }
 
 /// Why a spawn failed.
@@ -143,6 +161,25 @@ pub trait Os {
     fn scan_next(&mut self, buf: &mut [u8; 256]) -> Option<usize>;
     /// Heap allocations since startup completed, if they are counted.
     fn allocations(&self) -> Option<u32>;
+
+    // The cgroup of a service, named by the service (docs/cgroups.md).
+    // Without cgroups there is none: never populated, nothing to do.
+
+    /// Whether a process is left in the cgroup of `name`. Once it is
+    /// empty, the loop calls `Supervisor::on_cgroup_change`.
+    fn cgroup_populated(&mut self, _name: &[u8]) -> bool {
+        false
+    }
+    /// Sends `signal` to every process in the cgroup of `name`.
+    fn cgroup_signal(&mut self, _name: &[u8], _signal: i32) {}
+    /// SIGKILL to every process in the cgroup of `name`.
+    fn cgroup_kill(&mut self, _name: &[u8]) {}
+    /// Removes the cgroup of `name` (the service is forgotten).
+    fn cgroup_remove(&mut self, _name: &[u8]) {}
+    /// What the cgroup of `name` used.
+    fn cgroup_stats(&mut self, _name: &[u8]) -> Option<CgroupStats> {
+        None
+    }
 }
 
 /// Fixed parameters of a supervisor.
@@ -337,6 +374,7 @@ impl Supervisor {
             self.pids.remove(hash_pid(service.pid), i);
         }
         self.deadlines.clear(i);
+        os.cgroup_remove(service.name.as_bytes());
         self.used -= 1;
         self.first_free = self.first_free.min(i);
         for fd in [
@@ -594,6 +632,7 @@ impl Supervisor {
             stderr_to_stdout: false,
             notify: None,
             controlling_tty: true,
+            cgroup: None,
         })
     }
 

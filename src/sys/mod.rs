@@ -1,6 +1,7 @@
 //! The system layer: every system call of both programs lives below here,
 //! each `unsafe` block with the reason it is sound.
 
+pub mod cgroup;
 pub mod control;
 pub mod os;
 pub mod pid1;
