@@ -7,6 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::core::CgroupStats;
 use crate::proto::{self, Failure, Program, Reason, State};
 use crate::spat::{self, Item, Reader, Writer};
 use crate::sys::Errno;
@@ -22,6 +23,8 @@ pub struct Status {
     pub restarts: Option<u32>,
     /// Why it could not be started the last time (REASON, tag 183).
     pub reason: Option<Reason>,
+    /// What its cgroup used (tags 184 to 188), as far as nitro sent it.
+    pub cgroup: CgroupStats,
 }
 
 impl Status {
@@ -38,6 +41,11 @@ impl Status {
             proto::TAG_UPTIME => self.uptime = spat::payload_u32(payload).unwrap_or(0),
             proto::TAG_RESTARTS => self.restarts = spat::payload_u32(payload),
             proto::TAG_REASON => self.reason = Reason::decode(payload),
+            proto::TAG_CPU_USEC => self.cgroup.cpu_usec = spat::payload_u64(payload),
+            proto::TAG_MEMORY_CURRENT => self.cgroup.memory_current = spat::payload_u64(payload),
+            proto::TAG_MEMORY_PEAK => self.cgroup.memory_peak = spat::payload_u64(payload),
+            proto::TAG_PIDS_CURRENT => self.cgroup.pids_current = spat::payload_u64(payload),
+            proto::TAG_OOM_KILLS => self.cgroup.oom_kills = spat::payload_u64(payload),
             _ => {}
         }
     }
@@ -93,8 +101,10 @@ impl Status {
                 json_string(&reason_words(r))
             )
         });
+        let num = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
+        let c = self.cgroup;
         format!(
-            "{{\"name\":{},\"state\":\"{}\",\"pid\":{},\"wstatus\":{},\"exit_code\":{},\"signal\":{},\"uptime\":{},\"restarts\":{},\"reason\":{}}}",
+            "{{\"name\":{},\"state\":\"{}\",\"pid\":{},\"wstatus\":{},\"exit_code\":{},\"signal\":{},\"uptime\":{},\"restarts\":{},\"reason\":{},\"cpu_usec\":{},\"memory_current\":{},\"memory_peak\":{},\"pids_current\":{},\"oom_kills\":{}}}",
             json_string(&self.name),
             self.state_name(),
             if self.pid == 0 {
@@ -107,7 +117,12 @@ impl Status {
             opt(self.signal()),
             self.uptime,
             self.restarts.unwrap_or(0),
-            reason
+            reason,
+            num(c.cpu_usec),
+            num(c.memory_current),
+            num(c.memory_peak),
+            num(c.pids_current),
+            num(c.oom_kills),
         )
     }
 }
@@ -425,6 +440,53 @@ pub fn metrics(services: &[Status], info: &[(String, Option<u32>)]) -> String {
             failures,
         );
     }
+    // What the services' cgroups used: only for those nitro sent it for.
+    let usage = |field: &dyn Fn(&CgroupStats) -> Option<String>| -> Vec<(String, String)> {
+        services
+            .iter()
+            .filter_map(|s| {
+                let value = field(&s.cgroup)?;
+                Some((format!("{{service=\"{}\"}}", label(&s.name)), value))
+            })
+            .collect()
+    };
+    let cpu_seconds = |usec: u64| format!("{}.{:06}", usec / 1_000_000, usec % 1_000_000);
+    for (name, kind, help, samples) in [
+        (
+            "nitro_service_cpu_seconds_total",
+            "counter",
+            "CPU time used in the service's cgroup since its last start.",
+            usage(&|c| c.cpu_usec.map(cpu_seconds)),
+        ),
+        (
+            "nitro_service_memory_bytes",
+            "gauge",
+            "Memory in use in the service's cgroup.",
+            usage(&|c| c.memory_current.map(|v| v.to_string())),
+        ),
+        (
+            "nitro_service_memory_peak_bytes",
+            "gauge",
+            "The most memory the service's cgroup used since its last start.",
+            usage(&|c| c.memory_peak.map(|v| v.to_string())),
+        ),
+        (
+            "nitro_service_processes",
+            "gauge",
+            "Processes in the service's cgroup.",
+            usage(&|c| c.pids_current.map(|v| v.to_string())),
+        ),
+        (
+            "nitro_service_oom_kills_total",
+            "counter",
+            "Processes of the service the OOM killer killed since its last start.",
+            usage(&|c| c.oom_kills.map(|v| v.to_string())),
+        ),
+    ] {
+        if !samples.is_empty() {
+            family(name, kind, help, samples);
+        }
+    }
     let global = |key: &str| info.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v);
     family(
         "nitro_services",
@@ -674,10 +736,13 @@ mod tests {
             uptime: 5,
             restarts: Some(2),
             reason: None,
+            cgroup: CgroupStats::default(),
         };
         assert_eq!(
             s.json(),
-            "{\"name\":\"we\\\"ird\\n\",\"state\":\"DOWN\",\"pid\":null,\"wstatus\":9,\"exit_code\":null,\"signal\":9,\"uptime\":5,\"restarts\":2,\"reason\":null}"
+            "{\"name\":\"we\\\"ird\\n\",\"state\":\"DOWN\",\"pid\":null,\"wstatus\":9,\"exit_code\":null,\"signal\":9,\"uptime\":5,\"restarts\":2,\"reason\":null,"
+                .to_owned()
+                + "\"cpu_usec\":null,\"memory_current\":null,\"memory_peak\":null,\"pids_current\":null,\"oom_kills\":null}"
         );
         let m = metrics(&[s], &[("total_reaps".into(), Some(4))]);
         assert!(m.contains("nitro_service_state{service=\"we\\\"ird\\n\",state=\"DOWN\"} 1\n"));
@@ -743,8 +808,8 @@ mod tests {
         assert_eq!(reason_words(setup), "setup exited 111");
         let json = status(0, Some(0), Some(setup)).json();
         assert!(
-            json.ends_with(
-                "\"reason\":{\"program\":\"setup\",\"failure\":\"status\",\"value\":28416,\"text\":\"setup exited 111\"}}"
+            json.contains(
+                "\"reason\":{\"program\":\"setup\",\"failure\":\"status\",\"value\":28416,\"text\":\"setup exited 111\"},"
             ),
             "{json}"
         );

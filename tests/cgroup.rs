@@ -132,11 +132,18 @@ done
             &sv.join("a/run"),
             &format!("{check}\n: > \"$T/left\"\n{LEAVES_THINGS}\necho gen >> \"$T/gens\""),
         );
-        script(&sv.join("a/finish"), check);
+        script(
+            &sv.join("a/finish"),
+            &format!("{check}\necho finished >> \"$T/finished\""),
+        );
         file(&sv.join("a/timeout-kill"), "300");
     });
     until("three generations", || {
         read(&n.path("gens")).lines().count() >= 3
+    });
+    // `finish` ran each time: never killed along with what `run` left.
+    until("two finishes", || {
+        read(&n.path("finished")).lines().count() >= 2
     });
     n.ctl(&["stop", "a"]);
     n.until_state("a", State::Down);
@@ -215,4 +222,39 @@ fn nitro_removes_the_cgroups_it_made_when_it_exits() {
     assert!(cgroup.service("a").is_dir());
     assert!(n.stop().success());
     assert!(!cgroup.service("a").exists());
+}
+
+#[test]
+fn cpu_time_is_in_json_metrics_and_status() {
+    let Some(cgroup) = TestCgroup::new("usage") else {
+        return;
+    };
+    let mut n = start(&cgroup, |sv| {
+        script(
+            &sv.join("busy/run"),
+            "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; echo ready >&3; exec sleep 1000",
+        );
+        file(&sv.join("busy/notification-fd"), "3");
+    });
+    n.wait_for("busy", State::Up);
+    let (status, json, err) = n.ctl(&["--json", "list", "busy"]);
+    assert_eq!(status, 0, "{err}");
+    let usec: u64 = json
+        .split("\"cpu_usec\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no cpu_usec in {json}"));
+    assert!(usec > 0, "{json}");
+    let (_, metrics, _) = n.ctl(&["metrics"]);
+    assert!(
+        metrics.contains("# TYPE nitro_service_cpu_seconds_total counter\n")
+            && metrics.contains("nitro_service_cpu_seconds_total{service=\"busy\"} "),
+        "{metrics}"
+    );
+    let (_, status, _) = n.ctl(&["status"]);
+    assert!(
+        status.lines().next().is_some_and(|h| h.contains("CPU")),
+        "{status}"
+    );
 }

@@ -209,18 +209,16 @@ fn main() {
         }
         Err(SetupError::Other(message)) => fatal(format_args!("{}", message)),
     };
-    let cgroups = match Cgroups::setup(real_pid1) {
+    // Said once nitro has said it is starting.
+    let (cgroups, cgroup_words) = match Cgroups::setup(real_pid1) {
         Ok(cgroups) => {
-            sys::warn(format_args!(
+            let words = format!(
                 "services run in cgroups below {}",
                 cgroups.root().to_string_lossy()
-            ));
-            Some(cgroups)
+            );
+            (Some(cgroups), words)
         }
-        Err(unused) => {
-            sys::warn(format_args!("cgroups not used: {}", unused.0));
-            None
-        }
+        Err(unused) => (None, format!("cgroups not used: {}", unused.0)),
     };
     let mut os = RealOs::new(&control.notify_dir, control.fd, cgroups).unwrap_or_else(|e| {
         control.remove();
@@ -266,6 +264,7 @@ fn main() {
         abs_dir.display(),
         sock_path.display()
     ));
+    sys::warn(format_args!("{}", cgroup_words));
     sup.boot(&mut os, now_ms());
     // From here on nothing is allocated; INFO shows the count.
     nitro::alloc_count::arm();

@@ -7,7 +7,7 @@
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 
-use crate::core::{Bytes, CgroupStats, Fd};
+use crate::core::{Bytes, CgroupStats, Fd, Prog};
 
 use super::{Errno, close, errno, join_path, warn};
 
@@ -81,6 +81,20 @@ pub struct Cgroups {
     enabled: u8,
     /// Controllers whose absence was already reported.
     warned: u8,
+    /// Cgroups emptied through `cgroup.kill`, by a hash of the name (a
+    /// collision only costs a cgroup made anew).
+    killed: [u64; KILLED_WORDS],
+}
+
+const KILLED_WORDS: usize = 64;
+
+/// The bit of `name` in `Cgroups::killed`: (word, mask).
+fn killed_bit(name: &[u8]) -> (usize, u64) {
+    let hash = name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let bit = (hash % (KILLED_WORDS as u64 * 64)) as usize;
+    (bit / 64, 1 << (bit % 64))
 }
 
 /// Why nitro does not use cgroups.
@@ -170,6 +184,7 @@ impl Cgroups {
             inotify,
             enabled,
             warned: 0,
+            killed: [0; KILLED_WORDS],
         })
     }
 
@@ -191,17 +206,24 @@ impl Cgroups {
         while unsafe { libc::read(self.inotify, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     }
 
-    /// Creates the cgroup of `name` afresh, or reuses it while something
-    /// is left in it (one that cannot be removed is not leaked), and
-    /// returns a descriptor of it, to start a program in.
-    pub fn open(&mut self, name: &[u8]) -> Result<Fd, i32> {
+    /// The cgroup of `name`, as a descriptor to start `prog` in. `setup`
+    /// and `run` begin a new start: an empty cgroup is made anew, so that
+    /// its accounting covers this start only; one with something left in
+    /// it is reused (one that cannot be removed is not leaked). `finish`
+    /// joins what `run` used, unless the cgroup was killed.
+    pub fn open(&mut self, name: &[u8], prog: Prog) -> Result<Fd, i32> {
         let mut rel = [0u8; REL_PATH];
         let dir = join_path(&mut rel, name, b"").ok_or(libc::ENAMETOOLONG)?;
-        // An empty one is made anew: Linux (6.18 at least) kills every
-        // child cloned into a cgroup that was once emptied through
-        // `cgroup.kill`, as if the kill were still going on.
-        // SAFETY: dir is a valid C string relative to our root descriptor.
-        unsafe { libc::unlinkat(self.root_fd, dir.as_ptr(), libc::AT_REMOVEDIR) };
+        let (word, mask) = killed_bit(name);
+        // Also after a kill: Linux (6.18 at least) kills every child
+        // cloned into a cgroup once emptied through `cgroup.kill`, as if
+        // the kill were still going on.
+        if prog != Prog::Finish || self.killed[word] & mask != 0 {
+            // SAFETY: dir is a valid C string relative to our root descriptor.
+            if unsafe { libc::unlinkat(self.root_fd, dir.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
+                self.killed[word] &= !mask;
+            }
+        }
         // SAFETY: dir is a valid C string relative to our root descriptor.
         if unsafe { libc::mkdirat(self.root_fd, dir.as_ptr(), 0o755) } < 0
             && errno() != libc::EEXIST
@@ -331,8 +353,11 @@ impl Cgroups {
 
     /// SIGKILL to every member, at once (`cgroup.kill`, Linux 5.14), or
     /// one by one where that is missing.
-    pub fn kill(&self, name: &[u8]) {
-        if write_at(self.root_fd, name, b"cgroup.kill", b"1").is_err() {
+    pub fn kill(&mut self, name: &[u8]) {
+        if write_at(self.root_fd, name, b"cgroup.kill", b"1").is_ok() {
+            let (word, mask) = killed_bit(name);
+            self.killed[word] |= mask;
+        } else {
             self.signal(name, libc::SIGKILL);
         }
     }

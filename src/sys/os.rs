@@ -212,7 +212,7 @@ impl core::Os for RealOs {
         let Some((cgroups, name)) = self.cgroups.as_mut().zip(spawn.cgroup) else {
             return self.spawner.spawn(spawn, None);
         };
-        let dir = match cgroups.open(name) {
+        let dir = match cgroups.open(name, spawn.prog) {
             Ok(dir) => dir,
             Err(errno) => {
                 super::warn(format_args!(
@@ -365,7 +365,7 @@ impl core::Os for RealOs {
     }
 
     fn cgroup_kill(&mut self, name: &[u8]) {
-        if let Some(cgroups) = &self.cgroups {
+        if let Some(cgroups) = &mut self.cgroups {
             cgroups.kill(name);
         }
     }
