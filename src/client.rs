@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
+use crate::core::CgroupStats;
 use crate::proto::{self, Reason, State};
 use crate::spat::{self, Item, Reader, Writer};
 use crate::sys;
@@ -21,6 +22,8 @@ pub struct Status {
     pub restarts: Option<u32>,
     /// Why it could not be started the last time (REASON, tag 183).
     pub reason: Option<Reason>,
+    /// What its cgroup used (tags 184 to 188), as far as nitro sent it.
+    pub cgroup: CgroupStats,
 }
 
 impl Status {
@@ -37,6 +40,11 @@ impl Status {
             proto::TAG_UPTIME => self.uptime = spat::payload_u32(payload).unwrap_or(0),
             proto::TAG_RESTARTS => self.restarts = spat::payload_u32(payload),
             proto::TAG_REASON => self.reason = Reason::decode(payload),
+            proto::TAG_CPU_USEC => self.cgroup.cpu_usec = spat::payload_u64(payload),
+            proto::TAG_MEMORY_CURRENT => self.cgroup.memory_current = spat::payload_u64(payload),
+            proto::TAG_MEMORY_PEAK => self.cgroup.memory_peak = spat::payload_u64(payload),
+            proto::TAG_PIDS_CURRENT => self.cgroup.pids_current = spat::payload_u64(payload),
+            proto::TAG_OOM_KILLS => self.cgroup.oom_kills = spat::payload_u64(payload),
             _ => {}
         }
     }

@@ -36,6 +36,16 @@ pub const TAG_RESTARTS: u8 = 181;
 pub const TAG_ALLOCS: u8 = 182;
 /// [beyond] Why a service last failed to start: a `Reason`.
 pub const TAG_REASON: u8 = 183;
+/// [beyond] CPU time used in the service's cgroup, microseconds (u64).
+pub const TAG_CPU_USEC: u8 = 184;
+/// [beyond] Memory in use in the service's cgroup, bytes (u64).
+pub const TAG_MEMORY_CURRENT: u8 = 185;
+/// [beyond] The most memory it ever used, bytes (u64).
+pub const TAG_MEMORY_PEAK: u8 = 186;
+/// [beyond] Processes in the service's cgroup (u64).
+pub const TAG_PIDS_CURRENT: u8 = 187;
+/// [beyond] Processes the OOM killer killed in it (u64).
+pub const TAG_OOM_KILLS: u8 = 188;
 
 /// Size of the datagrams both sides exchange; the C nitroctl reads 4096.
 pub const DATAGRAM_MAX: usize = 4096;

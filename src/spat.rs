@@ -83,6 +83,11 @@ pub fn payload_u32(payload: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(payload.try_into().ok()?))
 }
 
+/// Reads a little-endian u64 payload; `None` unless it is exactly 8 bytes.
+pub fn payload_u64(payload: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(payload.try_into().ok()?))
+}
+
 /// Reads a little-endian i32 payload; `None` unless it is exactly 4 bytes.
 pub fn payload_i32(payload: &[u8]) -> Option<i32> {
     Some(i32::from_le_bytes(payload.try_into().ok()?))
@@ -151,6 +156,10 @@ impl<'a> Writer<'a> {
     }
 
     pub fn u32(&mut self, tag: u8, value: u32) -> Result<(), Full> {
+        self.packet(tag, &value.to_le_bytes())
+    }
+
+    pub fn u64(&mut self, tag: u8, value: u64) -> Result<(), Full> {
         self.packet(tag, &value.to_le_bytes())
     }
 

@@ -256,9 +256,11 @@ fn json_list_and_info() {
     assert_eq!(
         out,
         "[{\"name\":\"alpha\",\"state\":\"UP\",\"pid\":2983,\"wstatus\":0,\"exit_code\":0,\
-         \"signal\":null,\"uptime\":3,\"restarts\":0,\"reason\":null},\
+         \"signal\":null,\"uptime\":3,\"restarts\":0,\"reason\":null,\
+         \"cpu_usec\":null,\"memory_current\":null,\"memory_peak\":null,\"pids_current\":null,\"oom_kills\":null},\
          {\"name\":\"beta@x\",\"state\":\"UP\",\"pid\":2982,\"wstatus\":0,\"exit_code\":0,\
-         \"signal\":null,\"uptime\":3,\"restarts\":0,\"reason\":null}]\n"
+         \"signal\":null,\"uptime\":3,\"restarts\":0,\"reason\":null,\
+         \"cpu_usec\":null,\"memory_current\":null,\"memory_peak\":null,\"pids_current\":null,\"oom_kills\":null}]\n"
     );
     let ctl = fake.ctl(&["--json", "info"]);
     fake.reply(&fake.expect(INFO), C_INFO);
@@ -279,7 +281,8 @@ fn json_list_and_info() {
     assert_eq!(
         out,
         "[{\"name\":\"a\\\"b\",\"state\":\"DOWN\",\"pid\":null,\"wstatus\":9,\"exit_code\":null,\
-         \"signal\":9,\"uptime\":5,\"restarts\":3,\"reason\":null}]\n"
+         \"signal\":9,\"uptime\":5,\"restarts\":3,\"reason\":null,\
+         \"cpu_usec\":null,\"memory_current\":null,\"memory_peak\":null,\"pids_current\":null,\"oom_kills\":null}]\n"
     );
 }
 

@@ -269,7 +269,10 @@ fn the_reason_is_in_json_and_metrics_and_nitro_says_it_in_words() {
         out.contains("\"reason\":{\"program\":\"setup\",\"failure\":\"status\",\"value\":28416,\"text\":\"setup exited 111\"}"),
         "{out}"
     );
-    assert!(out.contains("\"reason\":null}]"), "healthy has none: {out}");
+    assert!(
+        out.contains("\"reason\":null,\"cpu_usec\":null"),
+        "healthy has none: {out}"
+    );
     let (_, metrics, _) = n.ctl(&["metrics"]);
     assert!(
         metrics.contains(

@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nitro::core::{Config, DEFAULT_MAX_SERVICES, End, Supervisor};
+use nitro::core::{Config, DEFAULT_MAX_SERVICES, End, Os, Supervisor};
 use nitro::proto::DATAGRAM_MAX;
+use nitro::sys::cgroup::Cgroups;
 use nitro::sys::control::{ControlSocket, Sender, SetupError};
 use nitro::sys::os::RealOs;
 use nitro::sys::signals::SignalPipe;
@@ -22,10 +23,12 @@ const EXIT_FATAL: i32 = 111;
 const REQUESTS_PER_WAKEUP: usize = 64;
 /// Descriptors reported per wake-up; the rest come with the next one.
 const EVENTS_PER_WAKEUP: usize = 64;
-/// Keys of the self-pipe and the control socket in the poller; readiness
-/// pipes are keyed by the core's tokens, always below these.
+/// Keys of the self-pipe, the control socket and the cgroup watch in the
+/// poller; readiness pipes are keyed by the core's tokens, always below
+/// these.
 const SIGNALS_KEY: u64 = u64::MAX;
 const CONTROL_KEY: u64 = u64::MAX - 1;
+const CGROUP_KEY: u64 = u64::MAX - 2;
 
 /// Set once nitro works in its service directory, where `SYS/fatal` is.
 static IN_SERVICE_DIR: AtomicBool = AtomicBool::new(false);
@@ -168,11 +171,26 @@ fn set_up() -> Nitro {
         }
         Err(SetupError::Other(message)) => fatal(format_args!("{}", message)),
     };
-    let os = RealOs::new(&control.notify_dir, control.fd).unwrap_or_else(|e| {
+    // Said once nitro has said it is starting.
+    let (cgroups, cgroup_words) = match Cgroups::setup(real_pid1) {
+        Ok(cgroups) => {
+            let words = format!(
+                "services run in cgroups below {}",
+                cgroups.root().to_string_lossy()
+            );
+            (Some(cgroups), words)
+        }
+        Err(unused) => (None, format!("cgroups not used: {}", unused.0)),
+    };
+    let os = RealOs::new(&control.notify_dir, control.fd, cgroups).unwrap_or_else(|e| {
         control.remove();
         fatal(format_args!("cannot set up: {}", sys::IoText(&e)))
     });
-    for (fd, key) in [(signals.read_fd, SIGNALS_KEY), (control.fd, CONTROL_KEY)] {
+    let cgroup_watch = os.cgroups().map(|c| (c.inotify_fd(), CGROUP_KEY));
+    for (fd, key) in [(signals.read_fd, SIGNALS_KEY), (control.fd, CONTROL_KEY)]
+        .into_iter()
+        .chain(cgroup_watch)
+    {
         if let Err(errno) = os.poller().add(fd, key) {
             fatal(format_args!(
                 "cannot watch descriptor {}: {}",
@@ -198,6 +216,7 @@ fn set_up() -> Nitro {
         dir.display(),
         sock_path.display()
     ));
+    sys::warn(format_args!("{}", cgroup_words));
     Nitro {
         sup,
         os,
@@ -279,7 +298,13 @@ fn run(nitro: &mut Nitro) {
                 }
             }
         }
-        for &token in ready.iter().filter(|&&k| k < CONTROL_KEY) {
+        if ready.contains(&CGROUP_KEY) {
+            if let Some(cgroups) = os.cgroups() {
+                cgroups.drain();
+            }
+            sup.on_cgroup_change(os, now);
+        }
+        for &token in ready.iter().filter(|&&k| k < CGROUP_KEY) {
             // A pipe closed or replaced meanwhile is not read.
             sup.on_ready_fd(os, token, now);
         }
@@ -290,10 +315,13 @@ fn run(nitro: &mut Nitro) {
 /// Every service is down: as pid 1 every other process goes too, then
 /// nitro hands over (`SYS/reincarnate`), finalizes and powers off or
 /// reboots (the real pid 1), starts again (a reboot otherwise) or exits.
-fn end(nitro: Nitro) -> ! {
+fn end(mut nitro: Nitro) -> ! {
     let reboot = nitro.sup.end() == End::Reboot;
     if nitro.is_pid1 {
         pid1::kill_all(&nitro.signals, kill_all_timeout());
+    }
+    for (_, service) in nitro.sup.services() {
+        nitro.os.cgroup_remove(service.name.as_bytes());
     }
     nitro.control.remove();
     if nitro.real_pid1 {

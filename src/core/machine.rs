@@ -7,7 +7,7 @@
 use crate::proto::{self, Failure, Program, Reason, State};
 
 use super::{
-    FINISH_TIMEOUT_MS, Millis, Os, READY_TIMEOUT_MS, RESPAWN_DELAY_MS, SPAWN_RETRY_MS,
+    FINISH_TIMEOUT_MS, Leftovers, Millis, Os, READY_TIMEOUT_MS, RESPAWN_DELAY_MS, SPAWN_RETRY_MS,
     STOP_TIMEOUT_MS, Script, Spawn, SpawnError, Supervisor, Timer,
 };
 
@@ -30,7 +30,15 @@ pub enum Event {
     /// The end of a stop or of an exit: `finish` is over, or there was
     /// none to run.
     Over,
+    /// The service's cgroup may be empty now (what its scripts left
+    /// behind was being stopped).
+    Emptied,
 }
+
+/// Between two SIGKILLs to a cgroup that is not empty yet (the kernel
+/// may lack `cgroup.kill`, and a process may fork while killed one by
+/// one).
+const KILL_AGAIN_MS: Millis = 1000;
 
 /// How a `run` becomes UP (SPEC section 2, `notification-fd`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +142,8 @@ impl Supervisor {
                         self.run_finish(os, i, 0, 0, now);
                     }
                     Fatal | Delay | Down => {
-                        if self.table[i].running.is_none() {
+                        let service = &self.table[i];
+                        if service.running.is_none() && service.leftovers.is_none() {
                             self.table.set_timer(i, Timer::None, 0);
                         }
                         self.set_state(os, i, Down, now);
@@ -216,12 +225,26 @@ impl Supervisor {
                     Timer::Respawn if state == Delay && self.starting_allowed() => {
                         self.start(os, i, now)
                     }
-                    Timer::Kill | Timer::KillFinish if self.table[i].pid > 0 => {
+                    Timer::Kill => {
+                        if self.table[i].pid > 0 {
+                            os.kill(self.table[i].pid, libc::SIGKILL);
+                        }
+                        // Only `setup` or `run` and what they started are
+                        // in the cgroup now: `finish` starts once it is
+                        // empty.
+                        os.cgroup_kill(self.table[i].name.as_bytes());
+                        if self.table[i].leftovers.is_some() {
+                            self.table
+                                .set_timer(i, Timer::Kill, now.saturating_add(KILL_AGAIN_MS));
+                        }
+                    }
+                    Timer::KillFinish if self.table[i].pid > 0 => {
                         os.kill(self.table[i].pid, libc::SIGKILL)
                     }
-                    Timer::None | Timer::Respawn | Timer::Kill | Timer::KillFinish => {}
+                    Timer::None | Timer::Respawn | Timer::KillFinish => {}
                 }
             }
+            Event::Over if self.stop_leftovers(os, i, Leftovers::Over, now) => {}
             Event::Over => {
                 // Taken in every case: only the run that just ended may
                 // end the system, never a later one.
@@ -248,7 +271,42 @@ impl Supervisor {
                     }
                 }
             }
+            Event::Emptied => {
+                let name = self.table[i].name;
+                let Some(then) = self.table[i].leftovers else {
+                    return;
+                };
+                if os.cgroup_populated(name.as_bytes()) {
+                    return;
+                }
+                self.tracking(i, |sup| sup.table[i].leftovers = None);
+                self.table.set_timer(i, Timer::None, 0);
+                match then {
+                    Leftovers::Finish { status, signal } => {
+                        self.run_finish(os, i, status, signal, now)
+                    }
+                    Leftovers::Over => self.step(os, i, Event::Over, now),
+                }
+            }
         }
+    }
+
+    /// Whatever is left in the cgroup of service `i` once its script
+    /// ended gets SIGTERM, and SIGKILL after `timeout-kill`; `then`
+    /// happens once the cgroup is empty (`Event::Emptied`). False when it
+    /// is empty already (or there is no cgroup).
+    fn stop_leftovers(&mut self, os: &mut dyn Os, i: usize, then: Leftovers, now: Millis) -> bool {
+        let name = self.table[i].name;
+        if !os.cgroup_populated(name.as_bytes()) {
+            return false;
+        }
+        os.cgroup_signal(name.as_bytes(), libc::SIGTERM);
+        os.cgroup_signal(name.as_bytes(), libc::SIGCONT);
+        self.tracking(i, |sup| sup.table[i].leftovers = Some(then));
+        let timeout = self.timeout(os, i, b"timeout-kill", STOP_TIMEOUT_MS);
+        self.table
+            .set_timer(i, Timer::Kill, now.saturating_add(timeout));
+        true
     }
 
     /// After a stop or an exit: a requested restart at once (not
@@ -288,7 +346,7 @@ impl Supervisor {
             }
         }
         self.set_state(os, i, target, now);
-        if running.is_none() {
+        if running.is_none() && self.table[i].leftovers.is_none() {
             // Nothing to wait for (e.g. setup already gone).
             self.step(os, i, Event::Over, now);
         }
@@ -538,6 +596,7 @@ impl Supervisor {
             stderr_to_stdout,
             notify,
             controlling_tty: false,
+            cgroup: Some(service.name.as_bytes()),
         })
     }
 
@@ -546,6 +605,9 @@ impl Supervisor {
     fn run_finish(&mut self, os: &mut dyn Os, i: usize, status: i64, signal: i64, now: Millis) {
         self.close_ready_fd(os, i);
         self.set_running(i, None, 0);
+        if self.stop_leftovers(os, i, Leftovers::Finish { status, signal }, now) {
+            return;
+        }
         if os.exists(self.table[i].name.dir(), b"finish") {
             let mut status_buf = [0u8; 12];
             let mut signal_buf = [0u8; 12];

@@ -31,7 +31,7 @@ use crate::proto::State;
 use crate::sys::Errno;
 
 use machine::Event;
-pub use service::{Name, Script, Service, Timer};
+pub use service::{Bytes, Leftovers, Name, Script, Service, Timer};
 use table::ServiceTable;
 
 pub type Fd = i32;
@@ -71,6 +71,24 @@ pub struct Spawn<'a> {
     pub notify: Option<(i32, Fd)>,
     /// Take the console (stdin) as controlling terminal (SYS scripts).
     pub controlling_tty: bool,
+    /// Start it in the cgroup of this service (its name), when nitro uses
+    /// cgroups; `None` for the SYS scripts, which stay in nitro's.
+    pub cgroup: Option<&'a [u8]>,
+}
+
+/// What a service's cgroup used, each `None` where the controller (or
+/// the kernel) does not tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupStats {
+    /// CPU time of all its processes, microseconds.
+    pub cpu_usec: Option<u64>,
+    /// Memory in use and the most ever used, bytes.
+    pub memory_current: Option<u64>,
+    pub memory_peak: Option<u64>,
+    /// Processes now.
+    pub pids_current: Option<u64>,
+    /// Processes the OOM killer killed in it.
+    pub oom_kills: Option<u64>,
 }
 
 /// Why a spawn failed.
@@ -130,6 +148,25 @@ pub trait Os {
     fn scan_next(&mut self, buf: &mut [u8; 256]) -> Option<usize>;
     /// Heap allocations since startup completed, if they are counted.
     fn allocations(&self) -> Option<u32>;
+
+    // The cgroup of a service, named by the service (docs/cgroups.md).
+    // Without cgroups there is none: never populated, nothing to do.
+
+    /// Whether a process is left in the cgroup of `name`. Once it is
+    /// empty, the loop calls `Supervisor::on_cgroup_change`.
+    fn cgroup_populated(&mut self, _name: &[u8]) -> bool {
+        false
+    }
+    /// Sends `signal` to every process in the cgroup of `name`.
+    fn cgroup_signal(&mut self, _name: &[u8], _signal: i32) {}
+    /// SIGKILL to every process in the cgroup of `name`.
+    fn cgroup_kill(&mut self, _name: &[u8]) {}
+    /// Removes the cgroup of `name` (the service is forgotten).
+    fn cgroup_remove(&mut self, _name: &[u8]) {}
+    /// What the cgroup of `name` used.
+    fn cgroup_stats(&mut self, _name: &[u8]) -> Option<CgroupStats> {
+        None
+    }
 }
 
 /// Fixed parameters of a supervisor.
@@ -298,6 +335,17 @@ impl Supervisor {
             match self.table.next_deadline() {
                 Some((at, i)) if at <= now => self.step(os, i, Event::Deadline, now),
                 _ => break,
+            }
+        }
+        self.stop_step(os, now);
+    }
+
+    /// Some cgroup may have become empty: the services waiting for theirs
+    /// go on.
+    pub fn on_cgroup_change(&mut self, os: &mut dyn Os, now: Millis) {
+        for i in 0..self.table.capacity() {
+            if self.table.get(i).is_some_and(|s| s.leftovers.is_some()) {
+                self.step(os, i, Event::Emptied, now);
             }
         }
         self.stop_step(os, now);

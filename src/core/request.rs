@@ -5,7 +5,7 @@ use crate::proto::{self, Request};
 use crate::spat::{Full, Writer};
 
 use super::machine::Event;
-use super::{End, Millis, Os, Pending, Phase, Service, Supervisor};
+use super::{CgroupStats, End, Millis, Os, Pending, Phase, Service, Supervisor};
 
 impl Supervisor {
     /// Handles one control datagram. Returns the length of the reply written
@@ -71,13 +71,14 @@ impl Supervisor {
             },
             Request::Query(name) => match self.table.find(name) {
                 Some(i) => {
+                    let stats = os.cgroup_stats(self.table[i].name.as_bytes());
                     let service = &self.table[i];
                     write_status(w, service, now)?;
-                    write_extensions(w, service)
+                    write_extensions(w, service, stats)
                 }
                 None => w.packet(proto::TAG_ESRCH, &[]),
             },
-            Request::List { start } => self.list(w, start as usize, now),
+            Request::List { start } => self.list(os, w, start as usize, now),
             Request::Info => {
                 let pid = self.config.nitro_pid as u32;
                 w.u32(proto::TAG_NITRO_PID, pid)?;
@@ -107,12 +108,13 @@ impl Supervisor {
 
     /// One LIST page: whole SERVICE frames from slot `start` on, then
     /// LIST_NEXT if some did not fit.
-    fn list(&self, w: &mut Writer, start: usize, now: Millis) -> Result<(), Full> {
+    fn list(&self, os: &mut dyn Os, w: &mut Writer, start: usize, now: Millis) -> Result<(), Full> {
         const LIST_NEXT_LEN: usize = crate::spat::HEADER_LEN + 4;
         for (i, service) in self.table.iter_from(start) {
             let before = w.len();
+            let stats = os.cgroup_stats(service.name.as_bytes());
             let fits = w.remaining() >= LIST_NEXT_LEN
-                && write_frame(w, service, now).is_ok()
+                && write_frame(w, service, now, stats).is_ok()
                 && w.remaining() >= LIST_NEXT_LEN;
             if !fits {
                 w.truncate(before);
@@ -138,20 +140,41 @@ fn write_status(w: &mut Writer, service: &Service, now: Millis) -> Result<(), Fu
 }
 
 /// One SERVICE frame of a LIST reply.
-fn write_frame(w: &mut Writer, service: &Service, now: Millis) -> Result<(), Full> {
+fn write_frame(
+    w: &mut Writer,
+    service: &Service,
+    now: Millis,
+    stats: Option<CgroupStats>,
+) -> Result<(), Full> {
     w.open(proto::TAG_SERVICE)?;
     w.packet(proto::TAG_NAME, service.name.as_bytes())?;
     write_status(w, service, now)?;
-    write_extensions(w, service)?;
+    write_extensions(w, service, stats)?;
     w.close(proto::TAG_SERVICE)
 }
 
 /// The per-service extension packets, after the standard ones: RESTARTS,
-/// and REASON when there is one.
-fn write_extensions(w: &mut Writer, service: &Service) -> Result<(), Full> {
+/// REASON when there is one, and what its cgroup used, as far as known.
+fn write_extensions(
+    w: &mut Writer,
+    service: &Service,
+    stats: Option<CgroupStats>,
+) -> Result<(), Full> {
     w.u32(proto::TAG_RESTARTS, service.restarts)?;
-    match service.reason {
-        Some(reason) => w.packet(proto::TAG_REASON, &reason.encode()),
-        None => Ok(()),
+    if let Some(reason) = service.reason {
+        w.packet(proto::TAG_REASON, &reason.encode())?;
     }
+    let stats = stats.unwrap_or_default();
+    for (tag, value) in [
+        (proto::TAG_CPU_USEC, stats.cpu_usec),
+        (proto::TAG_MEMORY_CURRENT, stats.memory_current),
+        (proto::TAG_MEMORY_PEAK, stats.memory_peak),
+        (proto::TAG_PIDS_CURRENT, stats.pids_current),
+        (proto::TAG_OOM_KILLS, stats.oom_kills),
+    ] {
+        if let Some(value) = value {
+            w.u64(tag, value)?;
+        }
+    }
+    Ok(())
 }

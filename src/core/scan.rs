@@ -188,6 +188,7 @@ impl Supervisor {
     /// Forgets service `i`; returns its logger if that can go now.
     fn forget_one(&mut self, os: &mut dyn Os, i: usize) -> Option<usize> {
         let service = self.tracking(i, |sup| sup.table.remove(i))?;
+        os.cgroup_remove(service.name.as_bytes());
         for fd in [
             service.ready.map(|(fd, _)| fd),
             service.log_pipe.map(|p| p.0),

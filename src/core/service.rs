@@ -100,6 +100,17 @@ pub enum Timer {
     KillFinish,
 }
 
+/// What a service does once its cgroup is empty: what `run` (or
+/// `setup`) left behind is stopped before `finish` runs and before the
+/// service is DOWN, so two generations never overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Run `finish` with these arguments.
+    Finish { status: i64, signal: i64 },
+    /// The end of the stop or exit (`Event::Over`): DOWN, or start again.
+    Over,
+}
+
 pub struct Service {
     pub name: Name,
     pub state: State,
@@ -143,6 +154,8 @@ pub struct Service {
     /// A main service's `run` ended on its own with this exit status;
     /// the system goes down once `finish` is over.
     pub main_status: Option<i32>,
+    /// Waiting for the cgroup to be empty, and what comes next.
+    pub leftovers: Option<Leftovers>,
 }
 
 impl Service {
@@ -168,6 +181,7 @@ impl Service {
             reason: None,
             restart_requested: false,
             main_status: None,
+            leftovers: None,
         }
     }
 
@@ -186,6 +200,8 @@ impl Service {
 
     /// Down for good or for now: nothing runs and nothing is pending.
     pub fn is_stopped(&self) -> bool {
-        matches!(self.state, State::Down | State::Fatal) && self.running.is_none()
+        matches!(self.state, State::Down | State::Fatal)
+            && self.running.is_none()
+            && self.leftovers.is_none()
     }
 }

@@ -181,5 +181,6 @@ fn spawn_sys(os: &mut dyn Os, script: Script, args: &[&[u8]]) -> Result<Pid, Spa
         stderr_to_stdout: false,
         notify: None,
         controlling_tty: true,
+        cgroup: None,
     })
 }

@@ -37,6 +37,12 @@ struct FakeOs {
     scan: Vec<Vec<u8>>,
     /// List the directory in reverse name order (readdir follows no order).
     scan_reversed: bool,
+    /// Cgroups with processes left in them, by service name.
+    populated: BTreeSet<Vec<u8>>,
+    /// Signals sent to whole cgroups (SIGKILL for `cgroup_kill`).
+    cgroup_signals: Vec<(Vec<u8>, i32)>,
+    /// Cgroups removed.
+    removed_cgroups: Vec<Vec<u8>>,
 }
 
 fn path(dir: &[u8], file: &[u8]) -> Vec<u8> {
@@ -96,6 +102,20 @@ impl Os for FakeOs {
             .get(&path(spawn.dir, spawn.script.file().as_bytes()))
         {
             return Err(SpawnError::Exec(errno));
+        }
+        match spawn.cgroup {
+            None => assert_eq!(spawn.dir, SYS, "only SYS scripts run outside a cgroup"),
+            Some(cgroup) => {
+                assert!(cgroup.starts_with(spawn.dir), "the cgroup is the service's");
+                // What one generation left behind must never meet the next
+                // one, nor `finish`.
+                assert!(
+                    !self.populated.contains(cgroup),
+                    "{} started in the cgroup of {} while leftovers are there",
+                    spawn.script.file(),
+                    String::from_utf8_lossy(cgroup)
+                );
+            }
         }
         self.next_pid += 1;
         let pid = self.next_pid + 1000;
@@ -201,6 +221,18 @@ impl Os for FakeOs {
     fn allocations(&self) -> Option<u32> {
         Some(7)
     }
+    fn cgroup_populated(&mut self, name: &[u8]) -> bool {
+        self.populated.contains(name)
+    }
+    fn cgroup_signal(&mut self, name: &[u8], signal: i32) {
+        self.cgroup_signals.push((name.to_vec(), signal));
+    }
+    fn cgroup_kill(&mut self, name: &[u8]) {
+        self.cgroup_signals.push((name.to_vec(), libc::SIGKILL));
+    }
+    fn cgroup_remove(&mut self, name: &[u8]) {
+        self.removed_cgroups.push(name.to_vec());
+    }
 }
 
 const EXITED_0: i32 = 0;
@@ -252,6 +284,13 @@ impl Sim {
         self.now = end;
     }
 
+    /// The last process in the cgroup of `name` is gone.
+    fn cgroup_empty(&mut self, name: &str) {
+        self.os.populated.remove(name.as_bytes());
+        self.sup.on_cgroup_change(&mut self.os, self.now);
+        self.check();
+    }
+
     fn exit(&mut self, pid: Pid, wstatus: i32) {
         self.sup.on_exit(&mut self.os, pid, wstatus, self.now);
         self.check();
@@ -301,10 +340,13 @@ impl Sim {
                 State::Down | State::Fatal | State::Delay | State::Oneshot => {
                     assert_eq!(s.run_pid(), 0, "{} is {:?} with a run pid", s.name, s.state)
                 }
-                // `run` ended while STARTING: the state stays while `finish` runs.
-                State::Starting => {
-                    assert!(s.pid > 0, "{} is STARTING with nothing running", s.name)
-                }
+                // `run` ended while STARTING: the state stays while what it
+                // left is stopped and `finish` runs.
+                State::Starting => assert!(
+                    s.pid > 0 || s.leftovers.is_some(),
+                    "{} is STARTING with nothing running",
+                    s.name
+                ),
                 State::Up => assert!(s.run_pid() > 0, "{} is UP without a pid", s.name),
                 State::Setup => assert_eq!(s.running, Some(Script::Setup)),
                 _ => {}
@@ -1657,4 +1699,127 @@ fn the_reason_of_a_failed_start_is_sent_until_run_is_launched_again() {
     sim.command(proto::TAG_UP, "a");
     assert_eq!(sim.state("a"), State::Starting);
     assert_eq!(reason_in(&sim.command(proto::TAG_QUERY, "a")), None);
+}
+
+#[test]
+fn what_run_left_is_stopped_before_finish_and_the_next_run() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("finish", "")]));
+    let pid = sim.os.pid_of("a", Script::Run);
+    sim.advance(3000);
+    sim.os.populated.insert(b"a".to_vec());
+    sim.exit(pid, exited(0));
+    assert_eq!(sim.state("a"), State::Restart);
+    assert!(sim.os.last_spawn("a", Script::Finish).is_none());
+    assert_eq!(
+        sim.os.cgroup_signals,
+        [
+            (b"a".to_vec(), libc::SIGTERM),
+            (b"a".to_vec(), libc::SIGCONT)
+        ]
+    );
+    // Nothing else wakes it: not a timer, not another cgroup.
+    sim.os.service("b", &[("run", "")]);
+    sim.sup.on_cgroup_change(&mut sim.os, sim.now);
+    assert!(sim.os.last_spawn("a", Script::Finish).is_none());
+    sim.cgroup_empty("a");
+    let finish = sim.os.pid_of("a", Script::Finish);
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("a"), State::Starting);
+    assert_ne!(sim.os.pid_of("a", Script::Run), pid);
+}
+
+#[test]
+fn leftovers_get_sigkill_after_timeout_kill_and_again_until_gone() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("timeout-kill", "500")]));
+    let pid = sim.os.pid_of("a", Script::Run);
+    sim.command(proto::TAG_DOWN, "a");
+    sim.os.populated.insert(b"a".to_vec());
+    sim.exit(pid, killed(libc::SIGTERM));
+    assert_eq!(sim.state("a"), State::Shutdown);
+    sim.advance(499);
+    assert_eq!(sim.os.cgroup_signals.len(), 2);
+    sim.advance(1);
+    assert_eq!(sim.os.cgroup_signals[2], (b"a".to_vec(), libc::SIGKILL));
+    sim.advance(1000);
+    assert_eq!(sim.os.cgroup_signals[3], (b"a".to_vec(), libc::SIGKILL));
+    assert_eq!(sim.state("a"), State::Shutdown);
+    sim.cgroup_empty("a");
+    assert_eq!(sim.state("a"), State::Down);
+    sim.advance(10_000);
+    assert_eq!(sim.os.cgroup_signals.len(), 4);
+}
+
+#[test]
+fn the_stop_timeout_kills_the_whole_cgroup() {
+    let mut sim = Sim::new(simple(&[("run", "")]));
+    let pid = sim.os.pid_of("a", Script::Run);
+    sim.command(proto::TAG_DOWN, "a");
+    sim.advance(7000);
+    assert_eq!(sim.os.kills.last(), Some(&(pid, libc::SIGKILL)));
+    assert_eq!(sim.os.cgroup_signals, [(b"a".to_vec(), libc::SIGKILL)]);
+}
+
+#[test]
+fn a_stop_or_restart_while_leftovers_go_keeps_waiting_for_them() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("finish", "")]));
+    let pid = sim.os.pid_of("a", Script::Run);
+    sim.advance(3000);
+    sim.os.populated.insert(b"a".to_vec());
+    sim.exit(pid, exited(3));
+    sim.command(proto::TAG_DOWN, "a");
+    sim.command(proto::TAG_RESTART, "a");
+    sim.command(proto::TAG_DOWN, "a");
+    assert_eq!(sim.state("a"), State::Shutdown);
+    assert!(sim.os.last_spawn("a", Script::Finish).is_none());
+    sim.cgroup_empty("a");
+    let (_, _, args, ..) = sim.os.last_spawn("a", Script::Finish).unwrap().clone();
+    assert_eq!(
+        args,
+        [b"3".to_vec(), b"0".to_vec()],
+        "finish gets run's status"
+    );
+    sim.exit(sim.os.pid_of("a", Script::Finish), EXITED_0);
+    assert_eq!(sim.state("a"), State::Down);
+}
+
+#[test]
+fn what_finish_left_is_stopped_before_down_and_the_shutdown_waits() {
+    let mut sim = Sim::new(simple(&[("setup", ""), ("finish", "")]));
+    sim.exit(sim.os.pid_of("a", Script::Setup), EXITED_0);
+    assert_eq!(sim.state("a"), State::Oneshot);
+    sim.command(proto::TAG_SHUTDOWN, "");
+    let finish = sim.os.pid_of("a", Script::Finish);
+    sim.os.populated.insert(b"a".to_vec());
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("a"), State::Shutdown);
+    assert!(!sim.sup.stopped());
+    sim.cgroup_empty("a");
+    assert_eq!(sim.state("a"), State::Down);
+    assert!(sim.sup.stopped());
+}
+
+#[test]
+fn a_forgotten_service_loses_its_cgroup() {
+    let mut sim = Sim::new(simple(&[("run", "")]));
+    let pid = sim.os.pid_of("a", Script::Run);
+    sim.os.remove_service("a");
+    sim.command(proto::TAG_RESCAN, "");
+    sim.os.populated.insert(b"a".to_vec());
+    sim.exit(pid, killed(libc::SIGTERM));
+    assert!(sim.os.removed_cgroups.is_empty());
+    sim.cgroup_empty("a");
+    assert_eq!(sim.sup.find(b"a"), None);
+    assert_eq!(sim.os.removed_cgroups, [b"a".to_vec()]);
+}
+
+#[test]
+fn a_run_that_ends_while_starting_waits_for_its_leftovers_too() {
+    let mut sim = Sim::new(simple(&[("run", "")]));
+    let pid = sim.os.pid_of("a", Script::Run);
+    sim.os.populated.insert(b"a".to_vec());
+    sim.exit(pid, exited(1));
+    assert_eq!(sim.state("a"), State::Starting);
+    assert_eq!(sim.sup.table[sim.sup.find(b"a").unwrap()].run_pid(), 0);
+    sim.cgroup_empty("a");
+    assert_eq!(sim.state("a"), State::Delay);
 }

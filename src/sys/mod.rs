@@ -2,6 +2,7 @@
 //! each `unsafe` block with the reason it is sound.
 
 pub mod alloc_count;
+pub mod cgroup;
 pub mod control;
 pub mod os;
 pub mod pid1;

@@ -3,9 +3,10 @@
 
 use std::ffi::{CStr, CString};
 
-use crate::core::{self, Fd, Pid, ReadResult, Spawn, SpawnError};
+use crate::core::{self, Bytes, CgroupStats, Fd, Pid, ReadResult, Script, Spawn, SpawnError};
 use crate::proto::{NAME_MAX, State};
 
+use super::cgroup::Cgroups;
 use super::poller::Poller;
 use super::spawn::Spawner;
 use super::{errno, join_path};
@@ -96,12 +97,18 @@ pub struct RealOs {
     /// The control socket: events come from it, so that receivers see
     /// `nitro.sock` as the sender, as with the C nitro.
     control: Fd,
+    /// The services' cgroups, when nitro uses them.
+    cgroups: Option<Cgroups>,
 }
 
 impl RealOs {
     /// `notify_dir` is the path of the `notify/` directory, `control` the
     /// control socket (nitro keeps it open for as long as `RealOs` lives).
-    pub fn new(notify_dir: &CStr, control: Fd) -> std::io::Result<RealOs> {
+    pub fn new(
+        notify_dir: &CStr,
+        control: Fd,
+        cgroups: Option<Cgroups>,
+    ) -> std::io::Result<RealOs> {
         let open_dir = |path: &CStr| {
             // SAFETY: path is a valid C string.
             let fd = unsafe {
@@ -125,7 +132,12 @@ impl RealOs {
             notify_path: notify_dir.to_owned(),
             notify_scan: DirReader::new(),
             control,
+            cgroups,
         })
+    }
+
+    pub fn cgroups(&self) -> Option<&Cgroups> {
+        self.cgroups.as_ref()
     }
 
     pub fn poller(&self) -> &Poller {
@@ -197,7 +209,27 @@ const SUN_PATH: usize = 108;
 
 impl core::Os for RealOs {
     fn spawn(&mut self, spawn: &Spawn) -> Result<Pid, SpawnError> {
-        self.spawner.spawn(spawn)
+        let Some((cgroups, name)) = self.cgroups.as_mut().zip(spawn.cgroup) else {
+            return self.spawner.spawn(spawn, None);
+        };
+        let dir = match cgroups.open(name, spawn.script) {
+            Ok(dir) => dir,
+            Err(errno) => {
+                super::warn(format_args!(
+                    "{}: no cgroup, {} runs in nitro's: {}",
+                    Bytes(name),
+                    spawn.script.file(),
+                    super::Errno(errno)
+                ));
+                return self.spawner.spawn(spawn, None);
+            }
+        };
+        if spawn.script == Script::Run {
+            cgroups.apply_limits(name, spawn.dir);
+        }
+        let result = self.spawner.spawn(spawn, Some(dir));
+        super::close(dir);
+        result
     }
 
     fn kill(&mut self, pid: Pid, signal: i32) {
@@ -320,6 +352,32 @@ impl core::Os for RealOs {
 
     fn allocations(&self) -> Option<u32> {
         super::alloc_count::allocations()
+    }
+
+    fn cgroup_populated(&mut self, name: &[u8]) -> bool {
+        self.cgroups.as_ref().is_some_and(|c| c.populated(name))
+    }
+
+    fn cgroup_signal(&mut self, name: &[u8], signal: i32) {
+        if let Some(cgroups) = &self.cgroups {
+            cgroups.signal(name, signal);
+        }
+    }
+
+    fn cgroup_kill(&mut self, name: &[u8]) {
+        if let Some(cgroups) = &mut self.cgroups {
+            cgroups.kill(name);
+        }
+    }
+
+    fn cgroup_remove(&mut self, name: &[u8]) {
+        if let Some(cgroups) = &self.cgroups {
+            cgroups.remove(name);
+        }
+    }
+
+    fn cgroup_stats(&mut self, name: &[u8]) -> Option<CgroupStats> {
+        self.cgroups.as_ref()?.stats(name)
     }
 
     fn scan_start(&mut self) {

@@ -43,7 +43,7 @@ pub fn take_ctrl_alt_del() -> bool {
     unsafe { libc::reboot(libc::RB_DISABLE_CAD) == 0 }
 }
 
-fn is_mount_point(path: &std::ffi::CStr, parent: &std::ffi::CStr) -> bool {
+pub(super) fn is_mount_point(path: &std::ffi::CStr, parent: &std::ffi::CStr) -> bool {
     // SAFETY: zeroed stat buffers are valid; paths are valid C strings.
     unsafe {
         let mut a: libc::stat = std::mem::zeroed();
@@ -170,8 +170,9 @@ pub fn run_final(spawner: &Spawner, signals: &SignalPipe, reboot: bool) {
         stderr_to_stdout: false,
         notify: None,
         controlling_tty: true,
+        cgroup: None,
     };
-    match spawner.spawn(&spawn) {
+    match spawner.spawn(&spawn, None) {
         Ok(pid) => {
             if !wait_children(signals, crate::core::SYS_TIMEOUT_MS) {
                 // SAFETY: pid is our child.

@@ -2,12 +2,16 @@
 //! until exec, as posix_spawn does), give the child exactly its fds,
 //! default signal handling and its own session, exec. A failed exec
 //! reports its errno through the shared memory, exactly, never guessed.
+//! A service's program is created in its cgroup (clone3 with
+//! CLONE_INTO_CGROUP, Linux 5.7), or joins it before exec where the
+//! kernel cannot do that.
 
+use std::cell::Cell;
 use std::ffi::{CString, c_char};
 
-use crate::core::{Fd, Pid, Spawn, SpawnError};
+use crate::core::{Bytes, Fd, Pid, Spawn, SpawnError};
 
-use super::{errno, signals};
+use super::{Errno, errno, signals};
 
 /// PATH for children when nitro's environment has none.
 const DEFAULT_PATH: &str = "PATH=/usr/bin:/bin:/usr/sbin:/sbin";
@@ -39,6 +43,9 @@ pub struct Spawner {
     /// default: the ones the child must reset. Read when the spawner is
     /// made, after nitro installed its handlers, and fixed from then on.
     not_default: u64,
+    /// Whether clone3 may still create children in their cgroup; off
+    /// for good once the kernel said it cannot.
+    clone3: Cell<bool>,
 }
 
 impl Spawner {
@@ -84,10 +91,12 @@ impl Spawner {
             _env: env,
             envp,
             devnull,
+            clone3: Cell::new(true),
         })
     }
 
-    pub fn spawn(&self, spawn: &Spawn) -> Result<Pid, SpawnError> {
+    /// Starts `spawn`, in the cgroup whose directory is `cgroup` if given.
+    pub fn spawn(&self, spawn: &Spawn, cgroup: Option<Fd>) -> Result<Pid, SpawnError> {
         // Everything the child needs is built before fork.
         let mut dir_buf = [0u8; 128];
         let dir = super::join_path(&mut dir_buf, spawn.dir, b"")
@@ -115,29 +124,58 @@ impl Spawner {
             dir: dir.as_ptr(),
             argv: &argv,
             exec_errno: 0,
+            join_cgroup: -1,
+            cgroup_errno: 0,
         };
+        let stack = self.stack.get().cast::<u8>();
+        // SAFETY: one past the end of the stack buffer.
+        let top = unsafe { stack.add(CHILD_STACK) } as usize & !15;
         let mask = signals::block_all();
         // The child shares our memory and we sleep until it has exec'd or
         // exited (CLONE_VFORK), as posix_spawn does: no page tables to copy,
         // and the reason of a failed exec comes back in `exec_errno`.
-        // SAFETY: the child runs `child_entry` on its own stack, touches
-        // only `child` and memory prepared above, and calls only
-        // async-signal-safe functions; nitro is single-threaded and all
-        // signals are blocked until the child has reset them.
-        let pid = unsafe {
-            let stack = self.stack.get().cast::<u8>();
-            let top = stack.add(CHILD_STACK) as usize & !15;
-            libc::clone(
-                child_entry,
-                top as *mut libc::c_void,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                (&mut child as *mut Child).cast(),
-            )
-        };
-        let clone_errno = errno();
+        // SAFETY (both clones): the child runs `child_entry` on its own
+        // stack, touches only `child` and memory prepared above, and calls
+        // only async-signal-safe functions; nitro is single-threaded and
+        // all signals are blocked until the child has reset them.
+        let mut pid = -1;
+        if let Some(dir) = cgroup.filter(|_| self.clone3.get()) {
+            // SAFETY: as above; `top` is the 16-byte aligned end of the stack.
+            let ret = unsafe { clone3_in_cgroup(stack as usize, top, dir, &mut child) };
+            if ret >= 0 {
+                pid = ret as Pid;
+            } else if matches!(-ret as i32, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
+                // Older than 5.7 (or no clone3 at all): the child joins.
+                self.clone3.set(false);
+            }
+        }
+        let mut clone_errno = 0;
+        if pid < 0 {
+            child.join_cgroup = cgroup.unwrap_or(-1);
+            // SAFETY: as above.
+            pid = unsafe {
+                libc::clone(
+                    child_entry,
+                    top as *mut libc::c_void,
+                    libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                    (&mut child as *mut Child).cast(),
+                )
+            };
+            clone_errno = errno();
+        }
         signals::restore(&mask);
         if pid < 0 {
             return Err(SpawnError::Fork(clone_errno));
+        }
+        // SAFETY: the child is done with `child` (it exec'd or exited).
+        let cgroup_errno = unsafe { std::ptr::read_volatile(&child.cgroup_errno) };
+        if cgroup_errno != 0 {
+            super::warn(format_args!(
+                "{}: {} runs outside its cgroup: {}",
+                Bytes(spawn.cgroup.unwrap_or_default()),
+                spawn.script.file(),
+                Errno(cgroup_errno)
+            ));
         }
         // SAFETY: the child is done with `child` (it exec'd or exited).
         let exec_errno = unsafe { std::ptr::read_volatile(&child.exec_errno) };
@@ -218,15 +256,117 @@ struct Child<'a> {
     dir: *const c_char,
     argv: &'a [*const c_char; 6],
     exec_errno: i32,
+    /// The cgroup directory to move into before anything else, -1 when
+    /// none (or the child was created in it).
+    join_cgroup: Fd,
+    /// Why joining it failed; the program runs all the same.
+    cgroup_errno: i32,
 }
 
 extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `Child` the parent passed to clone, alive while
-    // the parent waits for us.
+    // the parent waits for us; openat, write and close are
+    // async-signal-safe.
     unsafe {
         let child = &mut *arg.cast::<Child>();
+        if child.join_cgroup >= 0 {
+            // "0" moves the writer itself.
+            let procs = libc::openat(
+                child.join_cgroup,
+                c"cgroup.procs".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if procs < 0 || libc::write(procs, c"0".as_ptr().cast(), 1) != 1 {
+                std::ptr::write_volatile(&mut child.cgroup_errno, errno().max(1));
+            }
+            if procs >= 0 {
+                libc::close(procs);
+            }
+        }
         let errno = child.spawner.child(child.spawn, child.dir, child.argv);
         std::ptr::write_volatile(&mut child.exec_errno, errno);
         libc::_exit(111)
     }
+}
+
+/// `struct clone_args` of clone3 (Linux 5.7 layout, with `cgroup`).
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3 as `libc::clone` does clone: a vfork-style child in the cgroup
+/// `dir`, running `child_entry(child)` on the stack from `stack` to `top`.
+/// Returns the child's pid or `-errno`. The C library has no wrapper: the
+/// child comes back from the system call on the new stack, so the call
+/// of the entry function must be made in the same assembly, before
+/// anything touches that stack.
+///
+/// # Safety
+/// `stack..top` must be memory nobody else uses while the child runs,
+/// `top` 16-byte aligned; `child` must stay valid until the call returns.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_in_cgroup(stack: usize, top: usize, dir: Fd, child: &mut Child) -> isize {
+    let args = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack as u64,
+        stack_size: (top - stack) as u64,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: dir as u64,
+    };
+    let ret: isize;
+    // SAFETY: the parent only gets rax (and the clobbered rcx, r11) back.
+    // The child starts after `syscall` with rax = 0 and rsp = `top`,
+    // every other register as the parent had it: it calls the entry with
+    // the `Child` pointer from r12 (the stack aligned as the ABI wants)
+    // and exits with its result, never returning into Rust code.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "mov edi, eax",
+            "mov eax, {exit}",
+            "syscall",
+            "ud2",
+            "2:",
+            exit = const libc::SYS_exit,
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") &args as *const CloneArgs,
+            in("rsi") core::mem::size_of::<CloneArgs>(),
+            in("r12") (child as *mut Child).cast::<libc::c_void>(),
+            in("r13") child_entry as extern "C" fn(*mut libc::c_void) -> libc::c_int,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Elsewhere the child always joins its cgroup itself.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn clone3_in_cgroup(_stack: usize, _top: usize, _dir: Fd, _child: &mut Child) -> isize {
+    -(libc::ENOSYS as isize)
 }

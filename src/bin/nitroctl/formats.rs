@@ -2,6 +2,7 @@
 //! JSON and Prometheus metrics that show them and INFO.
 
 use nitro::client::Status;
+use nitro::core::CgroupStats;
 use nitro::proto::State;
 
 use crate::words;
@@ -33,8 +34,10 @@ pub fn json(status: &Status) -> String {
             json_string(&words::reason_words(r))
         )
     });
+    let num = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
+    let c = status.cgroup;
     format!(
-        "{{\"name\":{},\"state\":\"{}\",\"pid\":{},\"wstatus\":{},\"exit_code\":{},\"signal\":{},\"uptime\":{},\"restarts\":{},\"reason\":{}}}",
+        "{{\"name\":{},\"state\":\"{}\",\"pid\":{},\"wstatus\":{},\"exit_code\":{},\"signal\":{},\"uptime\":{},\"restarts\":{},\"reason\":{},\"cpu_usec\":{},\"memory_current\":{},\"memory_peak\":{},\"pids_current\":{},\"oom_kills\":{}}}",
         json_string(&status.name),
         state_name(status),
         if status.pid == 0 {
@@ -47,7 +50,12 @@ pub fn json(status: &Status) -> String {
         opt(status.signal()),
         status.uptime,
         status.restarts.unwrap_or(0),
-        reason
+        reason,
+        num(c.cpu_usec),
+        num(c.memory_current),
+        num(c.memory_peak),
+        num(c.pids_current),
+        num(c.oom_kills),
     )
 }
 
@@ -221,6 +229,53 @@ pub fn metrics(services: &[Status], info: &[(String, Option<u32>)]) -> String {
             failures,
         );
     }
+    // What the services' cgroups used: only for those nitro sent it for.
+    let usage = |field: &dyn Fn(&CgroupStats) -> Option<String>| -> Vec<(String, String)> {
+        services
+            .iter()
+            .filter_map(|s| {
+                let value = field(&s.cgroup)?;
+                Some((format!("{{service=\"{}\"}}", label(&s.name)), value))
+            })
+            .collect()
+    };
+    let cpu_seconds = |usec: u64| format!("{}.{:06}", usec / 1_000_000, usec % 1_000_000);
+    for (name, kind, help, samples) in [
+        (
+            "nitro_service_cpu_seconds_total",
+            "counter",
+            "CPU time used in the service's cgroup since its last start.",
+            usage(&|c| c.cpu_usec.map(cpu_seconds)),
+        ),
+        (
+            "nitro_service_memory_bytes",
+            "gauge",
+            "Memory in use in the service's cgroup.",
+            usage(&|c| c.memory_current.map(|v| v.to_string())),
+        ),
+        (
+            "nitro_service_memory_peak_bytes",
+            "gauge",
+            "The most memory the service's cgroup used since its last start.",
+            usage(&|c| c.memory_peak.map(|v| v.to_string())),
+        ),
+        (
+            "nitro_service_processes",
+            "gauge",
+            "Processes in the service's cgroup.",
+            usage(&|c| c.pids_current.map(|v| v.to_string())),
+        ),
+        (
+            "nitro_service_oom_kills_total",
+            "counter",
+            "Processes of the service the OOM killer killed since its last start.",
+            usage(&|c| c.oom_kills.map(|v| v.to_string())),
+        ),
+    ] {
+        if !samples.is_empty() {
+            family(name, kind, help, samples);
+        }
+    }
     let global = |key: &str| info.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v);
     family(
         "nitro_services",
@@ -303,10 +358,13 @@ mod tests {
             uptime: 5,
             restarts: Some(2),
             reason: None,
+            cgroup: CgroupStats::default(),
         };
         assert_eq!(
             json(&s),
-            "{\"name\":\"we\\\"ird\\n\",\"state\":\"DOWN\",\"pid\":null,\"wstatus\":9,\"exit_code\":null,\"signal\":9,\"uptime\":5,\"restarts\":2,\"reason\":null}"
+            "{\"name\":\"we\\\"ird\\n\",\"state\":\"DOWN\",\"pid\":null,\"wstatus\":9,\"exit_code\":null,\"signal\":9,\"uptime\":5,\"restarts\":2,\"reason\":null,"
+                .to_owned()
+                + "\"cpu_usec\":null,\"memory_current\":null,\"memory_peak\":null,\"pids_current\":null,\"oom_kills\":null}"
         );
         let m = metrics(&[s], &[("total_reaps".into(), Some(4))]);
         assert!(m.contains("nitro_service_state{service=\"we\\\"ird\\n\",state=\"DOWN\"} 1\n"));
@@ -332,8 +390,8 @@ mod tests {
             ..Status::default()
         });
         assert!(
-            j.ends_with(
-                "\"reason\":{\"program\":\"setup\",\"failure\":\"status\",\"value\":28416,\"text\":\"setup exited 111\"}}"
+            j.contains(
+                "\"reason\":{\"program\":\"setup\",\"failure\":\"status\",\"value\":28416,\"text\":\"setup exited 111\"},"
             ),
             "{j}"
         );

@@ -32,6 +32,31 @@ pub fn human_duration(seconds: u32) -> String {
     text
 }
 
+/// CPU time for people: `0.42s`, `3m12s`.
+fn cpu_time(usec: u64) -> String {
+    if usec < 60_000_000 {
+        format!("{}.{:02}s", usec / 1_000_000, usec % 1_000_000 / 10_000)
+    } else {
+        human_duration((usec / 1_000_000).min(u32::MAX as u64) as u32)
+    }
+}
+
+/// Bytes for people, in binary units: `512B`, `12.3M`.
+fn bytes(value: u64) -> String {
+    let units = ["B", "K", "M", "G", "T"];
+    let mut size = value as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < units.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value}B")
+    } else {
+        format!("{size:.1}{}", units[unit])
+    }
+}
+
 /// How the service's `run` tells it is ready, from `notification-fd`, as
 /// nitro reads it (SPEC section 2).
 fn readiness(dir: &Path) -> String {
@@ -117,10 +142,13 @@ pub fn render(
     all: &[Status],
     colour: bool,
 ) -> Vec<String> {
+    // Only when nitro runs its services in cgroups.
+    let usage = services.iter().any(|s| s.cgroup.cpu_usec.is_some());
     let mut rows: Vec<Vec<String>> = vec![
         ["NAME", "STATE", "PID", "UPTIME", "RESTARTS"]
             .into_iter()
             .chain(base.map(|_| ["READY", "LOG"]).into_iter().flatten())
+            .chain(usage.then_some(["CPU", "MEMORY"]).into_iter().flatten())
             .chain(["LAST EXIT"])
             .map(String::from)
             .collect(),
@@ -145,6 +173,10 @@ pub fn render(
             let dir = base.join(dir_name);
             row.push(readiness(&dir));
             row.push(log_target(base, &dir, &s.name, all));
+        }
+        if usage {
+            row.push(s.cgroup.cpu_usec.map_or("-".to_string(), cpu_time));
+            row.push(s.cgroup.memory_current.map_or("-".to_string(), bytes));
         }
         row.push(words::last_exit(s).unwrap_or_else(|| "-".to_string()));
         rows.push(row);

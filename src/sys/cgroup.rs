@@ -1,0 +1,526 @@
+//! One cgroup v2 per service (docs/cgroups.md): finding the root nitro
+//! may use, the service directories below it, emptiness watched through
+//! one inotify descriptor, signalling and killing every member, limits
+//! and accounting. Every path after startup is built in a stack buffer,
+//! relative to the root's descriptor.
+
+use std::ffi::{CStr, CString};
+use std::os::unix::ffi::OsStrExt;
+
+use crate::core::{Bytes, CgroupStats, Fd, Script};
+
+use super::{Errno, close, errno, join_path, warn};
+
+/// `statfs` magic of a cgroup v2 file system.
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+/// The leaf nitro moves itself into when it sits in the root it uses:
+/// a cgroup with members cannot pass controllers on to its children
+/// (the no-internal-processes rule). No service can be called this.
+const OWN_LEAF: &str = ".nitro";
+/// Room for `name/file` below the root.
+const REL_PATH: usize = 128;
+
+/// A limit a service directory may hold.
+struct Limit {
+    /// File in the service directory.
+    file: &'static [u8],
+    /// File in the service's cgroup.
+    knob: &'static [u8],
+    /// Controller bit it needs.
+    controller: u8,
+    /// What the knob is reset to when the file is gone.
+    unset: &'static [u8],
+}
+
+const LIMITS: [Limit; 5] = [
+    Limit {
+        file: b"memory-max",
+        knob: b"memory.max",
+        controller: MEMORY,
+        unset: b"max",
+    },
+    Limit {
+        file: b"memory-high",
+        knob: b"memory.high",
+        controller: MEMORY,
+        unset: b"max",
+    },
+    Limit {
+        file: b"pids-max",
+        knob: b"pids.max",
+        controller: PIDS,
+        unset: b"max",
+    },
+    Limit {
+        file: b"cpu-max",
+        knob: b"cpu.max",
+        controller: CPU,
+        unset: b"max",
+    },
+    Limit {
+        file: b"cpu-weight",
+        knob: b"cpu.weight",
+        controller: CPU,
+        unset: b"100",
+    },
+];
+const CPU: u8 = 1;
+const MEMORY: u8 = 2;
+const PIDS: u8 = 4;
+const CONTROLLERS: [(u8, &str); 3] = [(CPU, "cpu"), (MEMORY, "memory"), (PIDS, "pids")];
+
+/// The cgroup nitro puts its services below.
+pub struct Cgroups {
+    /// The root, opened once; service cgroups are reached from it.
+    root_fd: Fd,
+    /// Its path, for inotify (which takes no directory descriptor).
+    root: CString,
+    /// Tells when a service's `cgroup.events` changes (it gets empty).
+    inotify: Fd,
+    /// Controllers enabled for the services (`cgroup.subtree_control`).
+    enabled: u8,
+    /// Controllers whose absence was already reported.
+    warned: u8,
+    /// Cgroups emptied through `cgroup.kill`, by a hash of the name (a
+    /// collision only costs a cgroup made anew).
+    killed: [u64; KILLED_WORDS],
+}
+
+const KILLED_WORDS: usize = 64;
+
+/// The bit of `name` in `Cgroups::killed`: (word, mask).
+fn killed_bit(name: &[u8]) -> (usize, u64) {
+    let hash = name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let bit = (hash % (KILLED_WORDS as u64 * 64)) as usize;
+    (bit / 64, 1 << (bit % 64))
+}
+
+/// Why nitro does not use cgroups.
+pub struct Unused(pub String);
+
+impl Cgroups {
+    /// Finds the root (SPEC issue 16, docs/cgroups.md), moves nitro into a
+    /// leaf of its own if it sits in it, and enables the controllers it
+    /// can.
+    pub fn setup(real_pid1: bool) -> Result<Cgroups, Unused> {
+        let root = match std::env::var_os("NITRO_CGROUP") {
+            Some(value) if value == "off" => return Err(Unused("NITRO_CGROUP=off".into())),
+            Some(value) if value.as_bytes().starts_with(b"/") => {
+                let path = std::path::PathBuf::from(value);
+                if !is_cgroup2(&path) {
+                    return Err(Unused(format!(
+                        "NITRO_CGROUP={} is not a cgroup v2 directory",
+                        path.display()
+                    )));
+                }
+                path
+            }
+            Some(value) if !value.is_empty() => {
+                return Err(Unused(format!(
+                    "NITRO_CGROUP={:?} is neither off nor an absolute path",
+                    value
+                )));
+            }
+            _ => own_cgroup(real_pid1)?,
+        };
+        let root_c = CString::new(root.as_os_str().as_bytes())
+            .map_err(|_| Unused("the cgroup path holds a NUL".into()))?;
+        // SAFETY: root_c is a valid C string.
+        if unsafe { libc::access(root_c.as_ptr(), libc::W_OK) } != 0 {
+            return Err(Unused(format!(
+                "{} is not writable: {}",
+                root.display(),
+                Errno(errno())
+            )));
+        }
+        if listed(&root, std::process::id()) {
+            let leaf = root.join(OWN_LEAF);
+            let moved = match std::fs::create_dir(&leaf) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+                _ => std::fs::write(leaf.join("cgroup.procs"), "0"),
+            };
+            if let Err(e) = moved {
+                return Err(Unused(format!(
+                    "cannot move nitro into {}: {}",
+                    leaf.display(),
+                    super::IoText(&e)
+                )));
+            }
+        }
+        let available = controllers(&root.join("cgroup.controllers"));
+        for (bit, name) in CONTROLLERS {
+            if available & bit != 0 {
+                // Refused when something else still sits in the root; the
+                // limits that need it then say so.
+                let _ = std::fs::write(root.join("cgroup.subtree_control"), format!("+{name}"));
+            }
+        }
+        let enabled = controllers(&root.join("cgroup.subtree_control"));
+        // SAFETY: valid C string and flags.
+        let root_fd = unsafe {
+            libc::open(
+                root_c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        // SAFETY: flags only.
+        let inotify = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if root_fd < 0 || inotify < 0 {
+            let reason = Unused(format!(
+                "cannot watch {}: {}",
+                root.display(),
+                Errno(errno())
+            ));
+            for fd in [root_fd, inotify].into_iter().filter(|&fd| fd >= 0) {
+                close(fd);
+            }
+            return Err(reason);
+        }
+        Ok(Cgroups {
+            root_fd,
+            root: root_c,
+            inotify,
+            enabled,
+            warned: 0,
+            killed: [0; KILLED_WORDS],
+        })
+    }
+
+    pub fn root(&self) -> &CStr {
+        &self.root
+    }
+
+    /// The descriptor to wait on: readable when a service cgroup may
+    /// have become empty.
+    pub fn inotify_fd(&self) -> Fd {
+        self.inotify
+    }
+
+    /// Empties the inotify queue; which cgroup changed does not matter,
+    /// the core looks at every service waiting for its cgroup.
+    pub fn drain(&self) {
+        let mut buf = [0u8; 4096];
+        // SAFETY: buf is valid for its length; the descriptor is non-blocking.
+        while unsafe { libc::read(self.inotify, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+
+    /// The cgroup of `name`, as a descriptor to start `script` in. `setup`
+    /// and `run` begin a new start: an empty cgroup is made anew, so that
+    /// its accounting covers this start only; one with something left in
+    /// it is reused (one that cannot be removed is not leaked). `finish`
+    /// joins what `run` used, unless the cgroup was killed.
+    pub fn open(&mut self, name: &[u8], script: Script) -> Result<Fd, i32> {
+        let mut rel = [0u8; REL_PATH];
+        let dir = join_path(&mut rel, name, b"").ok_or(libc::ENAMETOOLONG)?;
+        let (word, mask) = killed_bit(name);
+        // Also after a kill: Linux (6.18 at least) kills every child
+        // cloned into a cgroup once emptied through `cgroup.kill`, as if
+        // the kill were still going on.
+        if script != Script::Finish || self.killed[word] & mask != 0 {
+            // SAFETY: dir is a valid C string relative to our root descriptor.
+            if unsafe { libc::unlinkat(self.root_fd, dir.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
+                self.killed[word] &= !mask;
+            }
+        }
+        // SAFETY: dir is a valid C string relative to our root descriptor.
+        if unsafe { libc::mkdirat(self.root_fd, dir.as_ptr(), 0o755) } < 0
+            && errno() != libc::EEXIST
+        {
+            return Err(errno());
+        }
+        // SAFETY: as above.
+        let fd = unsafe {
+            libc::openat(
+                self.root_fd,
+                dir.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(errno());
+        }
+        let mut abs = [0u8; 512];
+        let mut dir_abs = [0u8; 512];
+        let events = join_path(&mut dir_abs, self.root.to_bytes(), name)
+            .map(|p| p.to_bytes().len())
+            .and_then(|len| join_path(&mut abs, &dir_abs[..len], b"cgroup.events"));
+        if let Some(events) = events {
+            // Watched as long as the directory lives: adding it again is
+            // harmless, and rmdir drops it.
+            // SAFETY: events is a valid C string.
+            unsafe { libc::inotify_add_watch(self.inotify, events.as_ptr(), libc::IN_MODIFY) };
+        }
+        Ok(fd)
+    }
+
+    /// Writes the limits of the service directory `dir` into the cgroup
+    /// of `name`; a limit file that is gone is reset. Controllers that
+    /// are not enabled are reported once.
+    pub fn apply_limits(&mut self, name: &[u8], dir: &[u8]) {
+        for Limit {
+            file,
+            knob,
+            controller,
+            unset,
+        } in LIMITS
+        {
+            let mut value = [0u8; 64];
+            let len = read_at(libc::AT_FDCWD, dir, file, &mut value);
+            if self.enabled & controller == 0 {
+                if len.is_some() && self.warned & controller == 0 {
+                    self.warned |= controller;
+                    let controller = CONTROLLERS
+                        .iter()
+                        .find(|(bit, _)| *bit == controller)
+                        .map_or("", |(_, n)| n);
+                    warn(format_args!(
+                        "{}: the {} controller is not available in {}, limits that need it are not applied",
+                        Bytes(name),
+                        controller,
+                        Bytes(self.root.to_bytes())
+                    ));
+                }
+                continue;
+            }
+            let text = match len {
+                Some(n) => value[..n].trim_ascii(),
+                None => unset,
+            };
+            if let Err(errno) = write_at(self.root_fd, name, knob, text) {
+                warn(format_args!(
+                    "{}: cannot set {} to \"{}\": {}",
+                    Bytes(name),
+                    Bytes(knob),
+                    Bytes(text),
+                    Errno(errno)
+                ));
+            }
+        }
+    }
+
+    /// Whether a process is left in the cgroup of `name`.
+    pub fn populated(&self, name: &[u8]) -> bool {
+        let mut buf = [0u8; 128];
+        let Some(n) = read_at(self.root_fd, name, b"cgroup.events", &mut buf) else {
+            return false;
+        };
+        buf[..n]
+            .split(|&b| b == b'\n')
+            .any(|line| line == b"populated 1")
+    }
+
+    /// Sends `signal` to every member of the cgroup of `name`.
+    pub fn signal(&self, name: &[u8], signal: i32) {
+        let mut rel = [0u8; REL_PATH];
+        let Some(path) = join_path(&mut rel, name, b"cgroup.procs") else {
+            return;
+        };
+        // SAFETY: path is a valid C string relative to the root descriptor.
+        let fd = unsafe {
+            libc::openat(
+                self.root_fd,
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        let mut pid: i32 = 0;
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            for &b in &buf[..n as usize] {
+                if b.is_ascii_digit() {
+                    pid = pid.saturating_mul(10).saturating_add(i32::from(b - b'0'));
+                } else {
+                    if pid > 0 {
+                        // SAFETY: kill has no memory preconditions.
+                        unsafe { libc::kill(pid, signal) };
+                    }
+                    pid = 0;
+                }
+            }
+        }
+        close(fd);
+    }
+
+    /// SIGKILL to every member, at once (`cgroup.kill`, Linux 5.14), or
+    /// one by one where that is missing.
+    pub fn kill(&mut self, name: &[u8]) {
+        if write_at(self.root_fd, name, b"cgroup.kill", b"1").is_ok() {
+            let (word, mask) = killed_bit(name);
+            self.killed[word] |= mask;
+        } else {
+            self.signal(name, libc::SIGKILL);
+        }
+    }
+
+    /// Removes the cgroup of `name`; one still busy stays, to be reused.
+    pub fn remove(&self, name: &[u8]) {
+        let mut rel = [0u8; REL_PATH];
+        if let Some(dir) = join_path(&mut rel, name, b"") {
+            // SAFETY: dir is a valid C string relative to the root descriptor.
+            unsafe { libc::unlinkat(self.root_fd, dir.as_ptr(), libc::AT_REMOVEDIR) };
+        }
+    }
+
+    /// What the cgroup of `name` used; `None` when it has none.
+    pub fn stats(&self, name: &[u8]) -> Option<CgroupStats> {
+        let mut buf = [0u8; 512];
+        let n = read_at(self.root_fd, name, b"cpu.stat", &mut buf)?;
+        let cpu_usec = buf[..n]
+            .split(|&b| b == b'\n')
+            .find_map(|line| line.strip_prefix(b"usage_usec "))
+            .and_then(number);
+        let value = |file: &[u8]| {
+            let mut buf = [0u8; 32];
+            read_at(self.root_fd, name, file, &mut buf).and_then(|n| number(&buf[..n]))
+        };
+        let memory_current = value(b"memory.current");
+        let memory_peak = value(b"memory.peak");
+        let pids_current = value(b"pids.current");
+        let n = read_at(self.root_fd, name, b"memory.events", &mut buf);
+        let oom_kills = n.and_then(|n| {
+            buf[..n]
+                .split(|&b| b == b'\n')
+                .find_map(|line| line.strip_prefix(b"oom_kill "))
+                .and_then(number)
+        });
+        Some(CgroupStats {
+            cpu_usec,
+            memory_current,
+            memory_peak,
+            pids_current,
+            oom_kills,
+        })
+    }
+}
+
+/// The decimal number in `bytes` (surrounding white space allowed).
+fn number(bytes: &[u8]) -> Option<u64> {
+    core::str::from_utf8(bytes.trim_ascii()).ok()?.parse().ok()
+}
+
+/// Reads `dir/file` relative to `at` into `buf`: bytes read.
+fn read_at(at: Fd, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
+    let mut rel = [0u8; REL_PATH];
+    let path = join_path(&mut rel, dir, file)?;
+    // SAFETY: path is a valid C string.
+    let fd = unsafe {
+        libc::openat(
+            at,
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: buf is valid for its length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    close(fd);
+    usize::try_from(n).ok()
+}
+
+/// Writes `value` into `dir/file` relative to `at`, or errno.
+fn write_at(at: Fd, dir: &[u8], file: &[u8], value: &[u8]) -> Result<(), i32> {
+    let mut rel = [0u8; REL_PATH];
+    let path = join_path(&mut rel, dir, file).ok_or(libc::ENAMETOOLONG)?;
+    // SAFETY: path is a valid C string.
+    let fd = unsafe { libc::openat(at, path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    // SAFETY: value is valid for its length.
+    let n = unsafe { libc::write(fd, value.as_ptr().cast(), value.len()) };
+    let result = if n < 0 { Err(errno()) } else { Ok(()) };
+    close(fd);
+    result
+}
+
+/// Whether `path` is a directory of a cgroup v2 file system.
+fn is_cgroup2(path: &std::path::Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a zeroed statfs is valid; c is a valid C string.
+    unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut fs) == 0 && fs.f_type as i64 == CGROUP2_SUPER_MAGIC
+    }
+}
+
+/// Whether `pid` is a member of the cgroup at `dir`.
+fn listed(dir: &std::path::Path, pid: u32) -> bool {
+    let pid = pid.to_string();
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .is_ok_and(|procs| procs.lines().any(|line| line == pid))
+}
+
+/// Controller bits named in a `cgroup.controllers`-style file.
+fn controllers(file: &std::path::Path) -> u8 {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.split_whitespace()
+        .filter_map(|word| CONTROLLERS.iter().find(|(_, n)| *n == word))
+        .fold(0, |bits, (bit, _)| bits | bit)
+}
+
+/// nitro's own cgroup, when it may take it: always as the real pid 1,
+/// otherwise only when nitro is alone in it (a container's cgroup
+/// namespace, a delegated subtree): a cgroup shared with a login shell,
+/// or a container's without a cgroup namespace of its own, is not
+/// nitro's to fill.
+fn own_cgroup(real_pid1: bool) -> Result<std::path::PathBuf, Unused> {
+    let mount = std::path::Path::new("/sys/fs/cgroup");
+    if real_pid1 && mount.is_dir() && !super::pid1::is_mount_point(c"/sys/fs/cgroup", c"/sys/fs") {
+        // SAFETY: valid C strings; a failure only leaves it unmounted.
+        unsafe {
+            libc::mount(
+                c"cgroup2".as_ptr(),
+                c"/sys/fs/cgroup".as_ptr(),
+                c"cgroup2".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            );
+        }
+    }
+    let unified = mount.join("unified");
+    let mount = if is_cgroup2(mount) {
+        mount
+    } else if is_cgroup2(&unified) {
+        unified.as_path()
+    } else {
+        return Err(Unused("no cgroup v2 file system at /sys/fs/cgroup".into()));
+    };
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("0::").map(str::to_owned))
+        })
+        .ok_or_else(|| Unused("no cgroup v2 entry in /proc/self/cgroup".into()))?;
+    let mut dir = mount.join(own.trim_start_matches('/'));
+    let pid = std::process::id();
+    // Without a cgroup namespace of its own, a container sees its cgroup
+    // mounted at the top, under a path of the host's.
+    if !listed(&dir, pid) && listed(mount, pid) {
+        dir = mount.to_path_buf();
+    }
+    if !real_pid1 {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        if procs.lines().any(|line| line != pid.to_string()) {
+            return Err(Unused(format!(
+                "nitro shares its cgroup {} with other processes (start it in a cgroup of its own, or set NITRO_CGROUP)",
+                dir.display()
+            )));
+        }
+    }
+    Ok(dir)
+}

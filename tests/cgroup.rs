@@ -1,0 +1,260 @@
+//! One cgroup per service (docs/cgroups.md), against the real kernel: each
+//! test makes a cgroup v2 of its own and hands it to nitro through
+//! `NITRO_CGROUP`. Needs root and a cgroup v2 mount; without them the
+//! tests say why and pass (CI must have both).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use nitro::proto::State;
+use support::*;
+
+/// A cgroup made for one test, removed (with what nitro left) at the end.
+struct TestCgroup {
+    path: PathBuf,
+}
+
+impl TestCgroup {
+    fn new(test: &str) -> Option<TestCgroup> {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let mount = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .into_iter()
+            .map(Path::new)
+            .find(|m| m.join("cgroup.subtree_control").exists());
+        let Some(mount) = mount.filter(|_| root) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the cgroup tests: root and cgroup v2 are needed"
+            );
+            eprintln!("skipped: needs root and a cgroup v2 mount");
+            return None;
+        };
+        let path = mount.join(format!("nitro-test-{}-{test}", std::process::id()));
+        std::fs::create_dir(&path).expect("a cgroup for the test");
+        Some(TestCgroup { path })
+    }
+
+    fn service(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+                let _ = std::fs::write(entry.path().join("cgroup.kill"), "1");
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+fn start(cgroup: &TestCgroup, setup: impl FnOnce(&Path)) -> Nitro {
+    let root = cgroup.path.clone();
+    Nitro::start_with(setup, move |cmd| {
+        cmd.env("NITRO_CGROUP", root);
+    })
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+fn pids(file: &Path) -> Vec<i32> {
+    read(file)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// A `run` that leaves three processes behind: a background helper, one
+/// that ignores SIGTERM, and a double-forked daemon; their pids in
+/// `$T/left`.
+const LEAVES_THINGS: &str = r#"
+sleep 1001 & echo $! >> "$T/left"
+sh -c 'trap "" TERM; echo $$ >> "$T/left"; exec sleep 1002' &
+(sleep 1003 & echo $! >> "$T/left") &
+while [ "$(wc -l < "$T/left")" -lt 3 ]; do sleep 0.01; done
+"#;
+
+#[test]
+fn a_stopped_service_leaves_nothing_behind() {
+    let Some(cgroup) = TestCgroup::new("stop") else {
+        return;
+    };
+    let mut n = start(&cgroup, |sv| {
+        script(
+            &sv.join("a/run"),
+            &format!("{LEAVES_THINGS}\necho ready >&3\nexec sleep 1000"),
+        );
+        file(&sv.join("a/notification-fd"), "3");
+        file(&sv.join("a/timeout-kill"), "300");
+    });
+    n.wait_for("a", State::Up);
+    let left = pids(&n.path("left"));
+    assert_eq!(left.len(), 3);
+    let members = read(&cgroup.service("a").join("cgroup.procs"));
+    for pid in &left {
+        assert!(
+            members.lines().any(|m| m == pid.to_string()),
+            "{pid} in {members}"
+        );
+    }
+    let (status, _, err) = n.ctl(&["stop", "a"]);
+    assert_eq!(status, 0, "{err}");
+    for pid in left {
+        assert!(!alive(pid), "{pid} outlived the stop");
+    }
+    assert!(read(&cgroup.service("a").join("cgroup.events")).contains("populated 0"));
+}
+
+#[test]
+fn what_run_leaves_is_gone_before_finish_and_before_the_next_run() {
+    let Some(cgroup) = TestCgroup::new("restart") else {
+        return;
+    };
+    let check = r#"
+alive() { s=$(cut -d' ' -f3 /proc/$1/stat 2>/dev/null) && [ "$s" != Z ]; }
+for pid in $(cat "$T/left" 2>/dev/null); do
+    if alive $pid; then echo "$0: $pid alive" >> "$T/overlap"; fi
+done
+"#;
+    let n = start(&cgroup, |sv| {
+        script(
+            &sv.join("a/run"),
+            &format!("{check}\n: > \"$T/left\"\n{LEAVES_THINGS}\necho gen >> \"$T/gens\""),
+        );
+        script(
+            &sv.join("a/finish"),
+            &format!("{check}\necho finished >> \"$T/finished\""),
+        );
+        file(&sv.join("a/timeout-kill"), "300");
+    });
+    until("three generations", || {
+        read(&n.path("gens")).lines().count() >= 3
+    });
+    // `finish` ran each time: never killed along with what `run` left.
+    until("two finishes", || {
+        read(&n.path("finished")).lines().count() >= 2
+    });
+    n.ctl(&["stop", "a"]);
+    n.until_state("a", State::Down);
+    assert_eq!(read(&n.path("overlap")), "", "two generations overlapped");
+    for pid in pids(&n.path("left")) {
+        assert!(!alive(pid), "{pid} outlived the stop");
+    }
+}
+
+#[test]
+fn a_service_that_cannot_have_a_cgroup_still_works() {
+    let Some(cgroup) = TestCgroup::new("nocgroup") else {
+        return;
+    };
+    // A file of that name is in every cgroup: no directory can be made.
+    let mut n = start(&cgroup, |sv| {
+        script(
+            &sv.join("cgroup.procs/run"),
+            "echo ready >&3; exec sleep 1000",
+        );
+        file(&sv.join("cgroup.procs/notification-fd"), "3");
+    });
+    n.wait_for("cgroup.procs", State::Up);
+    assert!(
+        n.stderr().contains("cgroup.procs: no cgroup"),
+        "{}",
+        n.stderr()
+    );
+    let (status, _, err) = n.ctl(&["stop", "cgroup.procs"]);
+    assert_eq!(status, 0, "{err}");
+}
+
+#[test]
+fn nitro_cgroup_off_works_as_without_cgroups() {
+    let mut n = Nitro::start_with(
+        |sv| {
+            script(
+                &sv.join("a/run"),
+                "sleep 1001 & echo $! > \"$T/left\"; echo ready >&3; exec sleep 1000",
+            );
+            file(&sv.join("a/notification-fd"), "3");
+        },
+        |cmd| {
+            cmd.env("NITRO_CGROUP", "off");
+        },
+    );
+    n.wait_for("a", State::Up);
+    let (status, _, err) = n.ctl(&["stop", "a"]);
+    assert_eq!(status, 0, "{err}");
+    let left = pids(&n.path("left"));
+    assert!(
+        left.iter().all(|&pid| alive(pid)),
+        "a helper is left, as today"
+    );
+    for pid in left {
+        // SAFETY: signalling the helper the test's service started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(
+        n.stderr().contains("cgroups not used: NITRO_CGROUP=off"),
+        "{}",
+        n.stderr()
+    );
+}
+
+#[test]
+fn nitro_removes_the_cgroups_it_made_when_it_exits() {
+    let Some(cgroup) = TestCgroup::new("exit") else {
+        return;
+    };
+    let mut n = start(&cgroup, |sv| {
+        script(&sv.join("a/run"), "echo ready >&3; exec sleep 1000");
+        file(&sv.join("a/notification-fd"), "3");
+    });
+    n.wait_for("a", State::Up);
+    assert!(cgroup.service("a").is_dir());
+    assert!(n.stop().success());
+    assert!(!cgroup.service("a").exists());
+}
+
+#[test]
+fn cpu_time_is_in_json_metrics_and_status() {
+    let Some(cgroup) = TestCgroup::new("usage") else {
+        return;
+    };
+    let mut n = start(&cgroup, |sv| {
+        script(
+            &sv.join("busy/run"),
+            "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; echo ready >&3; exec sleep 1000",
+        );
+        file(&sv.join("busy/notification-fd"), "3");
+    });
+    n.wait_for("busy", State::Up);
+    let (status, json, err) = n.ctl(&["--json", "list", "busy"]);
+    assert_eq!(status, 0, "{err}");
+    let usec: u64 = json
+        .split("\"cpu_usec\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no cpu_usec in {json}"));
+    assert!(usec > 0, "{json}");
+    let (_, metrics, _) = n.ctl(&["metrics"]);
+    assert!(
+        metrics.contains("# TYPE nitro_service_cpu_seconds_total counter\n")
+            && metrics.contains("nitro_service_cpu_seconds_total{service=\"busy\"} "),
+        "{metrics}"
+    );
+    let (_, status, _) = n.ctl(&["status"]);
+    assert!(
+        status.lines().next().is_some_and(|h| h.contains("CPU")),
+        "{status}"
+    );
+}
