@@ -308,3 +308,57 @@ fn finish_start_is_announced_like_the_c_nitro() {
     };
     strict_superset(&s, "b").unwrap();
 }
+
+/// Found by the differential test (seed 7): `nitroctl ready d` while `d`
+/// has a readiness pipe it has not written yet. We closed the pipe, so
+/// the newline `d` wrote later met a closed pipe (SIGPIPE); the C nitro
+/// keeps it open.
+#[test]
+fn ready_by_request_leaves_the_readiness_pipe_open() {
+    let s = Scenario {
+        seed: 0,
+        services: vec![scenario::Svc {
+            ready: scenario::Ready::FdAfter(3, 700),
+            ..plain("d")
+        }],
+        steps: vec![
+            scenario::TimedStep {
+                step: scenario::Step::Ctl("alarm".into(), "d".into()),
+                settle: false,
+            },
+            scenario::TimedStep {
+                step: scenario::Step::Ctl("ready".into(), "d".into()),
+                settle: true,
+            },
+        ],
+    };
+    let diffs = differences(&s).0;
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// Found by the differential test (seed 12): an instance whose template
+/// was renamed ends on its own; its start finds the directory gone:
+/// FATAL, with WSTATUS -1 as in the C nitro (we kept the last wait
+/// status).
+#[test]
+fn a_start_without_its_directory_is_fatal_with_wstatus_minus_one() {
+    let s = Scenario {
+        seed: 0,
+        services: vec![scenario::Svc {
+            instances: vec!["y".into(), "z".into()],
+            ..plain("u@")
+        }],
+        steps: vec![
+            scenario::TimedStep {
+                step: scenario::Step::Rename("u@".into(), "t@".into()),
+                settle: true,
+            },
+            scenario::TimedStep {
+                step: scenario::Step::Ctl("alarm".into(), "u@z".into()),
+                settle: true,
+            },
+        ],
+    };
+    let diffs = differences(&s).0;
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

@@ -210,8 +210,10 @@ impl Supervisor {
                 }
             }
             Event::Ready => {
-                self.close_ready_fd(os, i);
-                // Only a live `run` can be ready (not its `finish`).
+                // Only a live `run` can be ready (not its `finish`). Its
+                // pipe stays open until it writes a newline or closes it:
+                // after `nitroctl ready` or the timer, its own newline
+                // must not meet a closed pipe (SIGPIPE would kill it).
                 if state == Starting && self.table[i].running == Some(Script::Run) {
                     self.table.set_timer(i, Timer::None, 0);
                     self.set_state(os, i, Up, now);
@@ -450,6 +452,7 @@ impl Supervisor {
                 self.table[i].name
             ));
             self.table[i].reason = Some(reason(Script::Run, Failure::Gone, 0));
+            self.table[i].wstatus = -1;
             self.fatal(os, i, now);
             return;
         }
@@ -551,13 +554,16 @@ impl Supervisor {
             super::Errno(errno)
         ));
         self.table[i].reason = Some(reason(script, failure, errno));
+        if script == Script::Run {
+            // WSTATUS -1: `run` could not be executed (as the C nitro).
+            self.table[i].wstatus = -1;
+        }
         if failure == Failure::Spawn || temporary_exec_error(errno) {
             self.delay(os, i, SPAWN_RETRY_MS, now);
             return;
         }
         self.set_state(os, i, State::Fatal, now);
         if script == Script::Run {
-            self.table[i].wstatus = -1;
             self.run_finish(os, i, 111, 0, now);
         }
         self.fatal(os, i, now);

@@ -375,7 +375,10 @@ impl Supervisor {
         };
         let mut buf = [0u8; 64];
         match os.read(fd, &mut buf) {
-            ReadResult::Data(n) if buf[..n].contains(&b'\n') => self.step(os, i, Event::Ready, now),
+            ReadResult::Data(n) if buf[..n].contains(&b'\n') => {
+                self.close_ready_fd(os, i);
+                self.step(os, i, Event::Ready, now);
+            }
             ReadResult::Data(_) | ReadResult::Nothing => {}
             ReadResult::Eof => self.close_ready_fd(os, i),
         }

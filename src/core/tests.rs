@@ -457,6 +457,22 @@ fn readiness_pipe_closed_without_newline_stays_starting() {
     assert_eq!(sim.state("a"), State::Up);
 }
 
+/// `nitroctl ready` does not close the readiness pipe: the newline `run`
+/// writes afterwards must not meet a closed pipe (SIGPIPE would kill it).
+#[test]
+fn ready_by_request_keeps_the_pipe_until_run_writes() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", "3")]));
+    let (token, fd) = sim.watched().next().unwrap();
+    sim.command(proto::TAG_READY, "a");
+    assert_eq!(sim.state("a"), State::Up);
+    assert_eq!(sim.watched().count(), 1, "the pipe is still there");
+    sim.os.readiness.insert(fd, vec![ReadResult::Data(1)]);
+    sim.sup.on_ready_fd(&mut sim.os, token, sim.now);
+    sim.check();
+    assert_eq!(sim.watched().count(), 0, "closed once run wrote");
+    assert_eq!(sim.state("a"), State::Up);
+}
+
 #[test]
 fn notification_fd_zero_waits_for_ready_request() {
     let mut sim = Sim::new(simple(&[("run", ""), ("notification-fd", "0")]));

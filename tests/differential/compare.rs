@@ -56,6 +56,12 @@ pub const RULES: &[(&str, &str)] = &[
          failed; docs/choices.md)",
     ),
     (
+        "C_DOWN_TWICE_BEFORE_FATAL",
+        "when a start finds the service directory gone, the C nitro announces DOWN \
+         a second time before FATAL, with no state in between: the second of two C \
+         DOWN events directly before a FATAL is not matched",
+    ),
+    (
         "SETUP_KILLED_BY_SIGNAL_IS_RETRIED",
         "a setup killed by a signal is DELAY then retried for us, success for the C \
          nitro (SPEC 2): our retry's `setup` run is not in the C trace",
@@ -217,10 +223,16 @@ pub fn compare(scenario: &Scenario, c: &Trace, ours: &Trace) -> Vec<String> {
     for name in services {
         // REQUESTED_RESTART_NOT_DELAYED: the C nitro announces DELAY only
         // as the echo of a request, and sits in DELAY where we do not.
-        let cs: Vec<State> = states_of(c_events, name)
+        let mut cs: Vec<State> = states_of(c_events, name)
             .into_iter()
             .filter(|s| *s != State::Delay)
             .collect();
+        // C_DOWN_TWICE_BEFORE_FATAL
+        for k in (1..cs.len().saturating_sub(1)).rev() {
+            if cs[k - 1] == State::Down && cs[k] == State::Down && cs[k + 1] == State::Fatal {
+                cs.remove(k);
+            }
+        }
         let os = states_of(&ours.events, name);
         let lost = c.lost_ready.iter().any(|l| l.contains(name.as_str()));
         if !subsequence(scenario, name, lost, &cs, &os) {
