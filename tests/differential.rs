@@ -29,11 +29,6 @@ use differential::{compare, runner, shrink};
 
 /// Seeds of the CI run: bounded to well under 3 minutes on 2 cores.
 const CI_SEEDS: u64 = 24;
-/// UNTRIAGED: seeds of 1..=CI_SEEDS that differ and are not explained yet
-/// (seed 4: a LOG@ logger instance we start and the C nitro leaves DOWN;
-/// seed 10: the C nitro did not end within 40 s of `Shutdown`). Triage,
-/// then empty this list.
-const UNTRIAGED_SEEDS: &[u64] = &[4, 10];
 /// Scenarios run at once (each runs both supervisors at the same time).
 const CI_JOBS: usize = 3;
 
@@ -156,9 +151,7 @@ fn the_c_nitro_builds_from_the_reference_sources() {
 #[test]
 fn generated_scenarios_agree_with_the_c_nitro() {
     runner::c_nitro();
-    let seeds: Vec<u64> = (1..=CI_SEEDS)
-        .filter(|s| !UNTRIAGED_SEEDS.contains(s))
-        .collect();
+    let seeds: Vec<u64> = (1..=CI_SEEDS).collect();
     let failed = run_seeds(&seeds, CI_JOBS, default_features(), None);
     // A difference must show again on a second run to fail the test (the
     // machine may be busy); the report then shrinks it.
