@@ -76,6 +76,24 @@ pub struct Spawn<'a> {
     pub cgroup: Option<&'a [u8]>,
 }
 
+impl<'a> Spawn<'a> {
+    /// A SYS script: on the console, which it takes as controlling
+    /// terminal, and in nitro's own cgroup.
+    pub fn sys(script: Script, args: &'a [&'a [u8]]) -> Spawn<'a> {
+        Spawn {
+            dir: SYS,
+            script,
+            args,
+            stdin: Some(0),
+            stdout: None,
+            stderr_to_stdout: false,
+            notify: None,
+            controlling_tty: true,
+            cgroup: None,
+        }
+    }
+}
+
 /// What a service's cgroup used, each `None` where the controller (or
 /// the kernel) does not tell.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

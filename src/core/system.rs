@@ -172,15 +172,5 @@ impl Supervisor {
 
 /// Runs a SYS script on the console.
 fn spawn_sys(os: &mut dyn Os, script: Script, args: &[&[u8]]) -> Result<Pid, SpawnError> {
-    os.spawn(&Spawn {
-        dir: SYS,
-        script,
-        args,
-        stdin: Some(0),
-        stdout: None,
-        stderr_to_stdout: false,
-        notify: None,
-        controlling_tty: true,
-        cgroup: None,
-    })
+    os.spawn(&Spawn::sys(script, args))
 }

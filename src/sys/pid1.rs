@@ -161,17 +161,8 @@ pub fn run_final(spawner: &Spawner, signals: &SignalPipe, reboot: bool) {
         return;
     }
     let end: &[u8] = if reboot { b"reboot" } else { b"shutdown" };
-    let spawn = Spawn {
-        dir: crate::core::SYS,
-        script: Script::Final,
-        args: &[end],
-        stdin: Some(0),
-        stdout: None,
-        stderr_to_stdout: false,
-        notify: None,
-        controlling_tty: true,
-        cgroup: None,
-    };
+    let args = [end];
+    let spawn = Spawn::sys(Script::Final, &args);
     match spawner.spawn(&spawn, None) {
         Ok(pid) => {
             if !wait_children(signals, crate::core::SYS_TIMEOUT_MS) {
