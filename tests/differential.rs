@@ -175,7 +175,7 @@ fn campaign() {
     let features = default_features();
     if let Ok(list) = std::env::var("NITRO_DIFF_PRINT") {
         for seed in list.split(',').filter_map(|s| s.trim().parse().ok()) {
-            println!("{}", scenario::generate(seed, Features::ALL));
+            println!("{}", scenario::generate(seed, features));
         }
         return;
     }

@@ -7,6 +7,7 @@
 //! 1000 ms respawn threshold and the 2000 ms readiness timer, and a step
 //! that does not wait for quiet waits `SHORT_WAIT_MS`, far from all of them.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -324,6 +325,23 @@ impl Gen<'_> {
     }
 }
 
+/// Whether `from/log -> to` would close a loop of log links (`to` logs,
+/// through its chain, back into `from`). The C nitro recurses along such
+/// a loop until it crashes (docs/choices.md).
+fn closes_loop(log_of: &HashMap<String, String>, from: &str, to: &str) -> bool {
+    let mut at = to;
+    for _ in 0..=log_of.len() {
+        if at == from {
+            return true;
+        }
+        match log_of.get(at) {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    true
+}
+
 /// Generates the scenario of a seed.
 pub fn generate(seed: u64, features: Features) -> Scenario {
     let mut rng = Rng::new(seed);
@@ -351,12 +369,19 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
         names.push("LOG@".into());
     }
     let mut services: Vec<Svc> = names.iter().map(|n| g.service(n)).collect();
+    // Who logs into whom, to keep loops out unless `self_log` allows.
+    let mut log_of: HashMap<String, String> = HashMap::new();
     if features.logging {
         for svc in services.iter_mut() {
             if svc.name.starts_with("LOG") || !g.rng.chance(20) {
                 continue;
             }
-            svc.log = g.log_target(&svc.name.clone(), &names);
+            svc.log = g
+                .log_target(&svc.name.clone(), &names)
+                .filter(|t| features.self_log || !closes_loop(&log_of, &svc.name, t));
+            if let Some(t) = &svc.log {
+                log_of.insert(svc.name.clone(), t.clone());
+            }
             // The C nitro creates a logger DOWN when the scan meets its
             // writer first and never starts it if the writer is down (a C
             // defect, docs/choices.md).
@@ -405,7 +430,12 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                 let name = g.rng.pick(&free).to_string();
                 let mut svc = g.service(&name);
                 if features.logging && g.rng.chance(20) {
-                    svc.log = g.log_target(&name, &dirs);
+                    svc.log = g
+                        .log_target(&name, &dirs)
+                        .filter(|t| features.self_log || !closes_loop(&log_of, &name, t));
+                    if let Some(t) = &svc.log {
+                        log_of.insert(name.clone(), t.clone());
+                    }
                     if !features.down_writers {
                         svc.down = false;
                     }
@@ -477,8 +507,12 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                 }
                 let d = g.rng.pick(&dirs).clone();
                 match g.log_target(&d, &dirs) {
-                    Some(t) if !d.starts_with("LOG") => {
+                    Some(t)
+                        if !d.starts_with("LOG")
+                            && (features.self_log || !closes_loop(&log_of, &d, &t)) =>
+                    {
                         log_targets.push(t.clone());
+                        log_of.insert(d.clone(), t.clone());
                         Step::SetLog(d, t)
                     }
                     _ => continue,
@@ -488,7 +522,9 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                 if dirs.is_empty() || !features.logging {
                     continue;
                 }
-                Step::RemoveLog(g.rng.pick(&dirs).clone())
+                let d = g.rng.pick(&dirs).clone();
+                log_of.remove(&d);
+                Step::RemoveLog(d)
             }
             _ => Step::Pause(*g.rng.pick(&[500u32, 1000])),
         };
