@@ -7,7 +7,7 @@
 //! 1000 ms respawn threshold and the 2000 ms readiness timer, and a step
 //! that does not wait for quiet waits `SHORT_WAIT_MS`, far from all of them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -371,6 +371,19 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
     let mut services: Vec<Svc> = names.iter().map(|n| g.service(n)).collect();
     // Who logs into whom, to keep loops out unless `self_log` allows.
     let mut log_of: HashMap<String, String> = HashMap::new();
+    // Services whose `setup` kills itself: we retry it (a deliberate
+    // difference, rule SETUP_KILLED_BY_SIGNAL_IS_RETRIED), and the retry
+    // starts the writer's logger again, which the C nitro never does:
+    // such a service gets no `log` link.
+    let mut retried: HashSet<String> = services
+        .iter()
+        .filter(|s| s.setup == Some(Script::Signal))
+        .map(|s| s.name.clone())
+        .collect();
+    let may_log =
+        |log_of: &HashMap<String, String>, retried: &HashSet<String>, from: &str, to: &str| {
+            (features.self_log || !closes_loop(log_of, from, to)) && !retried.contains(from)
+        };
     if features.logging {
         for svc in services.iter_mut() {
             if svc.name.starts_with("LOG") || !g.rng.chance(20) {
@@ -378,7 +391,7 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
             }
             svc.log = g
                 .log_target(&svc.name.clone(), &names)
-                .filter(|t| features.self_log || !closes_loop(&log_of, &svc.name, t));
+                .filter(|t| may_log(&log_of, &retried, &svc.name, t));
             if let Some(t) = &svc.log {
                 log_of.insert(svc.name.clone(), t.clone());
             }
@@ -429,10 +442,13 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                 }
                 let name = g.rng.pick(&free).to_string();
                 let mut svc = g.service(&name);
+                if svc.setup == Some(Script::Signal) {
+                    retried.insert(name.clone());
+                }
                 if features.logging && g.rng.chance(20) {
                     svc.log = g
                         .log_target(&name, &dirs)
-                        .filter(|t| features.self_log || !closes_loop(&log_of, &name, t));
+                        .filter(|t| may_log(&log_of, &retried, &name, t));
                     if let Some(t) = &svc.log {
                         log_of.insert(name.clone(), t.clone());
                     }
@@ -507,10 +523,7 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                 }
                 let d = g.rng.pick(&dirs).clone();
                 match g.log_target(&d, &dirs) {
-                    Some(t)
-                        if !d.starts_with("LOG")
-                            && (features.self_log || !closes_loop(&log_of, &d, &t)) =>
-                    {
+                    Some(t) if !d.starts_with("LOG") && may_log(&log_of, &retried, &d, &t) => {
                         log_targets.push(t.clone());
                         log_of.insert(d.clone(), t.clone());
                         Step::SetLog(d, t)
