@@ -168,7 +168,10 @@ fn stop_sends_the_down_signal_then_sigkill_after_seven_seconds() {
 #[test]
 fn down_from_finish_cancels_the_restart() {
     let n = Nitro::start(|sv| {
-        script(&sv.join("a/run"), "sleep 1.2; exit 1");
+        script(
+            &sv.join("a/run"),
+            r#"echo x >> "$T/runs"; sleep 1.2; exit 1"#,
+        );
         script(
             &sv.join("a/finish"),
             &format!("{} down . ; touch \"$T/finished\"", nitroctl_bin()),
@@ -176,15 +179,12 @@ fn down_from_finish_cancels_the_restart() {
     });
     until("finish ran", || n.path("finished").exists());
     n.until_state("a", State::Down);
+    // A restart would come at once (run lived over a second).
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(n.state("a"), Some(State::Down), "not restarted");
-    assert_eq!(
-        n.seen("a")
-            .iter()
-            .filter(|s| **s == State::Starting)
-            .count(),
-        1
-    );
+    // Counted from what `run` wrote: the start of `finish` is announced
+    // as STARTING too, as the C nitro does.
+    assert_eq!(read(&n.path("runs")), "x\n", "run started once");
 }
 
 #[test]

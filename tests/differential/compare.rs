@@ -62,6 +62,12 @@ pub const RULES: &[(&str, &str)] = &[
          DOWN events directly before a FATAL is not matched",
     ),
     (
+        "C_STALE_WSTATUS_OF_A_REUSED_SLOT",
+        "a C nitro defect: a service that takes the slot of a forgotten one keeps \
+         its predecessor's WSTATUS until its own run ends: a C WSTATUS is not \
+         compared with our 0 while the service has never been DOWN in the C trace",
+    ),
+    (
         "SETUP_KILLED_BY_SIGNAL_IS_RETRIED",
         "a setup killed by a signal is DELAY then retried for us, success for the C \
          nitro (SPEC 2): our retry's `setup` run is not in the C trace",
@@ -203,6 +209,15 @@ pub fn compare(scenario: &Scenario, c: &Trace, ours: &Trace) -> Vec<String> {
                         && definitions(scenario, name)
                             .iter()
                             .any(|d| matches!(d.setup, Some(Script::Fatal { .. }))) => {}
+                // C_STALE_WSTATUS_OF_A_REUSED_SLOT
+                (Some(x), Some(y))
+                    if x.state == y.state
+                        && x.has_pid == y.has_pid
+                        && y.wstatus == 0
+                        && !c
+                            .events
+                            .iter()
+                            .any(|e| &e.name == name && e.state == State::Down) => {}
                 (x, y) => diffs.push(format!(
                     "{when}: list shows {name} as {} (C) / {} (ours)",
                     x.map_or("absent".into(), |e| format!(
