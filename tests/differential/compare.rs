@@ -65,7 +65,8 @@ pub const RULES: &[(&str, &str)] = &[
         "C_STALE_WSTATUS_OF_A_REUSED_SLOT",
         "a C nitro defect: a service that takes the slot of a forgotten one keeps \
          its predecessor's WSTATUS until its own run ends: a C WSTATUS is not \
-         compared with our 0 while the service has never been DOWN in the C trace",
+         compared with our 0 while no run of the service has ended in our trace \
+         (had one ended in the C trace only, the events would differ)",
     ),
     (
         "SETUP_KILLED_BY_SIGNAL_IS_RETRIED",
@@ -123,6 +124,16 @@ fn subsequence(
         it.by_ref()
             .any(|&oe| matches(scenario, name, lost_ready, ce, oe))
     })
+}
+
+/// Whether a `run` of `name` started and ended in a trace by the end of
+/// step `step`: DOWN after STARTING.
+fn ran_and_ended(events: &[Event], name: &str, step: usize) -> bool {
+    events
+        .iter()
+        .filter(|e| e.name == name && e.step <= step)
+        .skip_while(|e| e.state != State::Starting)
+        .any(|e| e.state == State::Down)
 }
 
 fn states_of(events: &[Event], name: &str) -> Vec<State> {
@@ -214,10 +225,7 @@ pub fn compare(scenario: &Scenario, c: &Trace, ours: &Trace) -> Vec<String> {
                     if x.state == y.state
                         && x.has_pid == y.has_pid
                         && y.wstatus == 0
-                        && !c
-                            .events
-                            .iter()
-                            .any(|e| &e.name == name && e.state == State::Down) => {}
+                        && !ran_and_ended(&ours.events, name, i) => {}
                 (x, y) => diffs.push(format!(
                     "{when}: list shows {name} as {} (C) / {} (ours)",
                     x.map_or("absent".into(), |e| format!(
