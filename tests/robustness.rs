@@ -130,6 +130,7 @@ fn broken_service_directories_end_in_a_defined_state() {
         script(&sv.join("binary-signal/run"), "exec sleep 1000");
         std::fs::write(sv.join("binary-signal/down-signal"), [0xff, 0x00]).unwrap();
         script(&sv.join(&long).join("run"), "exec sleep 1000");
+        script(&sv.join("a,b/run"), "exec sleep 1000");
         script(&sv.join("healthy/run"), "exec sleep 1000");
     });
     n.until_state("noexec", State::Fatal);
@@ -163,6 +164,23 @@ fn broken_service_directories_end_in_a_defined_state() {
         0
     );
     assert!(n.state(&long).is_none(), "64-byte names are not services");
+    // Each skipped entry and each bad `log` is told once, with the reason.
+    let stderr = n.stderr();
+    for (line, count) in [
+        (
+            format!("{long}: a name of 64 bytes or more, not a service"),
+            1,
+        ),
+        ("a,b: a name with ',' or a newline, not a service".into(), 1),
+        ("dangling: log target nowhere is not a service".into(), 1),
+        ("garbage-fd: no number in notification-fd".into(), 1),
+    ] {
+        assert_eq!(
+            stderr.matches(line.as_str()).count(),
+            count,
+            "{line}\n{stderr}"
+        );
+    }
 }
 
 #[test]
