@@ -583,3 +583,59 @@ fn fast_restarts_of_a_service_with_a_readiness_pipe_never_freeze_nitro() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("STARTING r"), "{out}");
 }
+
+/// A directory nitro may not look into is told, not silently skipped
+/// (only an unprivileged nitro can meet one: root reads everything).
+#[test]
+fn an_unreadable_directory_is_told_and_the_rest_runs() {
+    if as_other_user(&["true"], std::path::Path::new("/")).is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sv = tmp.path().join("sv");
+    script(&sv.join("closed/run"), "exec sleep 1000");
+    script(&sv.join("open/run"), "exec sleep 1000");
+    file(&sv.join("README"), "not a service\n");
+    give_to_nitrotest(tmp.path());
+    std::fs::set_permissions(
+        sv.join("closed"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+    let sock = tmp.path().join("s/nitro.sock");
+    let mut nitro = as_nitrotest()
+        .arg(nitro_bin())
+        .arg(&sv)
+        .env("NITRO_SOCK", &sock)
+        .stderr(std::fs::File::create(tmp.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let listed = || {
+        let out = Command::new(nitroctl_bin())
+            .arg("list")
+            .env("NITRO_SOCK", &sock)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    until("open runs", || listed().contains(" open "));
+    assert!(!listed().contains("closed"));
+    // SAFETY: signalling the nitro we started.
+    unsafe { libc::kill(nitro.id() as i32, libc::SIGTERM) };
+    assert_eq!(nitro.wait().unwrap().code(), Some(0));
+    let stderr = read(&tmp.path().join("stderr"));
+    assert_eq!(
+        stderr
+            .matches("closed: cannot look into it, not a service")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("README"),
+        "plain files are skipped silently: {stderr}"
+    );
+    assert!(!listed().contains("closed"));
+}

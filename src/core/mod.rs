@@ -156,6 +156,10 @@ pub trait Os {
     fn warn(&mut self, message: core::fmt::Arguments);
     /// Whether `dir/file` exists (following symlinks); `file` may be empty.
     fn exists(&mut self, dir: &[u8], file: &[u8]) -> bool;
+    /// Whether `dir` is a directory nitro may not look into.
+    fn unreadable_dir(&mut self, _dir: &[u8]) -> bool {
+        false
+    }
     /// Reads `dir/file` into `buf`: bytes read, `None` if it cannot be read.
     fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize>;
     /// Target of the symlink `dir/file`, `None` if it is not a symlink.

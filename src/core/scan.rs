@@ -65,6 +65,12 @@ impl Supervisor {
                 None => name,
             };
             if !is_service_dir(os, dir) {
+                if os.unreadable_dir(dir) {
+                    os.warn(format_args!(
+                        "{}: cannot look into it, not a service",
+                        super::service::Bytes(dir)
+                    ));
+                }
                 continue;
             }
             if let Some(i) = self.table.find(name) {

@@ -314,6 +314,20 @@ impl core::Os for RealOs {
         }
     }
 
+    fn unreadable_dir(&mut self, dir: &[u8]) -> bool {
+        let mut buf = [0u8; 256];
+        let Some(path) = join_path(&mut buf, dir, b"") else {
+            return false;
+        };
+        // SAFETY: path is a valid C string; st is written by fstatat.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::fstatat(self.service_dir, path.as_ptr(), &mut st, 0) == 0
+                && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                && libc::faccessat(self.service_dir, path.as_ptr(), libc::R_OK | libc::X_OK, 0) != 0
+        }
+    }
+
     fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
         let mut path = [0u8; 256];
         let path = join_path(&mut path, dir, file)?;
