@@ -246,8 +246,11 @@ impl Supervisor {
                     Timer::None | Timer::Respawn | Timer::KillFinish => {}
                 }
             }
-            Event::Over if self.stop_leftovers(os, i, Leftovers::Over, now) => {}
             Event::Over => {
+                // What the scripts left in the cgroup goes first.
+                if self.stop_leftovers(os, i, Leftovers::Over, now) {
+                    return;
+                }
                 // Taken in every case: only the run that just ended may
                 // end the system, never a later one.
                 let main_status = self.table[i].main_status.take();
