@@ -393,6 +393,16 @@ fn as_nitrotest() -> Command {
     cmd
 }
 
+/// What `nitroctl list` prints for the nitro serving `sock`.
+fn list_at(sock: &std::path::Path) -> String {
+    let out = Command::new(nitroctl_bin())
+        .arg("list")
+        .env("NITRO_SOCK", sock)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Hands a directory tree to `nitrotest`, reachable by it.
 fn give_to_nitrotest(dir: &std::path::Path) {
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -523,14 +533,7 @@ fn failed_forks_delay_starts_and_nitro_recovers() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let list = || {
-        let out = Command::new(nitroctl_bin())
-            .arg("list")
-            .env("NITRO_SOCK", &sock)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let list = || list_at(&sock);
     until("some starts wait", || list().contains("DELAY "));
     let pid = nitro.id();
     let fds_before = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -612,14 +615,7 @@ fn an_unreadable_directory_is_told_and_the_rest_runs() {
         .stderr(std::fs::File::create(tmp.path().join("stderr")).unwrap())
         .spawn()
         .unwrap();
-    let listed = || {
-        let out = Command::new(nitroctl_bin())
-            .arg("list")
-            .env("NITRO_SOCK", &sock)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let listed = || list_at(&sock);
     until("open runs", || listed().contains(" open "));
     assert!(!listed().contains("closed"));
     // SAFETY: signalling the nitro we started.
