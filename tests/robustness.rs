@@ -393,6 +393,17 @@ fn as_nitrotest() -> Command {
     cmd
 }
 
+/// Whether commands can run as `nitrotest` (only root can switch users;
+/// CI runs as root, so there a test never skips).
+fn can_switch_users() -> bool {
+    if as_other_user(&["true"], std::path::Path::new("/")).is_some() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+    eprintln!("skipped: needs root to switch users");
+    false
+}
+
 /// What `nitroctl list` prints for the nitro serving `sock`.
 fn list_at(sock: &std::path::Path) -> String {
     let out = Command::new(nitroctl_bin())
@@ -513,9 +524,7 @@ fn an_unprivileged_user_runs_its_own_nitro_with_no_configuration() {
 fn failed_forks_delay_starts_and_nitro_recovers() {
     // The kernel does not enforce RLIMIT_NPROC for root: run nitro as
     // another user, with room for itself and three children.
-    if as_other_user(&["true"], std::path::Path::new("/")).is_none() {
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
-        eprintln!("skipped: needs root to switch users");
+    if !can_switch_users() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -591,9 +600,7 @@ fn fast_restarts_of_a_service_with_a_readiness_pipe_never_freeze_nitro() {
 /// (only an unprivileged nitro can meet one: root reads everything).
 #[test]
 fn an_unreadable_directory_is_told_and_the_rest_runs() {
-    if as_other_user(&["true"], std::path::Path::new("/")).is_none() {
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
-        eprintln!("skipped: needs root to switch users");
+    if !can_switch_users() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
