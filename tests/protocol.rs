@@ -241,12 +241,7 @@ fn events_reach_a_notify_entry_too_long_for_a_socket_address() {
     let watcher =
         UnixDatagram::bind(format!("/proc/self/fd/{}/{receiver}", notify.as_raw_fd())).unwrap();
     watcher.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut child = std::process::Command::new(nitro_bin())
-        .arg(tmp.path().join("sv"))
-        .env("NITRO_SOCK", &sock)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = quiet_nitro(tmp.path().join("sv"), &sock).spawn().unwrap();
     let mut buf = [0u8; 64];
     let got = watcher.recv(&mut buf);
     // SAFETY: signalling our own child.
@@ -266,12 +261,7 @@ fn the_socket_directory_is_private() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir(tmp.path().join("sv")).unwrap();
     let sock = tmp.path().join("fresh/nitro.sock");
-    let mut child = std::process::Command::new(nitro_bin())
-        .arg(tmp.path().join("sv"))
-        .env("NITRO_SOCK", &sock)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = quiet_nitro(tmp.path().join("sv"), &sock).spawn().unwrap();
     until("the socket", || sock.exists());
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(sock.parent().unwrap()), 0o700);
@@ -286,12 +276,7 @@ fn the_socket_directory_is_private() {
 #[test]
 fn a_second_nitro_on_the_same_socket_exits_111() {
     let n = Nitro::start(two_services);
-    let status = std::process::Command::new(nitro_bin())
-        .arg(&n.sv)
-        .env("NITRO_SOCK", &n.sock)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
+    let status = quiet_nitro(&n.sv, &n.sock).status().unwrap();
     assert_eq!(status.code(), Some(111));
     assert_eq!(
         n.request(&[0x00, 0x00, 0x7b])[2],
@@ -363,4 +348,13 @@ fn no_allocation_after_startup_through_churn() {
         info.contains("\nallocs 0\n") || info.ends_with("allocs 0\n"),
         "{info}"
     );
+}
+
+/// nitro on `sv` serving `sock`, its messages dropped.
+fn quiet_nitro(sv: impl AsRef<std::path::Path>, sock: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(nitro_bin());
+    cmd.arg(sv.as_ref())
+        .env("NITRO_SOCK", sock)
+        .stderr(std::process::Stdio::null());
+    cmd
 }
