@@ -34,7 +34,14 @@ fn boots_and_goes_down_in_order() {
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/qemu/boot.sh");
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
-    for scenario in ["shutdown", "reboot", "cad", "single", "reincarnate"] {
+    for scenario in [
+        "shutdown",
+        "reboot",
+        "cad",
+        "single",
+        "reincarnate",
+        "cgroups",
+    ] {
         let out = Command::new(&script)
             .args([env!("CARGO_BIN_EXE_nitro"), env!("CARGO_BIN_EXE_nitroctl")])
             .arg(&work)

@@ -10,7 +10,7 @@ use nitro::core::{Config, DEFAULT_MAX_SERVICES, End, Os, Supervisor};
 use nitro::proto::DATAGRAM_MAX;
 use nitro::sys::cgroup::Cgroups;
 use nitro::sys::control::{ControlSocket, Sender, SetupError};
-use nitro::sys::os::RealOs;
+use nitro::sys::os::{CGROUP_KEY, RealOs};
 use nitro::sys::signals::SignalPipe;
 use nitro::sys::{self, now_ms, pid1, process, sockpath};
 
@@ -23,12 +23,11 @@ const EXIT_FATAL: i32 = 111;
 const REQUESTS_PER_WAKEUP: usize = 64;
 /// Descriptors reported per wake-up; the rest come with the next one.
 const EVENTS_PER_WAKEUP: usize = 64;
-/// Keys of the self-pipe, the control socket and the cgroup watch in the
-/// poller; readiness pipes are keyed by the core's tokens, always below
-/// these.
+/// Keys of the self-pipe and the control socket in the poller (the cgroup
+/// watch's is `CGROUP_KEY`); readiness pipes are keyed by the core's
+/// tokens, always below these.
 const SIGNALS_KEY: u64 = u64::MAX;
 const CONTROL_KEY: u64 = u64::MAX - 1;
-const CGROUP_KEY: u64 = u64::MAX - 2;
 
 /// Set once nitro works in its service directory, where `SYS/fatal` is.
 static IN_SERVICE_DIR: AtomicBool = AtomicBool::new(false);
@@ -172,8 +171,15 @@ fn set_up() -> Nitro {
         Err(SetupError::Other(message)) => fatal(format_args!("{}", message)),
     };
     // Said once nitro has said it is starting.
-    let (cgroups, cgroup_words) = match Cgroups::setup(real_pid1) {
-        Ok(cgroups) => {
+    let later = Cgroups::later(real_pid1);
+    let found = if later {
+        Ok(None)
+    } else {
+        Cgroups::setup(real_pid1).map(Some)
+    };
+    let (cgroups, cgroup_words) = match found {
+        Ok(None) => (None, "cgroups: looked for once SYS/setup has run".into()),
+        Ok(Some(cgroups)) => {
             let words = format!(
                 "services run in cgroups below {}",
                 cgroups.root().to_string_lossy()
@@ -182,15 +188,11 @@ fn set_up() -> Nitro {
         }
         Err(unused) => (None, format!("cgroups not used: {}", unused.0)),
     };
-    let os = RealOs::new(&control.notify_dir, control.fd, cgroups).unwrap_or_else(|e| {
+    let os = RealOs::new(&control.notify_dir, control.fd, cgroups, later).unwrap_or_else(|e| {
         control.remove();
         fatal(format_args!("cannot set up: {}", sys::IoText(&e)))
     });
-    let cgroup_watch = os.cgroups().map(|c| (c.inotify_fd(), CGROUP_KEY));
-    for (fd, key) in [(signals.read_fd, SIGNALS_KEY), (control.fd, CONTROL_KEY)]
-        .into_iter()
-        .chain(cgroup_watch)
-    {
+    for (fd, key) in [(signals.read_fd, SIGNALS_KEY), (control.fd, CONTROL_KEY)] {
         if let Err(errno) = os.poller().add(fd, key) {
             fatal(format_args!(
                 "cannot watch descriptor {}: {}",

@@ -589,6 +589,14 @@ impl Supervisor {
         notify: Option<(i32, super::Fd)>,
     ) -> Result<super::Pid, SpawnError> {
         let (stdin, stdout, stderr_to_stdout) = self.stdio(i, script);
+        // These start in a cgroup made anew (unless something is left in
+        // it): what the old one counted is kept.
+        let fresh_cgroup = matches!(script, Script::Setup | Script::Run);
+        if fresh_cgroup {
+            let service = &mut self.table[i];
+            let seen = os.cgroup_oom_kills(service.name.as_bytes());
+            service.oom_kills += seen.saturating_sub(service.oom_counted);
+        }
         let service = &self.table[i];
         let mut args: [&[u8]; 3] = [&[]; 3];
         let mut argc = 0;
@@ -596,7 +604,7 @@ impl Supervisor {
             args[argc] = arg;
             argc += 1;
         }
-        os.spawn(&Spawn {
+        let result = os.spawn(&Spawn {
             dir: service.name.dir(),
             script,
             args: &args[..argc],
@@ -606,7 +614,12 @@ impl Supervisor {
             notify,
             controlling_tty: false,
             cgroup: Some(service.name.as_bytes()),
-        })
+        });
+        if fresh_cgroup {
+            let service = &mut self.table[i];
+            service.oom_counted = os.cgroup_oom_kills(service.name.as_bytes());
+        }
+        result
     }
 
     /// `finish` with its two status arguments; without one (or when it

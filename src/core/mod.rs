@@ -189,6 +189,11 @@ pub trait Os {
     fn cgroup_stats(&mut self, _name: &[u8]) -> Option<CgroupStats> {
         None
     }
+    /// Processes the OOM killer killed in the cgroup of `name` (0 without
+    /// the memory controller).
+    fn cgroup_oom_kills(&mut self, _name: &[u8]) -> u64 {
+        0
+    }
 }
 
 /// Fixed parameters of a supervisor.

@@ -164,7 +164,15 @@ fn write_extensions(
     if let Some(reason) = service.reason {
         w.packet(proto::TAG_REASON, &reason.encode())?;
     }
-    let stats = stats.unwrap_or_default();
+    let mut stats = stats.unwrap_or_default();
+    // Over the life of the service, not only its current cgroup.
+    if stats.oom_kills.is_some() || service.oom_kills > 0 {
+        let current = stats
+            .oom_kills
+            .unwrap_or(0)
+            .saturating_sub(service.oom_counted);
+        stats.oom_kills = Some(service.oom_kills + current);
+    }
     for (tag, value) in [
         (proto::TAG_CPU_USEC, stats.cpu_usec),
         (proto::TAG_MEMORY_CURRENT, stats.memory_current),

@@ -146,6 +146,11 @@ pub struct Service {
     pub log_warned: Option<u32>,
     /// Automatic restarts since the service was added.
     pub restarts: u32,
+    /// OOM kills in the cgroups of its earlier starts (each start gets a
+    /// cgroup made anew), and how many of the current cgroup's are in it:
+    /// OOM_KILLS counts over the whole life of the service.
+    pub oom_kills: u64,
+    pub oom_counted: u64,
     /// Why the service could not be started the last time, until `run` is
     /// launched again (REASON, tag 183).
     pub reason: Option<proto::Reason>,
@@ -178,6 +183,8 @@ impl Service {
             start_after_scan: false,
             log_warned: None,
             restarts: 0,
+            oom_kills: 0,
+            oom_counted: 0,
             reason: None,
             restart_requested: false,
             main_status: None,

@@ -43,6 +43,8 @@ struct FakeOs {
     cgroup_signals: Vec<(Vec<u8>, i32)>,
     /// Cgroups removed.
     removed_cgroups: Vec<Vec<u8>>,
+    /// OOM kills in each service's current cgroup (`memory.events`).
+    oom_kills: HashMap<Vec<u8>, u64>,
 }
 
 fn path(dir: &[u8], file: &[u8]) -> Vec<u8> {
@@ -115,6 +117,10 @@ impl Os for FakeOs {
                     spawn.script.file(),
                     String::from_utf8_lossy(cgroup)
                 );
+                // An empty cgroup is made anew for these, as RealOs does.
+                if matches!(spawn.script, Script::Setup | Script::Run) {
+                    self.oom_kills.remove(cgroup);
+                }
             }
         }
         self.next_pid += 1;
@@ -232,6 +238,16 @@ impl Os for FakeOs {
     }
     fn cgroup_remove(&mut self, name: &[u8]) {
         self.removed_cgroups.push(name.to_vec());
+    }
+    fn cgroup_stats(&mut self, name: &[u8]) -> Option<CgroupStats> {
+        let oom_kills = self.oom_kills.get(name).copied();
+        oom_kills.map(|n| CgroupStats {
+            oom_kills: Some(n),
+            ..CgroupStats::default()
+        })
+    }
+    fn cgroup_oom_kills(&mut self, name: &[u8]) -> u64 {
+        self.oom_kills.get(name).copied().unwrap_or(0)
     }
 }
 
@@ -1653,6 +1669,40 @@ fn state_event_table() {
         sim.check();
         assert_eq!(sim.state("a"), to, "{from:?} + {event:?}");
     }
+}
+
+/// The OOM_KILLS packet (tag 188) of a QUERY reply.
+fn oom_kills_in(reply: &[u8]) -> Option<u64> {
+    Reader::new(reply)
+        .filter_map(Result::ok)
+        .find_map(|item| match item {
+            Item::Packet {
+                tag: proto::TAG_OOM_KILLS,
+                payload,
+            } => payload.try_into().ok().map(u64::from_le_bytes),
+            _ => None,
+        })
+}
+
+#[test]
+fn oom_kills_are_counted_over_every_start_of_a_service() {
+    let mut sim = Sim::new(simple(&[("run", "")]));
+    let query = |sim: &mut Sim| oom_kills_in(&sim.command(proto::TAG_QUERY, "a"));
+    assert_eq!(query(&mut sim), None, "no memory controller");
+    sim.os.oom_kills.insert(b"a".to_vec(), 0);
+    assert_eq!(query(&mut sim), Some(0));
+    // The OOM killer kills a helper, then run itself.
+    sim.os.oom_kills.insert(b"a".to_vec(), 1);
+    assert_eq!(query(&mut sim), Some(1));
+    sim.os.oom_kills.insert(b"a".to_vec(), 2);
+    let pid = sim.os.pid_of("a", Script::Run);
+    sim.exit(pid, killed(libc::SIGKILL));
+    sim.advance(3000);
+    assert_ne!(sim.os.pid_of("a", Script::Run), pid, "started again");
+    assert_eq!(sim.os.cgroup_oom_kills(b"a"), 0, "in a cgroup made anew");
+    assert_eq!(query(&mut sim), Some(2));
+    sim.os.oom_kills.insert(b"a".to_vec(), 1);
+    assert_eq!(query(&mut sim), Some(3));
 }
 
 /// The REASON packet (tag 183) ending a QUERY reply or a SERVICE frame.

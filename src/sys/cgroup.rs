@@ -105,6 +105,21 @@ impl Cgroups {
     /// leaf of its own if it sits in it, and enables the controllers it
     /// can.
     pub fn setup(real_pid1: bool) -> Result<Cgroups, Unused> {
+        // Counted as start-up, also when it comes after `SYS/setup`.
+        super::alloc_count::uncounted(|| Cgroups::find_and_enter(real_pid1))
+    }
+
+    /// Whether the set-up must wait for `SYS/setup`: the real pid 1 of
+    /// an initramfs starts before anything mounted `/sys`, which its
+    /// `SYS/setup` does, so nitro looks for cgroups when the first
+    /// service starts.
+    pub fn later(real_pid1: bool) -> bool {
+        real_pid1
+            && std::env::var_os("NITRO_CGROUP").is_none()
+            && !std::path::Path::new("/sys/fs/cgroup").is_dir()
+    }
+
+    fn find_and_enter(real_pid1: bool) -> Result<Cgroups, Unused> {
         let root = match std::env::var_os("NITRO_CGROUP") {
             Some(value) if value == "off" => return Err(Unused("NITRO_CGROUP=off".into())),
             Some(value) if value.as_bytes().starts_with(b"/") => {
@@ -371,6 +386,22 @@ impl Cgroups {
         }
     }
 
+    /// Processes of the cgroup of `name` the OOM killer killed (0 without
+    /// the memory controller).
+    pub fn oom_kills(&self, name: &[u8]) -> u64 {
+        if self.enabled & MEMORY == 0 {
+            return 0;
+        }
+        let mut buf = [0u8; 256];
+        read_at(self.root_fd, name, b"memory.events", &mut buf).map_or(0, |n| {
+            buf[..n]
+                .split(|&b| b == b'\n')
+                .find_map(|line| line.strip_prefix(b"oom_kill "))
+                .and_then(number)
+                .unwrap_or(0)
+        })
+    }
+
     /// What the cgroup of `name` used; `None` when it has none.
     pub fn stats(&self, name: &[u8]) -> Option<CgroupStats> {
         let mut buf = [0u8; 512];
@@ -386,13 +417,7 @@ impl Cgroups {
         let memory_current = value(b"memory.current");
         let memory_peak = value(b"memory.peak");
         let pids_current = value(b"pids.current");
-        let n = read_at(self.root_fd, name, b"memory.events", &mut buf);
-        let oom_kills = n.and_then(|n| {
-            buf[..n]
-                .split(|&b| b == b'\n')
-                .find_map(|line| line.strip_prefix(b"oom_kill "))
-                .and_then(number)
-        });
+        let oom_kills = (self.enabled & MEMORY != 0).then(|| self.oom_kills(name));
         Some(CgroupStats {
             cpu_usec,
             memory_current,
@@ -499,6 +524,10 @@ fn own_cgroup(real_pid1: bool) -> Result<std::path::PathBuf, Unused> {
     } else {
         return Err(Unused("no cgroup v2 file system at /sys/fs/cgroup".into()));
     };
+    if real_pid1 {
+        // The first process of the machine sits in the root cgroup.
+        return Ok(mount.to_path_buf());
+    }
     let own = std::fs::read_to_string("/proc/self/cgroup")
         .ok()
         .and_then(|text| {
@@ -513,14 +542,12 @@ fn own_cgroup(real_pid1: bool) -> Result<std::path::PathBuf, Unused> {
     if !listed(&dir, pid) && listed(mount, pid) {
         dir = mount.to_path_buf();
     }
-    if !real_pid1 {
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        if procs.lines().any(|line| line != pid.to_string()) {
-            return Err(Unused(format!(
-                "nitro shares its cgroup {} with other processes (start it in a cgroup of its own, or set NITRO_CGROUP)",
-                dir.display()
-            )));
-        }
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    if procs.lines().any(|line| line != pid.to_string()) {
+        return Err(Unused(format!(
+            "nitro shares its cgroup {} with other processes (start it in a cgroup of its own, or set NITRO_CGROUP)",
+            dir.display()
+        )));
     }
     Ok(dir)
 }

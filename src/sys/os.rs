@@ -99,15 +99,23 @@ pub struct RealOs {
     control: Fd,
     /// The services' cgroups, when nitro uses them.
     cgroups: Option<Cgroups>,
+    /// Looked for when the first service starts (`Cgroups::later`).
+    cgroups_later: bool,
 }
+
+/// The poller's key of the cgroup watch; the shell's own keys are above
+/// it, the core's readiness tokens below.
+pub const CGROUP_KEY: u64 = u64::MAX - 2;
 
 impl RealOs {
     /// `notify_dir` is the path of the `notify/` directory, `control` the
-    /// control socket (nitro keeps it open for as long as `RealOs` lives).
+    /// control socket (nitro keeps it open for as long as `RealOs` lives);
+    /// the cgroups, if any, are watched under `CGROUP_KEY`.
     pub fn new(
         notify_dir: &CStr,
         control: Fd,
         cgroups: Option<Cgroups>,
+        cgroups_later: bool,
     ) -> std::io::Result<RealOs> {
         let open_dir = |path: &CStr| {
             // SAFETY: path is a valid C string.
@@ -123,7 +131,7 @@ impl RealOs {
                 Ok(fd)
             }
         };
-        Ok(RealOs {
+        let mut os = RealOs {
             spawner: Spawner::new()?,
             poller: Poller::new()?,
             service_dir: open_dir(c".")?,
@@ -132,8 +140,42 @@ impl RealOs {
             notify_path: notify_dir.to_owned(),
             notify_scan: DirReader::new(),
             control,
-            cgroups,
-        })
+            cgroups: None,
+            cgroups_later,
+        };
+        if let Some(cgroups) = &cgroups {
+            os.watch(cgroups)?;
+        }
+        os.cgroups = cgroups;
+        Ok(os)
+    }
+
+    /// Watches `cgroups` for services that get empty.
+    fn watch(&self, cgroups: &Cgroups) -> std::io::Result<()> {
+        self.poller
+            .add(cgroups.inotify_fd(), CGROUP_KEY)
+            .map_err(std::io::Error::from_raw_os_error)
+    }
+
+    /// The set-up left for later, when the first service starts: the
+    /// cgroups are looked for now that `SYS/setup` has run.
+    fn set_up_cgroups_late(&mut self) {
+        self.cgroups_later = false;
+        let cgroups = match Cgroups::setup(true) {
+            Ok(cgroups) => cgroups,
+            Err(unused) => return super::warn(format_args!("cgroups not used: {}", unused.0)),
+        };
+        if let Err(e) = self.watch(&cgroups) {
+            return super::warn(format_args!(
+                "cgroups not used: cannot watch them: {}",
+                super::IoText(&e)
+            ));
+        }
+        super::warn(format_args!(
+            "services run in cgroups below {}",
+            Bytes(cgroups.root().to_bytes())
+        ));
+        self.cgroups = Some(cgroups);
     }
 
     pub fn cgroups(&self) -> Option<&Cgroups> {
@@ -209,6 +251,9 @@ const SUN_PATH: usize = 108;
 
 impl core::Os for RealOs {
     fn spawn(&mut self, spawn: &Spawn) -> Result<Pid, SpawnError> {
+        if self.cgroups_later && spawn.cgroup.is_some() {
+            self.set_up_cgroups_late();
+        }
         let Some((cgroups, name)) = self.cgroups.as_mut().zip(spawn.cgroup) else {
             return self.spawner.spawn(spawn, None);
         };
@@ -392,6 +437,10 @@ impl core::Os for RealOs {
 
     fn cgroup_stats(&mut self, name: &[u8]) -> Option<CgroupStats> {
         self.cgroups.as_ref()?.stats(name)
+    }
+
+    fn cgroup_oom_kills(&mut self, name: &[u8]) -> u64 {
+        self.cgroups.as_ref().map_or(0, |c| c.oom_kills(name))
     }
 
     fn scan_start(&mut self) {

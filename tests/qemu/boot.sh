@@ -9,7 +9,9 @@
 # kernel sends on Ctrl-Alt-Delete) or single (booted with `single` on the
 # kernel command line: /etc/nitro.single, then nitroctl Shutdown) or
 # reincarnate (nitroctl Shutdown with a SYS/reincarnate, which takes over
-# instead of SYS/final).
+# instead of SYS/final) or cgroups (SYS/setup mounts /sys, nitro mounts
+# cgroup2: a service over its memory-max is OOM-killed alone and says so, a
+# fork bomb stops at pids-max; then nitroctl Shutdown).
 # Needs qemu-system-x86_64, busybox (static), cpio and a kernel image: the
 # first of $NITRO_TEST_KERNEL, WORKDIR/vmlinuz, or one extracted from
 # Debian's linux-image package fetched with `apt-get download`.
@@ -34,7 +36,7 @@ mkdir -p "$root"/{bin,sbin,etc/nitro,proc,sys,dev,run,tmp}
 cp "$nitro" "$root"/init
 cp "$nitroctl" "$root"/bin/nitroctl
 cp "$(command -v busybox)" "$root"/bin/busybox
-for applet in sh echo cat sleep mount kill ls mkdir seq poweroff; do
+for applet in sh echo cat sleep mount kill ls mkdir seq poweroff grep; do
 	ln -s busybox "$root"/bin/$applet
 done
 
@@ -49,7 +51,9 @@ script() { # script PATH BODY: an executable shell script
 	printf '#!/bin/sh\n%s\n' "$2" >"$1"
 	chmod +x "$1"
 }
-script "$sv"/SYS/setup 'mount -t proc proc /proc; echo "@@ SYS/setup ran in $(dirname "$PWD")"'
+sys_mounts='mount -t proc proc /proc'
+[ "$scenario" = cgroups ] && sys_mounts="$sys_mounts; mount -t sysfs sysfs /sys"
+script "$sv"/SYS/setup "$sys_mounts"'; echo "@@ SYS/setup ran in $(dirname "$PWD")"'
 script "$sv"/SYS/finish 'echo "@@ SYS/finish $*"'
 script "$sv"/SYS/final 'echo "@@ SYS/final $*"'
 echo 2000 >"$sv"/SYS/timeout-kill
@@ -65,10 +69,36 @@ script "$sv"/oneshot/setup 'echo "@@ oneshot set up"'
 script "$sv"/writer/run 'echo "line from writer"; exec sleep 100000'
 ln -s ../logger "$sv"/writer/log
 script "$sv"/logger/run 'while read -r line; do echo "@@ logged: $line"; done'
+if [ "$scenario" = cgroups ]; then
+	# Doubles a string until memory-max stops it, once; then stays up.
+	script "$sv"/hog/run '[ -e /run/hog-ran ] && exec sleep 100000; : >/run/hog-ran; x=0123456789abcdef; while :; do x=$x$x; done'
+	echo 33554432 >"$sv"/hog/memory-max
+	# Starts sleepers without end; pids-max holds it at 8 processes.
+	script "$sv"/bomb/run 'while :; do sleep 100000 & done'
+	echo 8 >"$sv"/bomb/pids-max
+	# The other limits, as written into the cgroup.
+	echo "50000 100000" >"$sv"/ready/cpu-max
+	echo 200 >"$sv"/ready/cpu-weight
+	echo 67108864 >"$sv"/ready/memory-high
+	# Once hog was killed and is up again: what the services say.
+	cgroup_checks='
+n=0
+until nitroctl status hog | grep -q "UP.*OOM kills: 1"; do
+	n=$((n + 1)); [ $n -gt 120 ] && break; sleep 1
+done
+nitroctl status ready hog bomb | while read -r line; do echo "@@ status: $line"; done
+nitroctl metrics | grep "oom_kills_total{service=\"hog\"}" | while read -r line; do echo "@@ metric: $line"; done
+echo "@@ bomb pids.current $(cat /sys/fs/cgroup/bomb/pids.current), pids.max $(cat /sys/fs/cgroup/bomb/pids.max)"
+grep -q "^max [1-9]" /sys/fs/cgroup/bomb/pids.events && echo "@@ bomb hit pids-max"
+echo "@@ ready limits: $(cat /sys/fs/cgroup/ready/cpu.max), $(cat /sys/fs/cgroup/ready/cpu.weight), $(cat /sys/fs/cgroup/ready/memory.high)"
+'
+fi
+
 # The driver: once everything is up, bring the machine down.
 case $scenario in
 shutdown) action='kill -TERM 1; sleep 1; nitroctl list >/dev/null && echo "@@ survived SIGTERM"; nitroctl Shutdown' ;;
 single | reincarnate) action='nitroctl Shutdown' ;;
+cgroups) action="$cgroup_checks nitroctl Shutdown" ;;
 reboot) action='nitroctl Reboot' ;;
 cad) action='kill -INT 1' ;;
 *) echo "unknown scenario $scenario" >&2; exit 2 ;;
@@ -91,7 +121,7 @@ fi
 # The console must show these lines in this order.
 end=reboot dir=/etc/nitro
 case $scenario in
-shutdown | single | reincarnate) end=shutdown ;;
+shutdown | single | reincarnate | cgroups) end=shutdown ;;
 esac
 [ "$scenario" = single ] && dir=/etc/nitro.single
 expected=("@@ SYS/setup ran in $dir" "@@ all up" "@@ SYS/finish 0 0 $end" "@@ ready stopped" "@@ SYS/final $end")
@@ -115,4 +145,17 @@ fi
 for needed in "@@ ready running" "@@ oneshot set up" "@@ logged: line from writer"; do
 	grep -aq "$needed" "$log" || { echo "missing: $needed" >&2; exit 1; }
 done
+if [ "$scenario" = cgroups ]; then
+	# Each pattern must match one line of the console.
+	for needed in \
+		"nitro: services run in cgroups below /sys/fs/cgroup\$" \
+		"@@ status: hog  *UP .*killed by SIGKILL (OOM kills: 1)\$" \
+		"@@ status: ready  *UP  *[0-9]*  *[0-9a-z]*  *0  " \
+		"@@ metric: nitro_service_oom_kills_total{service=\"hog\"} 1\$" \
+		"@@ bomb pids.current [0-8], pids.max 8\$" \
+		"@@ bomb hit pids-max" \
+		"@@ ready limits: 50000 100000, 200, 67108864\$"; do
+		tr -d '\r' <"$log" | grep -aq "$needed" || { echo "missing: $needed" >&2; exit 1; }
+	done
+fi
 echo "boot $scenario: ok"

@@ -268,7 +268,7 @@ pub fn metrics(services: &[Status], info: &[(String, Option<u32>)]) -> String {
         (
             "nitro_service_oom_kills_total",
             "counter",
-            "Processes of the service the OOM killer killed since its last start.",
+            "Processes of the service the OOM killer killed since nitro added it.",
             usage(&|c| c.oom_kills.map(|v| v.to_string())),
         ),
     ] {

@@ -178,7 +178,11 @@ pub fn render(
             row.push(s.cgroup.cpu_usec.map_or("-".to_string(), cpu_time));
             row.push(s.cgroup.memory_current.map_or("-".to_string(), bytes));
         }
-        row.push(words::last_exit(s).unwrap_or_else(|| "-".to_string()));
+        let mut exit = words::last_exit(s).unwrap_or_else(|| "-".to_string());
+        if let Some(kills @ 1..) = s.cgroup.oom_kills {
+            exit += &format!(" (OOM kills: {kills})");
+        }
+        row.push(exit);
         rows.push(row);
     }
     let columns = rows[0].len();
