@@ -355,3 +355,38 @@ fn a_start_without_its_directory_is_fatal_with_wstatus_minus_one() {
     let diffs = differences(&s).0;
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+/// Found by the differential campaign (seed 2029): `nitroctl up h` while
+/// the log link of h's logger j had been changed to a template. The C
+/// nitro reads the log links down the chain again for every request that
+/// may create a service, so the instance `w@j` appeared, DOWN; we read
+/// them only at a rescan or when the writer starts.
+#[test]
+fn a_request_reads_the_log_links_down_the_chain_again() {
+    let s = Scenario {
+        seed: 0,
+        services: vec![
+            scenario::Svc {
+                log: Some("j".into()),
+                ..plain("h")
+            },
+            plain("w@"),
+            scenario::Svc {
+                run: Some(scenario::Run::Logger),
+                ..plain("j")
+            },
+        ],
+        steps: vec![
+            scenario::TimedStep {
+                step: scenario::Step::SetLog("j".into(), "w@".into()),
+                settle: true,
+            },
+            scenario::TimedStep {
+                step: scenario::Step::Ctl("up".into(), "h".into()),
+                settle: true,
+            },
+        ],
+    };
+    let diffs = differences(&s).0;
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

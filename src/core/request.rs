@@ -47,6 +47,9 @@ impl Supervisor {
                 let Some(i) = self.lookup(os, name, create, now) else {
                     return w.packet(proto::TAG_ESRCH, &[]);
                 };
+                if create {
+                    self.resolve_logger_chain(os, i, now);
+                }
                 let event = match request {
                     Request::Up(_) => Event::WantUp,
                     Request::Down(_) => Event::WantDown,

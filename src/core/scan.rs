@@ -294,6 +294,23 @@ impl Supervisor {
         }
     }
 
+    /// Reads the `log` links of service `i` and of its loggers down the
+    /// chain again, as the C nitro does for a request that may create a
+    /// service: a new logger appears DOWN, and starts with its writer's
+    /// next start.
+    pub(super) fn resolve_logger_chain(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        let mut next = Some(i);
+        // A loop of links ends where it began, at the latest after every
+        // service.
+        for _ in 0..self.table.capacity() {
+            let Some(writer) = next else {
+                break;
+            };
+            self.resolve_logger(os, writer, now);
+            next = self.table[writer].logger.filter(|&l| l != i);
+        }
+    }
+
     /// A warning about the `log` of service `i`, once per scan: the link
     /// is read again at every start in between.
     fn warn_log(&mut self, os: &mut dyn Os, i: usize, message: core::fmt::Arguments) {
