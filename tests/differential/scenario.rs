@@ -204,7 +204,7 @@ const PLAIN_NAMES: [&str; 14] = [
 ];
 const TEMPLATE_NAMES: [&str; 4] = ["t@", "u@", "v@", "w@"];
 const PARAMS: [&str; 3] = ["x", "y", "z"];
-const SIGNAL_VERBS: [&str; 7] = ["term", "hup", "kill", "1", "2", "alarm", "interrupt"];
+pub const SIGNAL_VERBS: [&str; 7] = ["term", "hup", "kill", "1", "2", "alarm", "interrupt"];
 const DOWN_SIGNALS: [char; 5] = ['h', 'i', '1', '2', 'a'];
 
 struct Gen<'a> {
