@@ -56,10 +56,12 @@ pub const RULES: &[(&str, &str)] = &[
          failed; docs/choices.md)",
     ),
     (
-        "C_DOWN_TWICE_BEFORE_FATAL",
+        "C_DOWN_BEFORE_FATAL_OF_A_GONE_DIRECTORY",
         "when a start finds the service directory gone, the C nitro announces DOWN \
-         a second time before FATAL, with no state in between: the second of two C \
-         DOWN events directly before a FATAL is not matched",
+         then FATAL, also where the service was DOWN or FATAL already; we announce \
+         what changed: for a service whose directory a step removed or renamed, the \
+         second of two C DOWN events directly before a FATAL is not matched, nor a C \
+         DOWN and FATAL right after a FATAL",
     ),
     (
         "C_STALE_WSTATUS_OF_A_REUSED_SLOT",
@@ -103,6 +105,19 @@ fn definitions<'a>(scenario: &'a Scenario, name: &str) -> Vec<&'a Svc> {
         .chain(added)
         .filter(|s| s.name == dir)
         .collect()
+}
+
+/// Whether a step removes or renames the directory of `name` (a service,
+/// or the template of an instance).
+fn directory_removed(scenario: &Scenario, name: &str) -> bool {
+    let dir = match name.find('@') {
+        Some(at) => &name[..=at],
+        None => name,
+    };
+    scenario.steps.iter().any(|s| match &s.step {
+        Step::Remove(d) | Step::Rename(d, _) => d == dir,
+        _ => false,
+    })
 }
 
 fn is_oneshot(scenario: &Scenario, name: &str) -> bool {
@@ -324,10 +339,21 @@ pub fn compare(scenario: &Scenario, c: &Trace, ours: &Trace) -> Vec<String> {
             .into_iter()
             .filter(|s| *s != State::Delay)
             .collect();
-        // C_DOWN_TWICE_BEFORE_FATAL
-        for k in (1..cs.len().saturating_sub(1)).rev() {
-            if cs[k - 1] == State::Down && cs[k] == State::Down && cs[k + 1] == State::Fatal {
-                cs.remove(k);
+        // C_DOWN_BEFORE_FATAL_OF_A_GONE_DIRECTORY
+        if directory_removed(scenario, name) {
+            for k in (1..cs.len().saturating_sub(1)).rev() {
+                if cs[k] != State::Down || cs[k + 1] != State::Fatal {
+                    continue;
+                }
+                match cs[k - 1] {
+                    State::Down => {
+                        cs.remove(k);
+                    }
+                    State::Fatal => {
+                        cs.drain(k..k + 2);
+                    }
+                    _ => {}
+                }
             }
         }
         let os = states_of(&ours.events, name);

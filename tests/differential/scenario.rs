@@ -184,6 +184,8 @@ pub struct Features {
     pub down_writers: bool,
     /// Steps that set a `log` link on an existing directory.
     pub relink: bool,
+    /// Remove the directory of a one-shot.
+    pub remove_oneshots: bool,
 }
 
 impl Features {
@@ -196,6 +198,7 @@ impl Features {
         remove_templates: true,
         down_writers: true,
         relink: true,
+        remove_oneshots: true,
     };
 }
 
@@ -411,6 +414,11 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
         .flat_map(|s| s.instances.iter().map(|p| format!("{}{p}", s.name)))
         .collect();
     let mut log_targets: Vec<String> = services.iter().filter_map(|s| s.log.clone()).collect();
+    let mut oneshots: Vec<String> = services
+        .iter()
+        .filter(|s| s.run.is_none())
+        .map(|s| s.name.clone())
+        .collect();
     let step_count = if g.rng.chance(10) {
         5 + g.rng.below(26)
     } else {
@@ -457,6 +465,9 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                     }
                 }
                 log_targets.extend(svc.log.clone());
+                if svc.run.is_none() {
+                    oneshots.push(name.clone());
+                }
                 dirs.push(name);
                 Step::Add(svc)
             }
@@ -465,7 +476,9 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                     continue;
                 }
                 let name = dirs[g.rng.below(dirs.len())].clone();
-                if !removable(&name, &log_targets, features) {
+                if !removable(&name, &log_targets, features)
+                    || (!features.remove_oneshots && oneshots.contains(&name))
+                {
                     continue;
                 }
                 dirs.retain(|d| *d != name);
