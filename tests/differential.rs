@@ -50,6 +50,9 @@ fn default_features() -> Features {
         // the last slot of the C nitro's table takes the service before
         // it along (forgotten, its process left running).
         remove_oneshots: false,
+        // The C defect of `down_writers`, met another way: a directory
+        // added, then made a log target before the rescan that finds it.
+        link_to_new: false,
         ..Features::ALL
     }
 }

@@ -186,6 +186,8 @@ pub struct Features {
     pub relink: bool,
     /// Remove the directory of a one-shot.
     pub remove_oneshots: bool,
+    /// Link a `log` to a directory added since the last rescan.
+    pub link_to_new: bool,
 }
 
 impl Features {
@@ -199,6 +201,7 @@ impl Features {
         down_writers: true,
         relink: true,
         remove_oneshots: true,
+        link_to_new: true,
     };
 }
 
@@ -419,6 +422,8 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
         .filter(|s| s.run.is_none())
         .map(|s| s.name.clone())
         .collect();
+    // Added since the last rescan, and not named in a request since.
+    let mut unscanned: Vec<String> = Vec::new();
     let step_count = if g.rng.chance(10) {
         5 + g.rng.below(26)
     } else {
@@ -468,6 +473,7 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                 if svc.run.is_none() {
                     oneshots.push(name.clone());
                 }
+                unscanned.push(name.clone());
                 dirs.push(name);
                 Step::Add(svc)
             }
@@ -536,7 +542,11 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                 }
                 let d = g.rng.pick(&dirs).clone();
                 match g.log_target(&d, &dirs) {
-                    Some(t) if !d.starts_with("LOG") && may_log(&log_of, &retried, &d, &t) => {
+                    Some(t)
+                        if !d.starts_with("LOG")
+                            && may_log(&log_of, &retried, &d, &t)
+                            && (features.link_to_new || !unscanned.contains(&t)) =>
+                    {
                         log_targets.push(t.clone());
                         log_of.insert(d.clone(), t.clone());
                         Step::SetLog(d, t)
@@ -556,6 +566,13 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
         };
         if let Step::Remove(name) = &step {
             links.retain(|l| l != name);
+        }
+        match &step {
+            Step::Rescan => unscanned.clear(),
+            Step::Ctl(verb, name) if verb == "up" || verb == "restart" => {
+                unscanned.retain(|u| u != name)
+            }
+            _ => {}
         }
         let settle = !matches!(step, Step::Pause(_)) && !g.rng.chance(25);
         steps.push(TimedStep { step, settle });
