@@ -113,13 +113,15 @@ impl Supervisor {
                 self.step(os, i, Event::WantUp, now);
             }
         }
-        // An instance that is DOWN and neither listed nor used as a logger.
+        // An instance that is DOWN and neither listed nor used as a logger
+        // (a FATAL one stays while its template does, as in the C nitro).
         for i in 0..self.table.capacity() {
-            if self
-                .table
-                .get(i)
-                .is_some_and(|s| s.is_instance() && s.seen != generation && s.is_stopped())
-                && !self.is_logger(i)
+            if self.table.get(i).is_some_and(|s| {
+                s.is_instance()
+                    && s.seen != generation
+                    && s.state == proto::State::Down
+                    && s.is_stopped()
+            }) && !self.is_logger(i)
             {
                 self.forget(os, i);
             }

@@ -805,6 +805,21 @@ fn instances_on_demand_are_forgotten_on_rescan_once_down() {
     assert!(sim.sup.find(b"t@1").is_none());
 }
 
+/// Found by the differential campaign (seed 2876): only a DOWN instance
+/// is forgotten; a FATAL one stays while its template does (SPEC 4), as
+/// in the C nitro.
+#[test]
+fn a_fatal_instance_stays_on_rescan() {
+    let mut os = FakeOs::default();
+    os.service("t@", &[("setup", ""), ("run", "")]);
+    let mut sim = Sim::new(os);
+    sim.command(proto::TAG_UP, "t@1");
+    sim.exit(sim.os.pid_of("t@", Script::Setup), exited(111));
+    assert_eq!(sim.state("t@1"), State::Fatal);
+    sim.command(proto::TAG_RESCAN, "");
+    assert_eq!(sim.state("t@1"), State::Fatal);
+}
+
 /// A template removed or renamed takes every instance with it, however
 /// the instance came to be: by a directory entry, a request or a log link.
 #[test]
