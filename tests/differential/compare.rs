@@ -18,7 +18,7 @@ use std::fmt::Write;
 use nitro::proto::State;
 
 use super::runner::{Event, Trace};
-use super::scenario::{Run, Scenario, Script, Step, Svc};
+use super::scenario::{Ready, Run, Scenario, Script, Step, Svc};
 
 /// The rules, by name. Each is applied in one place below.
 pub const RULES: &[(&str, &str)] = &[
@@ -39,9 +39,11 @@ pub const RULES: &[(&str, &str)] = &[
         "a C nitro defect (docs/choices.md): when a run is relaunched in the same \
          loop turn that saw its previous run's readiness pipe hang up, the new pipe \
          gets the old descriptor number and the stale POLLHUP closes it; the new run's \
-         readiness write fails (EPIPE, recorded by the script) and the service stays \
-         STARTING: a C STARTING may match our UP for a service whose current run \
-         recorded that",
+         readiness write fails (EPIPE, recorded by the script), or, when it came \
+         before the close, is lost with the pipe, and the service stays STARTING: a C \
+         STARTING may match our UP for a service whose current run recorded that, or \
+         that writes its readiness at once and whose run ends on its own (then with \
+         the same WSTATUS, not 0)",
     ),
     (
         "REQUESTED_RESTART_NOT_DELAYED",
@@ -123,6 +125,16 @@ fn directory_removed(scenario: &Scenario, name: &str) -> bool {
 fn is_oneshot(scenario: &Scenario, name: &str) -> bool {
     let defs = definitions(scenario, name);
     !defs.is_empty() && defs.iter().all(|s| s.run.is_none())
+}
+
+/// C_READINESS_PIPE_CLOSED_BY_STALE_POLL, the write that comes first:
+/// whether the service writes its readiness at once and its run ends on
+/// its own.
+fn ready_lost_with_pipe(scenario: &Scenario, name: &str) -> bool {
+    definitions(scenario, name).iter().any(|d| {
+        matches!(d.ready, Ready::FdNow(_))
+            && matches!(d.run, Some(Run::Exit { .. } | Run::Die { .. }))
+    })
 }
 
 /// Whether the C event `c` may stand for our event `ours`; `lost_ready`:
@@ -300,7 +312,8 @@ pub fn compare(scenario: &Scenario, c: &Trace, ours: &Trace) -> Vec<String> {
                         && x.has_pid
                         && y.has_pid
                         && x.wstatus == y.wstatus
-                        && c.lost_ready[i].contains(name.as_str()) => {}
+                        && (c.lost_ready[i].contains(name.as_str())
+                            || (x.wstatus != 0 && ready_lost_with_pipe(scenario, name))) => {}
                 // WSTATUS_OF_SETUP_FATAL
                 (Some(x), Some(y))
                     if x.state == y.state
@@ -357,7 +370,8 @@ pub fn compare(scenario: &Scenario, c: &Trace, ours: &Trace) -> Vec<String> {
             }
         }
         let os = states_of(&ours.events, name);
-        let lost = c.lost_ready.iter().any(|l| l.contains(name.as_str()));
+        let lost = c.lost_ready.iter().any(|l| l.contains(name.as_str()))
+            || ready_lost_with_pipe(scenario, name);
         if !subsequence(scenario, name, lost, &cs, &os) {
             diffs.push(format!(
                 "events of {name}: the C nitro's are not a subsequence of ours\n      C:    {}\n      ours: {}",
