@@ -397,3 +397,34 @@ fn a_request_reads_the_log_links_down_the_chain_again() {
     let diffs = differences(&s).0;
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+/// Found by the differential campaign (seed 3062): `b`'s log link was
+/// changed to a template, then `b` was killed by a signal and started
+/// again. We read the link at that start and started the logger `w@b`;
+/// the C nitro reads links only at a rescan and at a request naming the
+/// service, and `b` kept writing where it did.
+#[test]
+fn a_service_that_restarts_on_its_own_keeps_its_logger() {
+    let s = Scenario {
+        seed: 0,
+        services: vec![
+            plain("w@"),
+            scenario::Svc {
+                run: Some(scenario::Run::Logger),
+                ..plain("b")
+            },
+        ],
+        steps: vec![
+            scenario::TimedStep {
+                step: scenario::Step::SetLog("b".into(), "w@".into()),
+                settle: true,
+            },
+            scenario::TimedStep {
+                step: scenario::Step::Ctl("term".into(), "b".into()),
+                settle: true,
+            },
+        ],
+    };
+    let diffs = differences(&s).0;
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

@@ -398,7 +398,6 @@ impl Supervisor {
 
     /// start: bring up the logger chain, then `setup` or `run`.
     fn start(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        self.resolve_logger(os, i, now);
         // Loggers first, walked iteratively: a chain cannot recurse and a
         // loop ends at the first service already coming up. A stopping
         // logger starts again once stopped (want up), and then brings up
@@ -410,7 +409,6 @@ impl Supervisor {
             };
             match self.table[l].state {
                 State::Down | State::Fatal | State::Delay => {
-                    self.resolve_logger(os, l, now);
                     self.start_one(os, l, now);
                     next = self.table[l].logger;
                 }

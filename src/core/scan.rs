@@ -105,8 +105,9 @@ impl Supervisor {
             }
             // A new link takes effect when the writer next starts, and
             // starts its logger then (as in the C nitro): a running
-            // writer still writes where it did.
-            self.resolve_logger(os, i, now);
+            // writer still writes where it did. Down the chain, so that
+            // a logger instance made here is wired too.
+            self.resolve_logger_chain(os, i, now);
         }
         for i in 0..self.table.capacity() {
             if self.table.get(i).is_some() && core::mem::take(&mut self.table[i].start_after_scan) {
@@ -297,9 +298,10 @@ impl Supervisor {
     }
 
     /// Reads the `log` links of service `i` and of its loggers down the
-    /// chain again, as the C nitro does for a request that may create a
-    /// service: a new logger appears DOWN, and starts with its writer's
-    /// next start.
+    /// chain again, as the C nitro does at a rescan and for a request that
+    /// may create a service (the only times links are read: a service
+    /// that restarts on its own keeps its logger): a new logger appears
+    /// DOWN, and starts with its writer's next start.
     pub(super) fn resolve_logger_chain(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
         let mut next = Some(i);
         // A loop of links ends where it began, at the latest after every
@@ -314,7 +316,7 @@ impl Supervisor {
     }
 
     /// A warning about the `log` of service `i`, once per scan: the link
-    /// is read again at every start in between.
+    /// is read again by requests in between, and down every chain.
     fn warn_log(&mut self, os: &mut dyn Os, i: usize, message: core::fmt::Arguments) {
         if self.table[i].log_warned != Some(self.scan_gen) {
             self.table[i].log_warned = Some(self.scan_gen);
