@@ -256,17 +256,6 @@ impl Cgroups {
         if fd < 0 {
             return Err(errno());
         }
-        let mut abs = [0u8; 512];
-        let mut dir_abs = [0u8; 512];
-        let events = join_path(&mut dir_abs, self.root.to_bytes(), name)
-            .map(|p| p.to_bytes().len())
-            .and_then(|len| join_path(&mut abs, &dir_abs[..len], b"cgroup.events"));
-        if let Some(events) = events {
-            // Watched as long as the directory lives: adding it again is
-            // harmless, and rmdir drops it.
-            // SAFETY: events is a valid C string.
-            unsafe { libc::inotify_add_watch(self.inotify, events.as_ptr(), libc::IN_MODIFY) };
-        }
         Ok(fd)
     }
 
@@ -315,8 +304,29 @@ impl Cgroups {
         }
     }
 
-    /// Whether a process is left in the cgroup of `name`.
+    /// Whether a process is left in the cgroup of `name`. If so, its
+    /// `cgroup.events` is watched from now on (until the directory is made
+    /// anew), so that the loop hears when it gets empty: only cgroups
+    /// waited for wake nitro up.
     pub fn populated(&self, name: &[u8]) -> bool {
+        if !self.read_populated(name) {
+            return false;
+        }
+        let mut abs = [0u8; 512];
+        let mut dir_abs = [0u8; 512];
+        let events = join_path(&mut dir_abs, self.root.to_bytes(), name)
+            .map(|p| p.to_bytes().len())
+            .and_then(|len| join_path(&mut abs, &dir_abs[..len], b"cgroup.events"));
+        if let Some(events) = events {
+            // Adding it again is harmless, and rmdir drops it.
+            // SAFETY: events is a valid C string.
+            unsafe { libc::inotify_add_watch(self.inotify, events.as_ptr(), libc::IN_MODIFY) };
+        }
+        // It may have got empty before the watch was there.
+        self.read_populated(name)
+    }
+
+    fn read_populated(&self, name: &[u8]) -> bool {
         let mut buf = [0u8; 128];
         let Some(n) = read_at(self.root_fd, name, b"cgroup.events", &mut buf) else {
             return false;
