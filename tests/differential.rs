@@ -8,7 +8,9 @@
 //! `cargo test --test differential` runs a fixed set of seeds. A campaign:
 //! `NITRO_DIFF_SEEDS=2000 NITRO_DIFF_JOBS=4 cargo test --test differential -- --ignored --nocapture`
 //! (`NITRO_DIFF_FIRST` picks the first seed, `NITRO_DIFF_OUT` a file for one
-//! line per seed, `NITRO_DIFF_SHRINK=1` shrinks each failure). A single
+//! line per seed, `NITRO_DIFF_SHRINK=1` shrinks each failure,
+//! `NITRO_DIFF_ONLY=17,42` runs those seeds instead, e.g. the ones that
+//! differed in an earlier campaign). A single
 //! seed: `NITRO_DIFF_SEED_LIST=17,42` (shrunk and shown in full); only
 //! show a scenario: `NITRO_DIFF_PRINT=17`.
 
@@ -205,7 +207,10 @@ fn campaign() {
     let out = std::env::var("NITRO_DIFF_OUT")
         .ok()
         .map(|p| Mutex::new(std::fs::File::create(p).expect("NITRO_DIFF_OUT")));
-    let seeds: Vec<u64> = (first..first + count).collect();
+    let seeds: Vec<u64> = match std::env::var("NITRO_DIFF_ONLY") {
+        Ok(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        Err(_) => (first..first + count).collect(),
+    };
     let failed = run_seeds(&seeds, jobs, features, out.as_ref());
     println!(
         "{} scenarios, {} with differences",

@@ -117,12 +117,22 @@ pub const RULES: &[(&str, &str)] = &[
 ];
 
 /// A service definition of the scenario that `name` (a service or instance)
-/// comes from, in any of its versions.
+/// comes from, in any of its versions, also under the name a renamed
+/// template had before.
 fn definitions<'a>(scenario: &'a Scenario, name: &str) -> Vec<&'a Svc> {
-    let dir = match name.find('@') {
-        Some(at) => &name[..=at],
-        None => name,
-    };
+    let mut dirs = vec![match name.find('@') {
+        Some(at) => name[..=at].to_string(),
+        None => name.to_string(),
+    }];
+    // Renames, followed backwards (a rename never targets a name in use).
+    for step in scenario.steps.iter().rev() {
+        if let Step::Rename(from, to) = &step.step
+            && dirs.contains(to)
+            && !dirs.contains(from)
+        {
+            dirs.push(from.clone());
+        }
+    }
     let added = scenario.steps.iter().filter_map(|s| match &s.step {
         Step::Add(svc) => Some(svc),
         _ => None,
@@ -131,7 +141,7 @@ fn definitions<'a>(scenario: &'a Scenario, name: &str) -> Vec<&'a Svc> {
         .services
         .iter()
         .chain(added)
-        .filter(|s| s.name == dir)
+        .filter(|s| dirs.contains(&s.name))
         .collect()
 }
 
