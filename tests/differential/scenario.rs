@@ -184,7 +184,7 @@ pub struct Features {
     pub down_writers: bool,
     /// Steps that set a `log` link on an existing directory.
     pub relink: bool,
-    /// Remove the directory of a one-shot.
+    /// Remove the directory of a one-shot (or rename a one-shot template).
     pub remove_oneshots: bool,
     /// Link a `log` to a directory added since the last rescan.
     pub link_to_new: bool,
@@ -495,7 +495,9 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                     continue;
                 }
                 let from = g.rng.pick(&templates).clone();
-                if !removable(&from, &log_targets, features) {
+                if !removable(&from, &log_targets, features)
+                    || (!features.remove_oneshots && oneshots.contains(&from))
+                {
                     continue;
                 }
                 let Some(to) = TEMPLATE_NAMES
