@@ -208,7 +208,10 @@ fn campaign() {
         .ok()
         .map(|p| Mutex::new(std::fs::File::create(p).expect("NITRO_DIFF_OUT")));
     let seeds: Vec<u64> = match std::env::var("NITRO_DIFF_ONLY") {
-        Ok(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        Ok(list) => list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
         Err(_) => (first..first + count).collect(),
     };
     let failed = run_seeds(&seeds, jobs, features, out.as_ref());

@@ -264,8 +264,12 @@ impl Supervisor {
     /// a template, the instance.
     pub(super) fn resolve_logger(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
         let mut name_buf = [0u8; 128];
-        let wanted = self.logger_name(os, i, &mut name_buf);
-        let logger = wanted.and_then(|name| {
+        // Gone from disk, on its way out: no new logger (its missing `log`
+        // would make a `LOG@` instance for it), and one that goes too is
+        // let go.
+        let logger = if self.table[i].forget {
+            self.table[i].logger.filter(|&l| !self.table[l].forget)
+        } else if let Some(name) = self.logger_name(os, i, &mut name_buf) {
             let found = self
                 .lookup(os, name, true, now)
                 .filter(|&l| !self.table[l].forget);
@@ -282,7 +286,9 @@ impl Supervisor {
                 );
             }
             found
-        });
+        } else {
+            None
+        };
         let logger = logger.filter(|&l| self.ensure_log_pipe(os, l).is_some());
         let old = self.table[i].logger;
         if old == logger {

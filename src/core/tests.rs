@@ -68,6 +68,7 @@ impl FakeOs {
     fn remove_service(&mut self, name: &str) {
         let prefix = path(name.as_bytes(), b"");
         self.files.retain(|k, _| !k.starts_with(&prefix));
+        self.links.retain(|k, _| !k.starts_with(&prefix));
     }
 
     fn link(&mut self, name: &str, file: &str, target: &str) {
@@ -1083,6 +1084,23 @@ fn a_service_logging_into_itself_is_forgotten_once_gone() {
     assert!(sim.sup.find(b"c").is_none(), "c forgotten");
     assert!(sim.sup.find(b"t@x").is_none(), "t@x forgotten");
     assert_eq!(sim.sup.services().count(), 0);
+}
+
+/// Found by the differential campaign (seed 3845): a removed service
+/// whose `log` pointed at nothing, with a `LOG@` template around. Its
+/// missing directory read as "no log link", and the rescan made it a
+/// `LOG@m` logger that stayed behind.
+#[test]
+fn a_removed_service_gets_no_new_logger() {
+    let mut os = FakeOs::default();
+    os.service("m", &[("run", "")]);
+    os.link("m", "log", "../nosuch");
+    os.service("LOG@", &[("run", "")]);
+    let mut sim = Sim::new(os);
+    sim.os.remove_service("m");
+    sim.command(proto::TAG_RESCAN, "");
+    sim.exit(sim.os.pid_of("m", Script::Run), killed(libc::SIGTERM));
+    assert_eq!(sim.sup.services().count(), 0, "neither m nor a LOG@m");
 }
 
 /// Writer and logger both removed, a chain or a loop: each is forgotten

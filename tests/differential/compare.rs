@@ -42,8 +42,9 @@ pub const RULES: &[(&str, &str)] = &[
          readiness write fails (EPIPE, recorded by the script), or, when it came \
          before the close, is lost with the pipe, and the service stays STARTING: a C \
          STARTING may match our UP for a service whose current run recorded that, or \
-         that writes its readiness at once and whose run ends on its own (then with \
-         the same WSTATUS, not 0)",
+         that writes its readiness at once and whose run ends on its own or by a \
+         step's restart or signal (then with the same WSTATUS, not 0); a C nitro \
+         that does not settle only because of such services counts as settled",
     ),
     (
         "REQUESTED_RESTART_NOT_DELAYED",
@@ -191,13 +192,21 @@ fn is_oneshot(scenario: &Scenario, name: &str) -> bool {
 }
 
 /// C_READINESS_PIPE_CLOSED_BY_STALE_POLL, the write that comes first:
-/// whether the service writes its readiness at once and its run ends on
-/// its own.
+/// whether the service writes its readiness at once and its run may be
+/// started again right after it ended (it ends on its own, or a step
+/// restarts it or sends it a signal).
 fn ready_lost_with_pipe(scenario: &Scenario, name: &str) -> bool {
-    definitions(scenario, name).iter().any(|d| {
-        matches!(d.ready, Ready::FdNow(_))
-            && matches!(d.run, Some(Run::Exit { .. } | Run::Die { .. }))
-    })
+    let defs = definitions(scenario, name);
+    let at_once = defs.iter().any(|d| matches!(d.ready, Ready::FdNow(_)));
+    let ends = defs
+        .iter()
+        .any(|d| matches!(d.run, Some(Run::Exit { .. } | Run::Die { .. })));
+    let ended = scenario.steps.iter().any(|s| {
+        matches!(&s.step, Step::Ctl(verb, n)
+            if n == name
+                && (verb == "restart" || super::scenario::SIGNAL_VERBS.contains(&verb.as_str())))
+    });
+    at_once && (ends || ended)
 }
 
 /// Whether the C event `c` may stand for our event `ours`; `lost_ready`:
@@ -256,23 +265,23 @@ fn names(xs: &[State]) -> String {
     xs.iter().map(|s| s.name()).collect::<Vec<_>>().join(" ")
 }
 
-/// SETUP_KILLED_BY_SIGNAL_IS_RETRIED: whether our script-run trace of a
-/// service shows the retry of a setup that killed itself (on its first
-/// run only): the second `setup` line, right after the first.
-fn setup_retried(scenario: &Scenario, name: &str, runs: &[String]) -> bool {
-    definitions(scenario, name)
+/// SETUP_KILLED_BY_SIGNAL_IS_RETRIED: where our script-run trace of a
+/// service shows the retry of a setup that killed itself (on the first
+/// `setup` run of that name only): the `setup` line right after the
+/// first one.
+fn setup_retry(scenario: &Scenario, name: &str, runs: &[String]) -> Option<usize> {
+    let signals = definitions(scenario, name)
         .iter()
-        .any(|s| s.setup == Some(Script::Signal))
-        && runs.len() >= 2
-        && runs[0].starts_with("setup")
-        && runs[1].starts_with("setup")
+        .any(|s| s.setup == Some(Script::Signal));
+    let first = runs.iter().position(|r| r.starts_with("setup"))?;
+    (signals && runs.get(first + 1).is_some_and(|r| r.starts_with("setup"))).then_some(first + 1)
 }
 
 /// Our script-run trace of a service after the rules.
 fn normalized_runs(scenario: &Scenario, name: &str, runs: &[String]) -> Vec<String> {
     let mut runs = runs.to_vec();
-    if setup_retried(scenario, name, &runs) {
-        runs.remove(1);
+    if let Some(retry) = setup_retry(scenario, name, &runs) {
+        runs.remove(retry);
     }
     runs
 }
@@ -307,7 +316,7 @@ fn among(part: &[String], whole: &[String]) -> bool {
 fn normalized_logs(scenario: &Scenario, ours: &Trace) -> BTreeMap<String, Vec<String>> {
     let mut logs = ours.logs.clone();
     for (name, runs) in &ours.runs {
-        if !setup_retried(scenario, name, runs) {
+        if setup_retry(scenario, name, runs).is_none() {
             continue;
         }
         // SETUP_KILLED_BY_SIGNAL_IS_RETRIED: the retry wrote `NAME setup
@@ -350,7 +359,19 @@ pub fn compare(scenario: &Scenario, c: &Trace, ours: &Trace) -> Vec<String> {
         } else {
             format!("after step {i}")
         };
-        if c.settled[i] != ours.settled[i] {
+        // C_READINESS_PIPE_CLOSED_BY_STALE_POLL: a service left STARTING
+        // keeps the C nitro from settling; its entry is compared below.
+        let stuck_starting = !c.settled[i]
+            && ours.settled[i]
+            && a.as_ref().is_some_and(|list| {
+                list.iter()
+                    .filter(|(_, e)| e.state == "STARTING")
+                    .all(|(name, _)| {
+                        c.lost_ready[i].contains(name.as_str())
+                            || ready_lost_with_pipe(scenario, name)
+                    })
+            });
+        if c.settled[i] != ours.settled[i] && !stuck_starting {
             diffs.push(format!(
                 "{when}: the C nitro {} settled, ours {}",
                 if c.settled[i] { "" } else { "never" },
