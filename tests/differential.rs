@@ -436,3 +436,36 @@ fn a_service_that_restarts_on_its_own_keeps_its_logger() {
     let diffs = differences(&s).0;
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+/// Found by the differential campaign (seed 4146): `f/log -> ../LOG`,
+/// `nitroctl down LOG`, then `f` restarted. We took the link for a logger
+/// link and started `LOG` again with `f`; for the C nitro a link to LOG
+/// is the global log, as no link is, and LOG stays down.
+#[test]
+fn a_log_link_to_log_is_the_global_log() {
+    let s = Scenario {
+        seed: 0,
+        services: vec![
+            scenario::Svc {
+                log: Some("LOG".into()),
+                ..plain("f")
+            },
+            scenario::Svc {
+                run: Some(scenario::Run::Logger),
+                ..plain("LOG")
+            },
+        ],
+        steps: vec![
+            scenario::TimedStep {
+                step: scenario::Step::Ctl("down".into(), "LOG".into()),
+                settle: true,
+            },
+            scenario::TimedStep {
+                step: scenario::Step::Ctl("restart".into(), "f".into()),
+                settle: true,
+            },
+        ],
+    };
+    let diffs = differences(&s).0;
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

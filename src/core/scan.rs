@@ -357,8 +357,11 @@ impl Supervisor {
                     concat(buf, last, b"")
                 };
                 // The name may be the service's own: it is then its own
-                // logger, reading back what it writes.
+                // logger, reading back what it writes. A link to LOG is
+                // the global log, as no link is (as in the C nitro): its
+                // writers do not start LOG.
                 match logger {
+                    Some(GLOBAL_LOGGER) => None,
                     Some(l) if proto::valid_name(l) => Some(l),
                     _ => {
                         self.warn_log(os, i, format_args!("{}: bad log target, ignored", name));
