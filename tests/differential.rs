@@ -273,6 +273,22 @@ fn plain(name: &str) -> scenario::Svc {
     }
 }
 
+/// A step the runner waits to settle after.
+fn settled(step: scenario::Step) -> scenario::TimedStep {
+    scenario::TimedStep { step, settle: true }
+}
+
+/// Runs a hand-made scenario on both and fails with the differences.
+fn assert_agree(services: Vec<scenario::Svc>, steps: Vec<scenario::TimedStep>) {
+    let s = Scenario {
+        seed: 0,
+        services,
+        steps,
+    };
+    let diffs = differences(&s).0;
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
 /// Found by the differential test: `nitroctl ready a` on a DOWN service;
 /// the C nitro announces `DOWN a` (the echo every request gets), we
 /// announced nothing.
@@ -284,10 +300,7 @@ fn ready_is_echoed_like_the_c_nitro() {
             down: true,
             ..plain("a")
         }],
-        steps: vec![scenario::TimedStep {
-            step: scenario::Step::Ctl("ready".into(), "a".into()),
-            settle: true,
-        }],
+        steps: vec![settled(scenario::Step::Ctl("ready".into(), "a".into()))],
     };
     strict_superset(&s, "a").unwrap();
 }
@@ -309,10 +322,7 @@ fn finish_start_is_announced_like_the_c_nitro() {
             finish: Some(scenario::Script::Ok),
             ..plain("b")
         }],
-        steps: vec![scenario::TimedStep {
-            step: scenario::Step::Rescan,
-            settle: true,
-        }],
+        steps: vec![settled(scenario::Step::Rescan)],
     };
     strict_superset(&s, "b").unwrap();
 }
@@ -323,25 +333,19 @@ fn finish_start_is_announced_like_the_c_nitro() {
 /// keeps it open.
 #[test]
 fn ready_by_request_leaves_the_readiness_pipe_open() {
-    let s = Scenario {
-        seed: 0,
-        services: vec![scenario::Svc {
+    assert_agree(
+        vec![scenario::Svc {
             ready: scenario::Ready::FdAfter(3, 700),
             ..plain("d")
         }],
-        steps: vec![
+        vec![
             scenario::TimedStep {
                 step: scenario::Step::Ctl("alarm".into(), "d".into()),
                 settle: false,
             },
-            scenario::TimedStep {
-                step: scenario::Step::Ctl("ready".into(), "d".into()),
-                settle: true,
-            },
+            settled(scenario::Step::Ctl("ready".into(), "d".into())),
         ],
-    };
-    let diffs = differences(&s).0;
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    );
 }
 
 /// Found by the differential test (seed 12): an instance whose template
@@ -350,25 +354,16 @@ fn ready_by_request_leaves_the_readiness_pipe_open() {
 /// status).
 #[test]
 fn a_start_without_its_directory_is_fatal_with_wstatus_minus_one() {
-    let s = Scenario {
-        seed: 0,
-        services: vec![scenario::Svc {
+    assert_agree(
+        vec![scenario::Svc {
             instances: vec!["y".into(), "z".into()],
             ..plain("u@")
         }],
-        steps: vec![
-            scenario::TimedStep {
-                step: scenario::Step::Rename("u@".into(), "t@".into()),
-                settle: true,
-            },
-            scenario::TimedStep {
-                step: scenario::Step::Ctl("alarm".into(), "u@z".into()),
-                settle: true,
-            },
+        vec![
+            settled(scenario::Step::Rename("u@".into(), "t@".into())),
+            settled(scenario::Step::Ctl("alarm".into(), "u@z".into())),
         ],
-    };
-    let diffs = differences(&s).0;
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    );
 }
 
 /// Found by the differential campaign (seed 2029): `nitroctl up h` while
@@ -378,9 +373,8 @@ fn a_start_without_its_directory_is_fatal_with_wstatus_minus_one() {
 /// them only at a rescan or when the writer starts.
 #[test]
 fn a_request_reads_the_log_links_down_the_chain_again() {
-    let s = Scenario {
-        seed: 0,
-        services: vec![
+    assert_agree(
+        vec![
             scenario::Svc {
                 log: Some("j".into()),
                 ..plain("h")
@@ -391,19 +385,11 @@ fn a_request_reads_the_log_links_down_the_chain_again() {
                 ..plain("j")
             },
         ],
-        steps: vec![
-            scenario::TimedStep {
-                step: scenario::Step::SetLog("j".into(), "w@".into()),
-                settle: true,
-            },
-            scenario::TimedStep {
-                step: scenario::Step::Ctl("up".into(), "h".into()),
-                settle: true,
-            },
+        vec![
+            settled(scenario::Step::SetLog("j".into(), "w@".into())),
+            settled(scenario::Step::Ctl("up".into(), "h".into())),
         ],
-    };
-    let diffs = differences(&s).0;
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    );
 }
 
 /// Found by the differential campaign (seed 3062): `b`'s log link was
@@ -413,28 +399,19 @@ fn a_request_reads_the_log_links_down_the_chain_again() {
 /// service, and `b` kept writing where it did.
 #[test]
 fn a_service_that_restarts_on_its_own_keeps_its_logger() {
-    let s = Scenario {
-        seed: 0,
-        services: vec![
+    assert_agree(
+        vec![
             plain("w@"),
             scenario::Svc {
                 run: Some(scenario::Run::Logger),
                 ..plain("b")
             },
         ],
-        steps: vec![
-            scenario::TimedStep {
-                step: scenario::Step::SetLog("b".into(), "w@".into()),
-                settle: true,
-            },
-            scenario::TimedStep {
-                step: scenario::Step::Ctl("term".into(), "b".into()),
-                settle: true,
-            },
+        vec![
+            settled(scenario::Step::SetLog("b".into(), "w@".into())),
+            settled(scenario::Step::Ctl("term".into(), "b".into())),
         ],
-    };
-    let diffs = differences(&s).0;
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    );
 }
 
 /// Found by the differential campaign (seed 4146): `f/log -> ../LOG`,
@@ -443,9 +420,8 @@ fn a_service_that_restarts_on_its_own_keeps_its_logger() {
 /// is the global log, as no link is, and LOG stays down.
 #[test]
 fn a_log_link_to_log_is_the_global_log() {
-    let s = Scenario {
-        seed: 0,
-        services: vec![
+    assert_agree(
+        vec![
             scenario::Svc {
                 log: Some("LOG".into()),
                 ..plain("f")
@@ -455,17 +431,9 @@ fn a_log_link_to_log_is_the_global_log() {
                 ..plain("LOG")
             },
         ],
-        steps: vec![
-            scenario::TimedStep {
-                step: scenario::Step::Ctl("down".into(), "LOG".into()),
-                settle: true,
-            },
-            scenario::TimedStep {
-                step: scenario::Step::Ctl("restart".into(), "f".into()),
-                settle: true,
-            },
+        vec![
+            settled(scenario::Step::Ctl("down".into(), "LOG".into())),
+            settled(scenario::Step::Ctl("restart".into(), "f".into())),
         ],
-    };
-    let diffs = differences(&s).0;
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    );
 }
