@@ -251,7 +251,6 @@ impl Supervisor {
                 if self.stop_leftovers(os, i, Leftovers::Over, now) {
                     return;
                 }
-                let name = self.table[i].name;
                 // Taken in every case: only the run that just ended may
                 // end the system, never a later one.
                 let main_status = self.table[i].main_status.take();
@@ -275,11 +274,6 @@ impl Supervisor {
                             self.main_ended(os, status, now);
                         }
                     }
-                }
-                // The system ends: the cgroup goes now, while the others
-                // still stop, not with all the rest at the very end.
-                if !self.starting_allowed() && self.table.get(i).is_some_and(|s| s.state == Down) {
-                    os.cgroup_remove(name.as_bytes());
                 }
             }
             Event::Emptied => {

@@ -1898,20 +1898,6 @@ fn what_finish_left_is_stopped_before_down_and_the_shutdown_waits() {
 }
 
 #[test]
-fn at_shutdown_each_cgroup_goes_as_its_service_is_down() {
-    let mut sim = Sim::new(simple(&[("run", "")]));
-    sim.os.service("b", &[("run", "")]);
-    sim.command(proto::TAG_RESCAN, "");
-    let a = sim.os.pid_of("a", Script::Run);
-    sim.command(proto::TAG_DOWN, "b");
-    sim.exit(sim.os.pid_of("b", Script::Run), killed(libc::SIGTERM));
-    assert!(sim.os.removed_cgroups.is_empty(), "b may start again");
-    sim.command(proto::TAG_SHUTDOWN, "");
-    sim.exit(a, killed(libc::SIGTERM));
-    assert_eq!(sim.os.removed_cgroups, [b"a".to_vec()]);
-}
-
-#[test]
 fn a_forgotten_service_loses_its_cgroup() {
     let mut sim = Sim::new(simple(&[("run", "")]));
     let pid = sim.os.pid_of("a", Script::Run);
