@@ -277,11 +277,10 @@ impl Supervisor {
                 }
             }
             Event::Emptied => {
-                let name = self.table[i].name;
                 let Some(then) = self.table[i].leftovers else {
                     return;
                 };
-                if os.cgroup_populated(name.as_bytes()) {
+                if self.cgroup_left(os, i) {
                     return;
                 }
                 self.tracking(i, |sup| sup.table[i].leftovers = None);
@@ -301,10 +300,10 @@ impl Supervisor {
     /// happens once the cgroup is empty (`Event::Emptied`). False when it
     /// is empty already (or there is no cgroup).
     fn stop_leftovers(&mut self, os: &mut dyn Os, i: usize, then: Leftovers, now: Millis) -> bool {
-        let name = self.table[i].name;
-        if !os.cgroup_populated(name.as_bytes()) {
+        if !self.cgroup_left(os, i) {
             return false;
         }
+        let name = self.table[i].name;
         os.cgroup_signal(name.as_bytes(), libc::SIGTERM);
         os.cgroup_signal(name.as_bytes(), libc::SIGCONT);
         self.tracking(i, |sup| sup.table[i].leftovers = Some(then));
@@ -312,6 +311,24 @@ impl Supervisor {
         self.table
             .set_timer(i, Timer::Kill, now.saturating_add(timeout));
         true
+    }
+
+    /// Whether a process is left in the cgroup of service `i`. Once the
+    /// system goes down nothing starts there again but a `finish`, so an
+    /// empty cgroup is removed at once: the removal is the look.
+    fn cgroup_left(&mut self, os: &mut dyn Os, i: usize) -> bool {
+        let service = &self.table[i];
+        if service.cgroup_empty {
+            return false;
+        }
+        let name = service.name;
+        let left = if self.starting_allowed() {
+            os.cgroup_populated(name.as_bytes())
+        } else {
+            os.cgroup_release(name.as_bytes())
+        };
+        self.table[i].cgroup_empty = !left;
+        left
     }
 
     /// After a stop or an exit: a requested restart at once (not
@@ -587,6 +604,7 @@ impl Supervisor {
         notify: Option<(i32, super::Fd)>,
     ) -> Result<super::Pid, SpawnError> {
         let (stdin, stdout, stderr_to_stdout) = self.stdio(i, script);
+        self.table[i].cgroup_empty = false;
         // These start in a cgroup made anew (unless something is left in
         // it): what the old one counted is kept.
         let fresh_cgroup = matches!(script, Script::Setup | Script::Run);

@@ -179,6 +179,11 @@ pub trait Os {
     fn cgroup_populated(&mut self, _name: &[u8]) -> bool {
         false
     }
+    /// Like `cgroup_populated`, but an empty cgroup is removed (made
+    /// anew if something starts in it again).
+    fn cgroup_release(&mut self, name: &[u8]) -> bool {
+        self.cgroup_populated(name)
+    }
     /// Sends `signal` to every process in the cgroup of `name`.
     fn cgroup_signal(&mut self, _name: &[u8], _signal: i32) {}
     /// SIGKILL to every process in the cgroup of `name`.

@@ -161,6 +161,9 @@ pub struct Service {
     pub main_status: Option<i32>,
     /// Waiting for the cgroup to be empty, and what comes next.
     pub leftovers: Option<Leftovers>,
+    /// The cgroup was found empty and nothing was started in it since:
+    /// no need to look again (a look costs the kernel a file read).
+    pub cgroup_empty: bool,
 }
 
 impl Service {
@@ -189,6 +192,7 @@ impl Service {
             restart_requested: false,
             main_status: None,
             leftovers: None,
+            cgroup_empty: false,
         }
     }
 

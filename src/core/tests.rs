@@ -39,6 +39,8 @@ struct FakeOs {
     scan_reversed: bool,
     /// Cgroups with processes left in them, by service name.
     populated: BTreeSet<Vec<u8>>,
+    /// How often a cgroup was looked at (`cgroup_populated`).
+    cgroup_looks: usize,
     /// Signals sent to whole cgroups (SIGKILL for `cgroup_kill`).
     cgroup_signals: Vec<(Vec<u8>, i32)>,
     /// Cgroups removed.
@@ -229,7 +231,15 @@ impl Os for FakeOs {
         Some(7)
     }
     fn cgroup_populated(&mut self, name: &[u8]) -> bool {
+        self.cgroup_looks += 1;
         self.populated.contains(name)
+    }
+    fn cgroup_release(&mut self, name: &[u8]) -> bool {
+        let left = self.cgroup_populated(name);
+        if !left {
+            self.removed_cgroups.push(name.to_vec());
+        }
+        left
     }
     fn cgroup_signal(&mut self, name: &[u8], signal: i32) {
         self.cgroup_signals.push((name.to_vec(), signal));
@@ -1894,6 +1904,46 @@ fn what_finish_left_is_stopped_before_down_and_the_shutdown_waits() {
     assert!(!sim.sup.stopped());
     sim.cgroup_empty("a");
     assert_eq!(sim.state("a"), State::Down);
+    assert!(sim.sup.stopped());
+}
+
+#[test]
+fn an_empty_cgroup_is_looked_at_once_per_end() {
+    // A file read in the kernel each: a shutdown of many services pays
+    // for every one.
+    let mut sim = Sim::new(simple(&[("run", "")]));
+    let pid = sim.os.pid_of("a", Script::Run);
+    sim.command(proto::TAG_DOWN, "a");
+    sim.exit(pid, killed(libc::SIGTERM));
+    assert_eq!(sim.state("a"), State::Down);
+    assert_eq!(sim.os.cgroup_looks, 1);
+    // A new start may leave something behind again.
+    sim.command(proto::TAG_UP, "a");
+    let pid = sim.os.pid_of("a", Script::Run);
+    sim.command(proto::TAG_DOWN, "a");
+    sim.os.populated.insert(b"a".to_vec());
+    sim.exit(pid, killed(libc::SIGTERM));
+    assert_eq!(sim.state("a"), State::Shutdown);
+    sim.cgroup_empty("a");
+    assert_eq!(sim.state("a"), State::Down);
+}
+
+#[test]
+fn a_shutdown_removes_each_cgroup_once_it_is_empty() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("finish", "")]));
+    let pid = sim.os.pid_of("a", Script::Run);
+    sim.command(proto::TAG_SHUTDOWN, "");
+    sim.os.populated.insert(b"a".to_vec());
+    sim.exit(pid, killed(libc::SIGTERM));
+    assert!(
+        sim.os.removed_cgroups.is_empty(),
+        "not while something is left"
+    );
+    sim.cgroup_empty("a");
+    assert_eq!(sim.os.removed_cgroups, [b"a".to_vec()]);
+    // `finish` gets a cgroup again, and it goes too.
+    sim.exit(sim.os.pid_of("a", Script::Finish), EXITED_0);
+    assert_eq!(sim.os.removed_cgroups, [b"a".to_vec(), b"a".to_vec()]);
     assert!(sim.sup.stopped());
 }
 

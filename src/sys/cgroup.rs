@@ -234,10 +234,7 @@ impl Cgroups {
         // cloned into a cgroup once emptied through `cgroup.kill`, as if
         // the kill were still going on.
         if script != Script::Finish || self.killed[word] & mask != 0 {
-            // SAFETY: dir is a valid C string relative to our root descriptor.
-            if unsafe { libc::unlinkat(self.root_fd, dir.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
-                self.killed[word] &= !mask;
-            }
+            self.remove(name);
         }
         // SAFETY: dir is a valid C string relative to our root descriptor.
         if unsafe { libc::mkdirat(self.root_fd, dir.as_ptr(), 0o755) } < 0
@@ -388,12 +385,27 @@ impl Cgroups {
     }
 
     /// Removes the cgroup of `name`; one still busy stays, to be reused.
-    pub fn remove(&self, name: &[u8]) {
+    /// Whether it is gone (or was not there).
+    pub fn remove(&mut self, name: &[u8]) -> bool {
         let mut rel = [0u8; REL_PATH];
-        if let Some(dir) = join_path(&mut rel, name, b"") {
-            // SAFETY: dir is a valid C string relative to the root descriptor.
-            unsafe { libc::unlinkat(self.root_fd, dir.as_ptr(), libc::AT_REMOVEDIR) };
+        let Some(dir) = join_path(&mut rel, name, b"") else {
+            return true;
+        };
+        // SAFETY: dir is a valid C string relative to the root descriptor.
+        if unsafe { libc::unlinkat(self.root_fd, dir.as_ptr(), libc::AT_REMOVEDIR) } < 0 {
+            return errno() == libc::ENOENT;
         }
+        let (word, mask) = killed_bit(name);
+        self.killed[word] &= !mask;
+        true
+    }
+
+    /// Whether a process is left in the cgroup of `name`, which is
+    /// removed when there is none: one `rmdir` instead of a read, and
+    /// none later. One that cannot be removed is looked at as by
+    /// `populated`.
+    pub fn release(&mut self, name: &[u8]) -> bool {
+        !self.remove(name) && self.populated(name)
     }
 
     /// Processes of the cgroup of `name` the OOM killer killed (0 without

@@ -417,6 +417,10 @@ impl core::Os for RealOs {
         self.cgroups.as_ref().is_some_and(|c| c.populated(name))
     }
 
+    fn cgroup_release(&mut self, name: &[u8]) -> bool {
+        self.cgroups.as_mut().is_some_and(|c| c.release(name))
+    }
+
     fn cgroup_signal(&mut self, name: &[u8], signal: i32) {
         if let Some(cgroups) = &self.cgroups {
             cgroups.signal(name, signal);
@@ -430,7 +434,7 @@ impl core::Os for RealOs {
     }
 
     fn cgroup_remove(&mut self, name: &[u8]) {
-        if let Some(cgroups) = &self.cgroups {
+        if let Some(cgroups) = &mut self.cgroups {
             cgroups.remove(name);
         }
     }
