@@ -67,6 +67,25 @@ pub fn now_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
+/// A zeroed byte buffer on the heap, for the buffers reserved at
+/// startup: the allocator's fresh pages stay out of nitro's resident set
+/// until used (a zeroed array built in a frame and moved would touch
+/// every page, and the frame's stack would stay resident too).
+pub fn zeroed_bytes<const N: usize>() -> Box<[u8; N]> {
+    const { assert!(N > 0) };
+    let layout = std::alloc::Layout::new::<[u8; N]>();
+    // SAFETY: the layout is not zero-sized; all zeroes is a valid byte
+    // array, and the pointer comes from the global allocator with the
+    // layout of the Box's type.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout);
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Box::from_raw(p.cast())
+    }
+}
+
 /// Closes a descriptor we own; errors (EINTR, EBADF) leave nothing to do.
 pub fn close(fd: i32) {
     // SAFETY: closing an fd has no memory-safety preconditions.

@@ -11,10 +11,11 @@ use super::poller::Poller;
 use super::spawn::Spawner;
 use super::{errno, join_path};
 
-/// Reads raw directory entries into a fixed buffer (no allocation).
+/// Reads raw directory entries into a fixed buffer (no allocation after
+/// startup; on the heap, so that no frame carries it).
 struct DirReader {
     fd: Fd,
-    buf: [u8; 4096],
+    buf: Box<[u8; 4096]>,
     len: usize,
     at: usize,
 }
@@ -23,7 +24,7 @@ impl DirReader {
     fn new() -> DirReader {
         DirReader {
             fd: -1,
-            buf: [0; 4096],
+            buf: super::zeroed_bytes(),
             len: 0,
             at: 0,
         }

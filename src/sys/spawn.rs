@@ -87,7 +87,10 @@ impl Spawner {
         }
         Ok(Spawner {
             not_default,
-            stack: Box::new(std::cell::UnsafeCell::new([0; CHILD_STACK])),
+            // SAFETY: UnsafeCell is repr(transparent).
+            stack: unsafe {
+                Box::from_raw(Box::into_raw(super::zeroed_bytes::<CHILD_STACK>()).cast())
+            },
             _env: env,
             envp,
             devnull,
