@@ -238,6 +238,48 @@ fn nitro_removes_the_cgroups_it_made_when_it_exits() {
 }
 
 #[test]
+fn a_shutdown_ends_what_services_left_before_finish_and_exit() {
+    // Once the system goes down an empty cgroup is removed at once; one
+    // with something left in it is not, until that is gone.
+    let Some(cgroup) = TestCgroup::new("shutdown") else {
+        return;
+    };
+    let mut n = start(&cgroup, |sv| {
+        script(
+            &sv.join("a/run"),
+            &format!("{LEAVES_THINGS}\necho ready >&3\nexec sleep 1000"),
+        );
+        file(&sv.join("a/notification-fd"), "3");
+        file(&sv.join("a/timeout-kill"), "300");
+        script(
+            &sv.join("a/finish"),
+            r#"for pid in $(cat "$T/left"); do
+    s=$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null) && [ "$s" != Z ] && echo "$pid alive" >> "$T/overlap"
+done
+echo done > "$T/finished""#,
+        );
+        script(&sv.join("b/run"), "echo ready >&3; exec sleep 1000");
+        file(&sv.join("b/notification-fd"), "3");
+    });
+    n.wait_for("a", State::Up);
+    n.wait_for("b", State::Up);
+    let left = pids(&n.path("left"));
+    assert_eq!(left.len(), 3);
+    assert!(n.stop().success(), "{}", n.stderr());
+    assert_eq!(read(&n.path("finished")), "done\n", "finish ran");
+    assert_eq!(read(&n.path("overlap")), "", "finish met what run left");
+    for pid in left {
+        assert_ended(pid);
+    }
+    for name in ["a", "b"] {
+        assert!(
+            !cgroup.service(name).exists(),
+            "the cgroup of {name} is left"
+        );
+    }
+}
+
+#[test]
 fn cpu_time_is_in_json_metrics_and_status() {
     let Some(cgroup) = TestCgroup::new("usage") else {
         return;

@@ -225,8 +225,10 @@ impl Cgroups {
     /// and `run` begin a new start: an empty cgroup is made anew, so that
     /// its accounting covers this start only; one with something left in
     /// it is reused (one that cannot be removed is not leaked). `finish`
-    /// joins what `run` used, unless the cgroup was killed.
-    pub fn open(&mut self, name: &[u8], script: Script) -> Result<Fd, i32> {
+    /// joins what `run` used, unless the cgroup was killed or is gone
+    /// (the system going down removes it once empty). Also whether the
+    /// cgroup was made now.
+    pub fn open(&mut self, name: &[u8], script: Script) -> Result<(Fd, bool), i32> {
         let mut rel = [0u8; REL_PATH];
         let dir = join_path(&mut rel, name, b"").ok_or(libc::ENAMETOOLONG)?;
         let (word, mask) = killed_bit(name);
@@ -237,9 +239,8 @@ impl Cgroups {
             self.remove(name);
         }
         // SAFETY: dir is a valid C string relative to our root descriptor.
-        if unsafe { libc::mkdirat(self.root_fd, dir.as_ptr(), 0o755) } < 0
-            && errno() != libc::EEXIST
-        {
+        let made = unsafe { libc::mkdirat(self.root_fd, dir.as_ptr(), 0o755) } == 0;
+        if !made && errno() != libc::EEXIST {
             return Err(errno());
         }
         // SAFETY: as above.
@@ -253,7 +254,7 @@ impl Cgroups {
         if fd < 0 {
             return Err(errno());
         }
-        Ok(fd)
+        Ok((fd, made))
     }
 
     /// Writes the limits of the service directory `dir` into the cgroup

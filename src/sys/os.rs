@@ -258,8 +258,8 @@ impl core::Os for RealOs {
         let Some((cgroups, name)) = self.cgroups.as_mut().zip(spawn.cgroup) else {
             return self.spawner.spawn(spawn, None);
         };
-        let dir = match cgroups.open(name, spawn.script) {
-            Ok(dir) => dir,
+        let (dir, made) = match cgroups.open(name, spawn.script) {
+            Ok(opened) => opened,
             Err(errno) => {
                 super::warn(format_args!(
                     "{}: no cgroup, {} runs in nitro's: {}",
@@ -270,7 +270,8 @@ impl core::Os for RealOs {
                 return self.spawner.spawn(spawn, None);
             }
         };
-        if spawn.script == Script::Run {
+        // A `finish` in a cgroup of its own is bound as its `run` was.
+        if spawn.script == Script::Run || (spawn.script == Script::Finish && made) {
             cgroups.apply_limits(name, spawn.dir);
         }
         let result = self.spawner.spawn(spawn, Some(dir));
