@@ -204,6 +204,40 @@ fn events_go_to_all_and_named_sockets_only_and_stale_ones_are_removed() {
 }
 
 #[test]
+fn the_events_of_a_request_come_before_its_reply() {
+    // nitroctl counts only what follows the OK: the state the request
+    // left the service in must come first.
+    let mut n = Nitro::start(two_services);
+    n.wait_for("alpha", State::Up);
+    let notify = n.sock.parent().unwrap().join("notify");
+    let client = UnixDatagram::bind(notify.join("alpha,order")).unwrap();
+    client.set_read_timeout(Some(DEADLINE)).unwrap();
+    let sock = n.sock.clone();
+    let states_before_ok = |tag| {
+        client
+            .send_to(&nitro::client::request(tag, b"alpha"), &sock)
+            .unwrap();
+        let mut states = vec![];
+        let mut buf = [0u8; 64];
+        loop {
+            let len = client.recv(&mut buf).unwrap();
+            if !nitro::client::is_event(&buf[..len]) {
+                assert_eq!(buf[..len], [0, 0, proto::TAG_OK]);
+                return states;
+            }
+            states.push(buf[2]);
+        }
+    };
+    let states = states_before_ok(proto::TAG_DOWN);
+    assert_eq!(states.last(), Some(&(State::Shutdown as u8)), "{states:?}");
+    n.wait_for("alpha", State::Down);
+    let states = states_before_ok(proto::TAG_UP);
+    assert_eq!(states.last(), Some(&(State::Starting as u8)), "{states:?}");
+    // An unchanged state is echoed too.
+    assert!(!states_before_ok(proto::TAG_UP).is_empty());
+}
+
+#[test]
 fn events_come_from_the_control_socket() {
     let n = Nitro::start(two_services);
     let notify = n.sock.parent().unwrap().join("notify");

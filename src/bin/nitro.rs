@@ -257,6 +257,7 @@ fn run(nitro: &mut Nitro) {
             Some(deadline) => deadline.saturating_sub(now_ms()).min(i32::MAX as u64) as i32,
             None => -1,
         };
+        os.flush_events();
         let ready = os.poller().wait(&mut events, &mut keys, timeout);
         let now = now_ms();
         // Children and signals first, then requests, then readiness.
@@ -289,6 +290,7 @@ fn run(nitro: &mut Nitro) {
                     break;
                 };
                 if let Some(len) = sup.handle_request(os, &datagram[..n], &mut reply, now) {
+                    os.flush_events();
                     control.reply(&sender, &reply[..len]);
                 }
                 let pending = sup.take_pending();
@@ -312,6 +314,7 @@ fn run(nitro: &mut Nitro) {
         }
         sup.on_timers(os, now);
     }
+    os.flush_events();
 }
 
 /// Every service is down: as pid 1 every other process goes too, then

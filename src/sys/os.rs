@@ -95,6 +95,10 @@ pub struct RealOs {
     /// `/proc`, which a pid 1 has only once `SYS/setup` mounted it.
     notify_path: CString,
     notify_scan: DirReader,
+    /// Events announced since the last `flush_events`: their datagrams
+    /// one after another, sent together after one read of `notify/`.
+    events: Box<[u8; EVENTS_HELD]>,
+    events_len: usize,
     /// The control socket: events come from it, so that receivers see
     /// `nitro.sock` as the sender, as with the C nitro.
     control: Fd,
@@ -140,6 +144,8 @@ impl RealOs {
             notify_dir: open_dir(notify_dir)?,
             notify_path: notify_dir.to_owned(),
             notify_scan: DirReader::new(),
+            events: super::zeroed_bytes(),
+            events_len: 0,
             control,
             cgroups: None,
             cgroups_later,
@@ -192,9 +198,46 @@ impl RealOs {
         &self.spawner
     }
 
+    /// Sends the events held to the sockets in `notify/` that want them
+    /// (`ALL,…` every one, `<service>,…` that service's), each socket
+    /// in the order they happened. The loop calls it before it waits and
+    /// before each reply, so that a reply comes after the events of its
+    /// request, as with the C nitro; holding them until then lets one
+    /// read of `notify/` serve every event of a wake-up (a shutdown sends
+    /// every signal first).
+    pub fn flush_events(&mut self) {
+        if self.events_len == 0 {
+            return;
+        }
+        self.notify_scan.rewind(self.notify_dir);
+        let mut entry = [0u8; 256];
+        while let Some(found) = self.notify_scan.next() {
+            let n = found.len();
+            if n >= entry.len() {
+                continue;
+            }
+            entry[..n].copy_from_slice(found);
+            let Some(comma) = entry[..n].iter().position(|&b| b == b',') else {
+                continue;
+            };
+            let wants = &entry[..comma];
+            let mut at = 0;
+            while at < self.events_len {
+                let len = usize::from(u16::from_le_bytes([self.events[at], self.events[at + 1]]));
+                let event = &self.events[at..at + 3 + len];
+                at += 3 + len;
+                if (wants == b"ALL" || wants == &event[3..]) && !self.send_event(&entry[..n], event)
+                {
+                    break;
+                }
+            }
+        }
+        self.events_len = 0;
+    }
+
     /// Sends `event` to the socket `notify/<entry>`; removes it if nobody
-    /// listens there any more.
-    fn send_event(&self, entry: &[u8], event: &[u8]) {
+    /// listens there any more. Whether it is still there.
+    fn send_event(&self, entry: &[u8], event: &[u8]) -> bool {
         let mut path = [0u8; SUN_PATH];
         let refused = match join_path(&mut path, self.notify_path.to_bytes(), entry) {
             Some(path) => self.send_to(path, event),
@@ -203,7 +246,7 @@ impl RealOs {
                 // name does, seen from inside `notify/` (docs/choices.md).
                 let mut name = [0u8; SUN_PATH];
                 let Some(name) = join_path(&mut name, entry, b"") else {
-                    return;
+                    return true;
                 };
                 // SAFETY: fchdir on directory fds we own; the service
                 // directory is nitro's working directory again right after.
@@ -221,6 +264,7 @@ impl RealOs {
                 unsafe { libc::unlinkat(self.notify_dir, name.as_ptr(), 0) };
             }
         }
+        !refused
     }
 
     /// Sends `event` from the control socket to the socket at `path`,
@@ -246,6 +290,10 @@ impl RealOs {
         sent < 0 && errno() == libc::ECONNREFUSED
     }
 }
+
+/// Room for the events of one wake-up (a few bytes each: a shutdown of
+/// 200 services announces 200 at once); more are sent as it fills.
+const EVENTS_HELD: usize = 4096;
 
 /// Size of `sun_path`: an address path and its NUL must fit.
 const SUN_PATH: usize = 108;
@@ -326,24 +374,15 @@ impl core::Os for RealOs {
     }
 
     fn notify(&mut self, name: &[u8], state: State) {
-        let mut event = [0u8; 3 + NAME_MAX];
         let len = name.len().min(NAME_MAX);
+        if self.events_len + 3 + len > EVENTS_HELD {
+            self.flush_events();
+        }
+        let event = &mut self.events[self.events_len..self.events_len + 3 + len];
         event[..2].copy_from_slice(&(len as u16).to_le_bytes());
         event[2] = state as u8;
-        event[3..3 + len].copy_from_slice(&name[..len]);
-        self.notify_scan.rewind(self.notify_dir);
-        let mut entry = [0u8; 256];
-        while let Some(found) = self.notify_scan.next() {
-            let matches = match found.iter().position(|&b| b == b',') {
-                Some(comma) => &found[..comma] == b"ALL" || &found[..comma] == name,
-                None => false,
-            };
-            if matches && found.len() < entry.len() {
-                let n = found.len();
-                entry[..n].copy_from_slice(found);
-                self.send_event(&entry[..n], &event[..3 + len]);
-            }
-        }
+        event[3..].copy_from_slice(&name[..len]);
+        self.events_len += 3 + len;
     }
 
     fn warn(&mut self, message: std::fmt::Arguments) {
