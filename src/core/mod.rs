@@ -150,7 +150,9 @@ pub trait Os {
     /// `token` when it can be read (`Supervisor::on_ready_fd`), until `fd`
     /// is closed.
     fn watch(&mut self, fd: Fd, token: u64);
-    /// Sends the event `[len, 0, state, name]` to matching `notify/` sockets.
+    /// Announces the event `[len, 0, state, name]` to matching `notify/`
+    /// sockets: at once, or held until the shell sends the events of the
+    /// wake-up, in order, before any reply and before it waits.
     fn notify(&mut self, name: &[u8], state: State);
     /// One line on stderr, `- nitro: …`.
     fn warn(&mut self, message: core::fmt::Arguments);
