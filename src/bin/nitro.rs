@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nitro::core::{Config, DEFAULT_MAX_SERVICES, End, Os, Supervisor};
 use nitro::proto::DATAGRAM_MAX;
-use nitro::sys::cgroup::Cgroups;
 use nitro::sys::control::{ControlSocket, Sender, SetupError};
 use nitro::sys::os::{CGROUP_KEY, RealOs};
 use nitro::sys::signals::SignalPipe;
@@ -170,25 +169,7 @@ fn set_up() -> Nitro {
         }
         Err(SetupError::Other(message)) => fatal(format_args!("{}", message)),
     };
-    // Said once nitro has said it is starting.
-    let later = Cgroups::later(real_pid1);
-    let found = if later {
-        Ok(None)
-    } else {
-        Cgroups::setup(real_pid1).map(Some)
-    };
-    let (cgroups, cgroup_words) = match found {
-        Ok(None) => (None, "cgroups: looked for once SYS/setup has run".into()),
-        Ok(Some(cgroups)) => {
-            let words = format!(
-                "services run in cgroups below {}",
-                cgroups.root().to_string_lossy()
-            );
-            (Some(cgroups), words)
-        }
-        Err(unused) => (None, format!("cgroups not used: {}", unused.0)),
-    };
-    let os = RealOs::new(&control.notify_dir, control.fd, cgroups, later).unwrap_or_else(|e| {
+    let mut os = RealOs::new(&control.notify_dir, control.fd).unwrap_or_else(|e| {
         control.remove();
         fatal(format_args!("cannot set up: {}", sys::IoText(&e)))
     });
@@ -218,7 +199,7 @@ fn set_up() -> Nitro {
         dir.display(),
         sock_path.display()
     ));
-    sys::warn(format_args!("{}", cgroup_words));
+    os.set_up_cgroups(real_pid1);
     Nitro {
         sup,
         os,

@@ -6,7 +6,7 @@ use std::ffi::{CStr, CString};
 use crate::core::{self, Bytes, CgroupStats, Fd, Pid, ReadResult, Script, Spawn, SpawnError};
 use crate::proto::{NAME_MAX, State};
 
-use super::cgroup::Cgroups;
+use super::cgroup::{Cgroups, Unused};
 use super::poller::Poller;
 use super::spawn::Spawner;
 use super::{errno, join_path};
@@ -114,14 +114,9 @@ pub const CGROUP_KEY: u64 = u64::MAX - 2;
 
 impl RealOs {
     /// `notify_dir` is the path of the `notify/` directory, `control` the
-    /// control socket (nitro keeps it open for as long as `RealOs` lives);
-    /// the cgroups, if any, are watched under `CGROUP_KEY`.
-    pub fn new(
-        notify_dir: &CStr,
-        control: Fd,
-        cgroups: Option<Cgroups>,
-        cgroups_later: bool,
-    ) -> std::io::Result<RealOs> {
+    /// control socket (nitro keeps it open for as long as `RealOs` lives).
+    /// No cgroups until `set_up_cgroups`.
+    pub fn new(notify_dir: &CStr, control: Fd) -> std::io::Result<RealOs> {
         let open_dir = |path: &CStr| {
             // SAFETY: path is a valid C string.
             let fd = unsafe {
@@ -136,7 +131,7 @@ impl RealOs {
                 Ok(fd)
             }
         };
-        let mut os = RealOs {
+        Ok(RealOs {
             spawner: Spawner::new()?,
             poller: Poller::new()?,
             service_dir: open_dir(c".")?,
@@ -148,13 +143,20 @@ impl RealOs {
             events_len: 0,
             control,
             cgroups: None,
-            cgroups_later,
-        };
-        if let Some(cgroups) = &cgroups {
-            os.watch(cgroups)?;
+            cgroups_later: false,
+        })
+    }
+
+    /// Looks for the cgroups services are to run in (docs/cgroups.md)
+    /// and says what it found. The real pid 1 of an initramfs has no
+    /// `/sys` yet: it looks when the first service starts, once
+    /// `SYS/setup` has run.
+    pub fn set_up_cgroups(&mut self, real_pid1: bool) {
+        if Cgroups::later(real_pid1) {
+            self.cgroups_later = true;
+            return super::warn(format_args!("cgroups: looked for once SYS/setup has run"));
         }
-        os.cgroups = cgroups;
-        Ok(os)
+        self.use_cgroups(Cgroups::setup(real_pid1));
     }
 
     /// Watches `cgroups` for services that get empty.
@@ -164,11 +166,10 @@ impl RealOs {
             .map_err(std::io::Error::from_raw_os_error)
     }
 
-    /// The set-up left for later, when the first service starts: the
-    /// cgroups are looked for now that `SYS/setup` has run.
-    fn set_up_cgroups_late(&mut self) {
-        self.cgroups_later = false;
-        let cgroups = match Cgroups::setup(true) {
+    /// Takes the cgroups found, watched under `CGROUP_KEY`, and says
+    /// below which root services run, or why they run in none.
+    fn use_cgroups(&mut self, found: Result<Cgroups, Unused>) {
+        let cgroups = match found {
             Ok(cgroups) => cgroups,
             Err(unused) => return super::warn(format_args!("cgroups not used: {}", unused.0)),
         };
@@ -301,7 +302,8 @@ const SUN_PATH: usize = 108;
 impl core::Os for RealOs {
     fn spawn(&mut self, spawn: &Spawn) -> Result<Pid, SpawnError> {
         if self.cgroups_later && spawn.cgroup.is_some() {
-            self.set_up_cgroups_late();
+            self.cgroups_later = false;
+            self.use_cgroups(Cgroups::setup(true));
         }
         let Some((cgroups, name)) = self.cgroups.as_mut().zip(spawn.cgroup) else {
             return self.spawner.spawn(spawn, None);
