@@ -366,6 +366,27 @@ fn a_start_without_its_directory_is_fatal_with_wstatus_minus_one() {
     );
 }
 
+/// Found by the differential campaign (seed 6171): an instance added
+/// down whose template is renamed, asked up: its start finds the
+/// directory gone. The C nitro announces DOWN before FATAL although the
+/// instance was DOWN already; we announce the change only (comparer rule
+/// C_DOWN_BEFORE_FATAL_OF_A_GONE_DIRECTORY, widened to a first event).
+#[test]
+fn an_instance_added_down_whose_template_is_gone_is_fatal_when_asked_up() {
+    assert_agree(
+        vec![scenario::Svc {
+            down: true,
+            ..plain("t@")
+        }],
+        vec![
+            settled(scenario::Step::AddInstance("t@".into(), "x".into())),
+            settled(scenario::Step::Rescan),
+            settled(scenario::Step::Rename("t@".into(), "u@".into())),
+            settled(scenario::Step::Ctl("up".into(), "t@x".into())),
+        ],
+    );
+}
+
 /// Found by the differential campaign (seed 2029): `nitroctl up h` while
 /// the log link of h's logger j had been changed to a template. The C
 /// nitro reads the log links down the chain again for every request that

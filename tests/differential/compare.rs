@@ -65,7 +65,8 @@ pub const RULES: &[(&str, &str)] = &[
         "when a start finds the service directory gone, the C nitro announces DOWN \
          then FATAL, also where the service was DOWN or FATAL already; we announce \
          what changed: for a service whose directory a step removed or renamed, the \
-         second of two C DOWN events directly before a FATAL is not matched, nor a C \
+         second of two C DOWN events directly before a FATAL is not matched (nor a C \
+         DOWN before a FATAL as the first event of a service added down), nor a C \
          DOWN and FATAL right after a FATAL",
     ),
     (
@@ -444,11 +445,13 @@ pub fn compare(scenario: &Scenario, c: &Trace, ours: &Trace) -> Vec<String> {
             .collect();
         // C_DOWN_BEFORE_FATAL_OF_A_GONE_DIRECTORY
         if directory_removed(scenario, name) {
-            for k in (1..cs.len().saturating_sub(1)).rev() {
+            for k in (0..cs.len().saturating_sub(1)).rev() {
                 if cs[k] != State::Down || cs[k + 1] != State::Fatal {
                     continue;
                 }
-                match cs[k - 1] {
+                // Before its first event a service was DOWN: no nitro
+                // announces one added down.
+                match k.checked_sub(1).map_or(State::Down, |before| cs[before]) {
                     State::Down => {
                         cs.remove(k);
                     }
