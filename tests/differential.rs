@@ -387,6 +387,86 @@ fn an_instance_added_down_whose_template_is_gone_is_fatal_when_asked_up() {
     );
 }
 
+/// Found by the differential campaign (seed 6412): the C nitro loses the
+/// readiness of `t@y` restarted by a step (its known readiness-pipe
+/// defect) and never settles once the template is renamed, while `b`,
+/// `e` and `g` stay STARTING in both (their readiness never comes). The
+/// comparer took those for the cause; only services STARTING in the C
+/// nitro alone are (C_READINESS_PIPE_CLOSED_BY_STALE_POLL).
+#[test]
+fn a_lost_readiness_beside_services_that_never_get_ready() {
+    use scenario::{Ready, Run, Script, Step, Svc, TimedStep};
+    let dies = |sig, after_ms, times| {
+        Some(Run::Die {
+            sig,
+            after_ms,
+            times,
+        })
+    };
+    assert_agree(
+        vec![
+            Svc {
+                setup: Some(Script::Ok),
+                ready: Ready::FdNow(4),
+                log: Some("e".into()),
+                ..plain("n")
+            },
+            Svc {
+                run: dies(14, 700, 2),
+                log: Some("b".into()),
+                instances: vec!["y".into(), "z".into()],
+                ..plain("t@")
+            },
+            Svc {
+                ready: Ready::FdNever(4),
+                ..plain("g")
+            },
+            Svc {
+                run: Some(Run::Exit {
+                    code: 3,
+                    after_ms: 1600,
+                    times: 1,
+                }),
+                ready: Ready::FdNever(3),
+                down: true,
+                ..plain("j")
+            },
+            Svc {
+                ready: Ready::FdNow(7),
+                finish: Some(Script::Fail { code: 1, times: 9 }),
+                down: true,
+                ..plain("d")
+            },
+            Svc {
+                ready: Ready::FdNever(3),
+                setup: Some(Script::Ok),
+                down_signal: Some('2'),
+                log: Some("f".into()),
+                ..plain("e")
+            },
+            Svc {
+                run: dies(10, 2600, 1),
+                ready: Ready::FdNever(7),
+                finish: Some(Script::Ok),
+                ..plain("b")
+            },
+        ],
+        vec![
+            settled(Step::SetLog("d".into(), "n".into())),
+            TimedStep {
+                step: Step::SetLog("w@".into(), "f".into()),
+                settle: false,
+            },
+            settled(Step::Ctl("down".into(), "w@".into())),
+            TimedStep {
+                step: Step::Ctl("restart".into(), "t@y".into()),
+                settle: false,
+            },
+            settled(Step::Rename("t@".into(), "u@".into())),
+        ],
+    );
+}
+
 /// Found by the differential campaign (seed 2029): `nitroctl up h` while
 /// the log link of h's logger j had been changed to a template. The C
 /// nitro reads the log links down the chain again for every request that
