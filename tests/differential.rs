@@ -467,6 +467,54 @@ fn a_lost_readiness_beside_services_that_never_get_ready() {
     );
 }
 
+/// Found by the differential campaign (seed 6880): a service with a
+/// `run` whose directory is replaced by a one-shot with a long `finish`,
+/// taken down and up again; at the shutdown its `finish` runs in
+/// SHUTDOWN for us, in ONESHOT for the C nitro. The comparer matched the
+/// two only for services that were one-shots from the start.
+#[test]
+fn a_service_replaced_by_a_one_shot_shows_shutdown_while_finish_runs() {
+    use scenario::{Script, Step, Svc};
+    assert_agree(
+        vec![plain("b")],
+        vec![
+            settled(Step::Add(Svc {
+                run: None,
+                setup: Some(Script::Ok),
+                finish: Some(Script::Long { ms: 1500 }),
+                ..plain("b")
+            })),
+            settled(Step::Ctl("down".into(), "b".into())),
+            settled(Step::Ctl("up".into(), "b".into())),
+        ],
+    );
+}
+
+/// Found by the differential campaign (seed 6760): a service added with a
+/// `setup` that kills itself, signalled 250 ms after the rescan that
+/// started it: we are in DELAY before retrying `setup` (no run: ESRCH,
+/// status 1), the C nitro took the setup for a success and its `run`
+/// gets the signal (rule SETUP_KILLED_BY_SIGNAL_IS_RETRIED).
+#[test]
+fn a_signal_before_the_retry_of_a_setup_that_killed_itself() {
+    use scenario::{Ready, Script, Step, Svc, TimedStep};
+    assert_agree(
+        vec![],
+        vec![
+            settled(Step::Add(Svc {
+                ready: Ready::Timer,
+                setup: Some(Script::Signal),
+                ..plain("j")
+            })),
+            TimedStep {
+                step: Step::Rescan,
+                settle: false,
+            },
+            settled(Step::Ctl("1".into(), "j".into())),
+        ],
+    );
+}
+
 /// Found by the differential campaign (seed 2029): `nitroctl up h` while
 /// the log link of h's logger j had been changed to a template. The C
 /// nitro reads the log links down the chain again for every request that
