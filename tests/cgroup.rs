@@ -98,18 +98,32 @@ sh -c 'trap "" TERM; echo $$ >> "$T/left"; exec sleep 1002' &
 while [ "$(wc -l < "$T/left")" -lt 3 ]; do sleep 0.01; done
 "#;
 
+/// Service `a`: UP once it left three processes behind; what a stop
+/// leaves gets 300 ms after SIGTERM.
+fn leaving_things(sv: &Path) {
+    script(
+        &sv.join("a/run"),
+        &format!("{LEAVES_THINGS}\necho ready >&3\nexec sleep 1000"),
+    );
+    file(&sv.join("a/notification-fd"), "3");
+    file(&sv.join("a/timeout-kill"), "300");
+}
+
+/// Notes in `$T/overlap` every process listed in `$T/left` still alive.
+const OVERLAP: &str = r#"
+alive() { s=$(cut -d' ' -f3 /proc/$1/stat 2>/dev/null) && [ "$s" != Z ]; }
+for pid in $(cat "$T/left" 2>/dev/null); do
+    if alive $pid; then echo "$0: $pid alive" >> "$T/overlap"; fi
+done
+"#;
+
 #[test]
 fn a_stopped_service_leaves_nothing_behind() {
     let Some(cgroup) = TestCgroup::new("stop") else {
         return;
     };
     let mut n = start(&cgroup, |sv| {
-        script(
-            &sv.join("a/run"),
-            &format!("{LEAVES_THINGS}\necho ready >&3\nexec sleep 1000"),
-        );
-        file(&sv.join("a/notification-fd"), "3");
-        file(&sv.join("a/timeout-kill"), "300");
+        leaving_things(sv);
     });
     n.wait_for("a", State::Up);
     let left = pids(&n.path("left"));
@@ -134,20 +148,14 @@ fn what_run_leaves_is_gone_before_finish_and_before_the_next_run() {
     let Some(cgroup) = TestCgroup::new("restart") else {
         return;
     };
-    let check = r#"
-alive() { s=$(cut -d' ' -f3 /proc/$1/stat 2>/dev/null) && [ "$s" != Z ]; }
-for pid in $(cat "$T/left" 2>/dev/null); do
-    if alive $pid; then echo "$0: $pid alive" >> "$T/overlap"; fi
-done
-"#;
     let n = start(&cgroup, |sv| {
         script(
             &sv.join("a/run"),
-            &format!("{check}\n: > \"$T/left\"\n{LEAVES_THINGS}\necho gen >> \"$T/gens\""),
+            &format!("{OVERLAP}\n: > \"$T/left\"\n{LEAVES_THINGS}\necho gen >> \"$T/gens\""),
         );
         script(
             &sv.join("a/finish"),
-            &format!("{check}\necho finished >> \"$T/finished\""),
+            &format!("{OVERLAP}\necho finished >> \"$T/finished\""),
         );
         file(&sv.join("a/timeout-kill"), "300");
     });
@@ -245,18 +253,10 @@ fn a_shutdown_ends_what_services_left_before_finish_and_exit() {
         return;
     };
     let mut n = start(&cgroup, |sv| {
-        script(
-            &sv.join("a/run"),
-            &format!("{LEAVES_THINGS}\necho ready >&3\nexec sleep 1000"),
-        );
-        file(&sv.join("a/notification-fd"), "3");
-        file(&sv.join("a/timeout-kill"), "300");
+        leaving_things(sv);
         script(
             &sv.join("a/finish"),
-            r#"for pid in $(cat "$T/left"); do
-    s=$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null) && [ "$s" != Z ] && echo "$pid alive" >> "$T/overlap"
-done
-echo done > "$T/finished""#,
+            &format!("{OVERLAP}\necho done > \"$T/finished\""),
         );
         script(&sv.join("b/run"), "echo ready >&3; exec sleep 1000");
         file(&sv.join("b/notification-fd"), "3");
