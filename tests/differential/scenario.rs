@@ -508,6 +508,14 @@ pub fn generate(seed: u64, features: Features) -> Scenario {
                 };
                 dirs.retain(|d| *d != from);
                 dirs.push(to.to_string());
+                // The template's own log link goes with it: a link to the
+                // new name must not close a loop through it (seed 7826).
+                if let Some(target) = log_of.remove(&from) {
+                    log_of.insert(to.to_string(), target);
+                }
+                if retried.remove(&from) {
+                    retried.insert(to.to_string());
+                }
                 Step::Rename(from, to.to_string())
             }
             7 => {
