@@ -386,38 +386,61 @@ impl Run<'_> {
 /// delay) then meets services of the same age, even where one nitro took
 /// longer to settle (the C nitro sits in DELAY after a requested restart
 /// where we do not; seed 7425). A run that does not come within
-/// `MEET_CAP` is not waited for.
+/// `MEET_CAP`, or that has ended (it panicked), is not waited for.
 #[derive(Default)]
 struct Meeting {
-    /// Arrivals at the current meeting, and how many meetings were held.
-    state: Mutex<(usize, usize)>,
+    state: Mutex<Meetings>,
     arrived: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Meetings {
+    /// Arrivals at the current meeting.
+    arrived: usize,
+    /// Meetings held so far.
+    held: usize,
+    /// A run has ended: nobody waits any more.
+    over: bool,
 }
 
 const MEET_CAP: Duration = Duration::from_secs(60);
 
 impl Meeting {
     fn wait(&self) {
-        let mut state = self.state.lock().unwrap();
-        let held = state.1;
-        state.0 += 1;
-        if state.0 == 2 {
-            *state = (0, held + 1);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let held = state.held;
+        state.arrived += 1;
+        if state.over || state.arrived == 2 {
+            state.arrived = 0;
+            state.held += 1;
             self.arrived.notify_all();
             return;
         }
         let (mut state, timeout) = self
             .arrived
-            .wait_timeout_while(state, MEET_CAP, |s| s.1 == held)
-            .unwrap();
+            .wait_timeout_while(state, MEET_CAP, |s| s.held == held && !s.over)
+            .unwrap_or_else(|e| e.into_inner());
         if timeout.timed_out() {
-            *state = (0, held + 1);
+            state.arrived = 0;
+            state.held += 1;
         }
+    }
+}
+
+/// Ends the meetings when a run ends, also by a panic.
+struct Leaving<'a>(&'a Meeting);
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.over = true;
+        self.0.arrived.notify_all();
     }
 }
 
 /// Runs `scenario` against `which` and returns what was observed.
 fn run(scenario: &Scenario, which: Impl, meeting: &Meeting) -> Trace {
+    let _leaving = Leaving(meeting);
     let tmp = tempfile::tempdir().expect("temp dir");
     let sv = tmp.path().join("sv");
     let sockdir = tmp.path().join("s");
