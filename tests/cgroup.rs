@@ -175,6 +175,32 @@ fn what_run_leaves_is_gone_before_finish_and_before_the_next_run() {
 }
 
 #[test]
+fn what_a_failed_setup_leaves_is_gone_before_the_next_try_and_after_a_stop() {
+    let Some(cgroup) = TestCgroup::new("setup") else {
+        return;
+    };
+    let n = start(&cgroup, |sv| {
+        script(
+            &sv.join("a/setup"),
+            &format!(
+                "{OVERLAP}\n: > \"$T/left\"\n{LEAVES_THINGS}\necho try >> \"$T/tries\"\nexit 1"
+            ),
+        );
+        script(&sv.join("a/run"), "exec sleep 1000");
+        file(&sv.join("a/timeout-kill"), "300");
+    });
+    until("three tries", || {
+        read(&n.path("tries")).lines().count() >= 3
+    });
+    n.ctl(&["stop", "a"]);
+    n.until_state("a", State::Down);
+    assert_eq!(read(&n.path("overlap")), "", "two tries overlapped");
+    for pid in pids(&n.path("left")) {
+        assert_ended(pid);
+    }
+}
+
+#[test]
 fn a_service_that_cannot_have_a_cgroup_still_works() {
     let Some(cgroup) = TestCgroup::new("nocgroup") else {
         return;

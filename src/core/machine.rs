@@ -124,6 +124,7 @@ impl Supervisor {
         match event {
             Event::WantUp => match state {
                 _ if !self.starting_allowed() => {}
+                Fatal if self.table[i].busy() => self.restart_when_over(os, i, now),
                 Down | Fatal | Delay => self.start(os, i, now),
                 Shutdown => {
                     self.table[i].restart_requested = true;
@@ -141,11 +142,10 @@ impl Supervisor {
                         self.set_state(os, i, Shutdown, now);
                         self.run_finish(os, i, 0, 0, now);
                     }
+                    // `run` could not be executed, and its `finish` runs.
+                    Fatal if self.table[i].busy() => self.set_state(os, i, Shutdown, now),
                     Fatal | Delay | Down => {
-                        let service = &self.table[i];
-                        if service.running.is_none() && service.leftovers.is_none() {
-                            self.table.set_timer(i, Timer::None, 0);
-                        }
+                        self.table.set_timer(i, Timer::None, 0);
                         self.set_state(os, i, Down, now);
                         self.forget_if_gone(os, i);
                     }
@@ -162,6 +162,7 @@ impl Supervisor {
                     self.set_state(os, i, Restart, now);
                     self.run_finish(os, i, 0, 0, now);
                 }
+                Fatal if self.table[i].busy() => self.restart_when_over(os, i, now),
                 Down | Fatal | Delay => {
                     self.table[i].main_status = None;
                     self.start(os, i, now);
@@ -183,11 +184,8 @@ impl Supervisor {
                     (Some(Script::Setup), _) => {
                         self.table[i].reason =
                             Some(reason(Script::Setup, Failure::Status, wstatus));
-                        if code == Some(111) {
-                            self.fatal(os, i, now);
-                        } else {
-                            self.delay(os, i, RESPAWN_DELAY_MS, now);
-                        }
+                        let retry = (code != Some(111)).then_some(RESPAWN_DELAY_MS);
+                        self.failed(os, i, retry, now);
                     }
                     (Some(Script::Run), _) => {
                         self.table[i].wstatus = wstatus;
@@ -290,9 +288,19 @@ impl Supervisor {
                         self.run_finish(os, i, status, signal, now)
                     }
                     Leftovers::Over => self.step(os, i, Event::Over, now),
+                    Leftovers::Failed(retry) => self.failed(os, i, retry, now),
                 }
             }
         }
+    }
+
+    /// A start asked for while a FATAL service still finishes (its `run`
+    /// could not be executed, and `finish` or what `setup` left is not
+    /// over yet): RESTART, and the start follows at once when it is over.
+    fn restart_when_over(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        self.table[i].main_status = None;
+        self.table[i].restart_requested = true;
+        self.set_state(os, i, State::Restart, now);
     }
 
     /// Whatever is left in the cgroup of service `i` once its script
@@ -368,7 +376,7 @@ impl Supervisor {
             }
         }
         self.set_state(os, i, target, now);
-        if running.is_none() && self.table[i].leftovers.is_none() {
+        if !self.table[i].busy() {
             // Nothing to wait for (e.g. setup already gone).
             self.step(os, i, Event::Over, now);
         }
@@ -471,7 +479,7 @@ impl Supervisor {
             ));
             self.table[i].reason = Some(reason(Script::Run, Failure::Gone, 0));
             self.table[i].wstatus = -1;
-            self.fatal(os, i, now);
+            self.failed(os, i, None, now);
             return;
         }
         if !os.exists(dir, b"run") {
@@ -489,7 +497,7 @@ impl Supervisor {
                         super::Errno(errno)
                     ));
                     self.table[i].reason = Some(reason(Script::Run, Failure::Spawn, errno));
-                    self.delay(os, i, SPAWN_RETRY_MS, now);
+                    self.failed(os, i, Some(SPAWN_RETRY_MS), now);
                     return;
                 }
             },
@@ -577,7 +585,7 @@ impl Supervisor {
             self.table[i].wstatus = -1;
         }
         if failure == Failure::Spawn || temporary_exec_error(errno) {
-            self.delay(os, i, SPAWN_RETRY_MS, now);
+            self.failed(os, i, Some(SPAWN_RETRY_MS), now);
             return;
         }
         self.set_state(os, i, State::Fatal, now);
@@ -585,6 +593,21 @@ impl Supervisor {
             self.run_finish(os, i, 111, 0, now);
         }
         self.fatal(os, i, now);
+    }
+
+    /// A start failed (`setup` failed, or `run` could not be started):
+    /// once what `setup` left in the cgroup is gone, DELAY and a new try
+    /// after `retry`, or FATAL without one. A stop asked for while that
+    /// goes ends instead.
+    fn failed(&mut self, os: &mut dyn Os, i: usize, retry: Option<Millis>, now: Millis) {
+        if self.stop_leftovers(os, i, Leftovers::Failed(retry), now) {
+            return;
+        }
+        match (self.table[i].state, retry) {
+            (State::Shutdown | State::Restart, _) => self.step(os, i, Event::Over, now),
+            (_, Some(ms)) => self.delay(os, i, ms, now),
+            (_, None) => self.fatal(os, i, now),
+        }
     }
 
     /// DELAY: start again after `ms`.

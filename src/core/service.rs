@@ -109,6 +109,9 @@ pub enum Leftovers {
     Finish { status: i64, signal: i64 },
     /// The end of the stop or exit (`Event::Over`): DOWN, or start again.
     Over,
+    /// A start that failed: DELAY and a new try after this long, or FATAL
+    /// (`None`).
+    Failed(Option<super::Millis>),
 }
 
 pub struct Service {
@@ -209,10 +212,13 @@ impl Service {
         self.name.param().is_some()
     }
 
+    /// A script runs, or what one left in the cgroup is being stopped.
+    pub fn busy(&self) -> bool {
+        self.running.is_some() || self.leftovers.is_some()
+    }
+
     /// Down for good or for now: nothing runs and nothing is pending.
     pub fn is_stopped(&self) -> bool {
-        matches!(self.state, State::Down | State::Fatal)
-            && self.running.is_none()
-            && self.leftovers.is_none()
+        matches!(self.state, State::Down | State::Fatal) && !self.busy()
     }
 }

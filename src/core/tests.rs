@@ -37,8 +37,19 @@ struct FakeOs {
     scan: Vec<Vec<u8>>,
     /// List the directory in reverse name order (readdir follows no order).
     scan_reversed: bool,
-    /// Cgroups with processes left in them, by service name.
-    populated: BTreeSet<Vec<u8>>,
+    /// Cgroups with processes left in them by a script that ended (a
+    /// helper in the background, a daemon), by service name, with the
+    /// script that left them.
+    populated: BTreeMap<Vec<u8>, Script>,
+    /// The scripts alive in a cgroup, by pid: a cgroup with one of them
+    /// is not empty either.
+    live: BTreeMap<Pid, (Vec<u8>, Script)>,
+    /// Cgroups found not empty: their emptying wakes nitro up (the
+    /// inotify watch on `cgroup.events`, until the cgroup is removed).
+    cgroup_watches: BTreeSet<Vec<u8>>,
+    /// Cgroups that got a signal for all their members: what was left
+    /// in them may end now.
+    cgroup_signalled: BTreeSet<Vec<u8>>,
     /// How often a cgroup was looked at (`cgroup_populated`).
     cgroup_looks: usize,
     /// Signals sent to whole cgroups (SIGKILL for `cgroup_kill`).
@@ -91,6 +102,17 @@ impl FakeOs {
         self.last_spawn(dir, prog).expect("spawned").5
     }
 
+    /// Whether a process of any kind is in the cgroup of `name`.
+    fn in_cgroup(&self, name: &[u8]) -> bool {
+        self.populated.contains_key(name) || self.live.values().any(|(cg, _)| cg == name)
+    }
+
+    /// The script `pid` leaves something behind in its cgroup.
+    fn leave(&mut self, pid: Pid) {
+        let (cgroup, script) = self.live[&pid].clone();
+        self.populated.insert(cgroup, script);
+    }
+
     fn events_of(&self, name: &str) -> Vec<State> {
         self.events
             .iter()
@@ -102,32 +124,44 @@ impl FakeOs {
 
 impl Os for FakeOs {
     fn spawn(&mut self, spawn: &Spawn) -> Result<Pid, SpawnError> {
+        match spawn.cgroup {
+            None => assert_eq!(spawn.dir, SYS, "only SYS scripts run outside a cgroup"),
+            Some(cgroup) => {
+                assert!(cgroup.starts_with(spawn.dir), "the cgroup is the service's");
+                let file = spawn.script.file();
+                let name = String::from_utf8_lossy(cgroup);
+                assert!(
+                    !self.live.values().any(|(cg, _)| cg == cgroup),
+                    "{file} started in the cgroup of {name} while another script runs there"
+                );
+                // What one generation left behind must never meet the next
+                // one, nor `finish`; what `setup` left stays with its `run`.
+                match self.populated.get(cgroup) {
+                    None => {}
+                    Some(Script::Setup) if spawn.script == Script::Run => {}
+                    Some(_) => {
+                        panic!("{file} started in the cgroup of {name} while leftovers are there")
+                    }
+                }
+                // An empty cgroup is made anew for these, as RealOs does.
+                if matches!(spawn.script, Script::Setup | Script::Run) && !self.in_cgroup(cgroup) {
+                    self.oom_kills.remove(cgroup);
+                    self.cgroup_watches.remove(cgroup);
+                    self.cgroup_signalled.remove(cgroup);
+                }
+            }
+        }
         if let Some(&errno) = self
             .exec_errors
             .get(&path(spawn.dir, spawn.script.file().as_bytes()))
         {
             return Err(SpawnError::Exec(errno));
         }
-        match spawn.cgroup {
-            None => assert_eq!(spawn.dir, SYS, "only SYS scripts run outside a cgroup"),
-            Some(cgroup) => {
-                assert!(cgroup.starts_with(spawn.dir), "the cgroup is the service's");
-                // What one generation left behind must never meet the next
-                // one, nor `finish`.
-                assert!(
-                    !self.populated.contains(cgroup),
-                    "{} started in the cgroup of {} while leftovers are there",
-                    spawn.script.file(),
-                    String::from_utf8_lossy(cgroup)
-                );
-                // An empty cgroup is made anew for these, as RealOs does.
-                if matches!(spawn.script, Script::Setup | Script::Run) {
-                    self.oom_kills.remove(cgroup);
-                }
-            }
-        }
         self.next_pid += 1;
         let pid = self.next_pid + 1000;
+        if let Some(cgroup) = spawn.cgroup {
+            self.live.insert(pid, (cgroup.to_vec(), spawn.script));
+        }
         self.spawns.push((
             spawn.dir.to_vec(),
             spawn.script,
@@ -232,23 +266,42 @@ impl Os for FakeOs {
     }
     fn cgroup_populated(&mut self, name: &[u8]) -> bool {
         self.cgroup_looks += 1;
-        self.populated.contains(name)
+        let populated = self.in_cgroup(name);
+        if populated {
+            self.cgroup_watches.insert(name.to_vec());
+        }
+        populated
     }
     fn cgroup_release(&mut self, name: &[u8]) -> bool {
         let left = self.cgroup_populated(name);
         if !left {
-            self.removed_cgroups.push(name.to_vec());
+            self.cgroup_remove(name);
         }
         left
     }
     fn cgroup_signal(&mut self, name: &[u8], signal: i32) {
+        assert!(
+            !self
+                .live
+                .values()
+                .any(|(cg, s)| cg == name && *s == Script::Finish),
+            "signal {signal} to the cgroup of {} hits its finish",
+            String::from_utf8_lossy(name)
+        );
         self.cgroup_signals.push((name.to_vec(), signal));
+        self.cgroup_signalled.insert(name.to_vec());
     }
     fn cgroup_kill(&mut self, name: &[u8]) {
-        self.cgroup_signals.push((name.to_vec(), libc::SIGKILL));
+        self.cgroup_signal(name, libc::SIGKILL);
     }
     fn cgroup_remove(&mut self, name: &[u8]) {
+        assert!(
+            !self.in_cgroup(name),
+            "the cgroup of {} removed with processes in it",
+            String::from_utf8_lossy(name)
+        );
         self.removed_cgroups.push(name.to_vec());
+        self.cgroup_watches.remove(name);
     }
     fn cgroup_stats(&mut self, name: &[u8]) -> Option<CgroupStats> {
         let oom_kills = self.oom_kills.get(name).copied();
@@ -311,16 +364,38 @@ impl Sim {
         self.now = end;
     }
 
-    /// The last process in the cgroup of `name` is gone.
+    /// What was left in the cgroup of `name` is gone.
     fn cgroup_empty(&mut self, name: &str) {
         self.os.populated.remove(name.as_bytes());
-        self.sup.on_cgroup_change(&mut self.os, self.now);
-        self.check();
+        self.cgroup_news(name.as_bytes());
+    }
+
+    /// The loop hears that the cgroup of `name` changed, if it watches
+    /// it and it is empty now.
+    fn cgroup_news(&mut self, name: &[u8]) {
+        if self.os.cgroup_watches.contains(name) && !self.os.in_cgroup(name) {
+            self.sup.on_cgroup_change(&mut self.os, self.now);
+            self.check();
+        }
     }
 
     fn exit(&mut self, pid: Pid, wstatus: i32) {
+        self.exit_news_first(pid, wstatus, false);
+    }
+
+    /// `pid` ends. Its cgroup (maybe empty now) tells so through a file
+    /// the kernel updates as the process leaves it, a moment before its
+    /// parent learns of the end: the loop may hear of the cgroup first.
+    fn exit_news_first(&mut self, pid: Pid, wstatus: i32, news_first: bool) {
+        let cgroup = self.os.live.remove(&pid).map(|(cgroup, _)| cgroup);
+        if let Some(cgroup) = cgroup.as_deref().filter(|_| news_first) {
+            self.cgroup_news(cgroup);
+        }
         self.sup.on_exit(&mut self.os, pid, wstatus, self.now);
         self.check();
+        if let Some(cgroup) = cgroup.as_deref().filter(|_| !news_first) {
+            self.cgroup_news(cgroup);
+        }
     }
 
     fn request(&mut self, datagram: &[u8]) -> Vec<u8> {
@@ -375,7 +450,13 @@ impl Sim {
                     s.name
                 ),
                 State::Up => assert!(s.run_pid() > 0, "{} is UP without a pid", s.name),
-                State::Setup => assert_eq!(s.running, Some(Script::Setup)),
+                // `setup` failed: the state stays while what it left is
+                // stopped.
+                State::Setup => assert!(
+                    s.running == Some(Script::Setup) || s.leftovers.is_some(),
+                    "{} is SETUP with nothing running",
+                    s.name
+                ),
                 _ => {}
             }
             assert_eq!(s.running.is_none(), s.pid == 0);
@@ -394,6 +475,19 @@ impl Sim {
             }
             if s.state == State::Delay {
                 assert_eq!(s.timer, Timer::Respawn);
+            }
+            // Stop means stopped: nothing of a service that does not run
+            // is left in its cgroup.
+            if matches!(s.state, State::Down | State::Delay | State::Fatal)
+                && s.running.is_none()
+                && s.leftovers.is_none()
+            {
+                assert!(
+                    !self.os.in_cgroup(s.name.as_bytes()),
+                    "{} is {:?} with processes in its cgroup",
+                    s.name,
+                    s.state
+                );
             }
         }
         assert_eq!(
@@ -1212,8 +1306,15 @@ mod random {
         /// long closed or replaced: a newline, end of file, or nothing
         /// (another event of the same wake-up emptied it).
         PipeEvent(usize, u8),
-        /// Exit the n-th live process with a status.
-        Exit(usize, i32),
+        /// Exit the n-th live process with a status; maybe it leaves a
+        /// process behind in its cgroup, maybe the loop hears of the
+        /// cgroup before the exit.
+        Exit(usize, i32, bool, bool),
+        /// What is left in the n-th cgroup that has something left ends.
+        Vanish(usize),
+        /// `run` of the n-th service cannot be executed from now on
+        /// (EACCES, for good; EAGAIN, for a while), or again can.
+        ExecError(usize, i32),
         Advance(Millis),
         Rescan,
         Toggle(usize),
@@ -1228,9 +1329,17 @@ mod random {
             (0..16usize, 0..3u8).prop_map(|(n, k)| Step::PipeEvent(n, k)),
             (
                 0..8usize,
-                prop_oneof![Just(0), Just(256), Just(111 << 8), Just(9)]
+                prop_oneof![Just(0), Just(256), Just(111 << 8), Just(9)],
+                proptest::bool::weighted(0.2),
+                any::<bool>(),
             )
-                .prop_map(|(n, s)| Step::Exit(n, s)),
+                .prop_map(|(n, s, leave, news_first)| Step::Exit(n, s, leave, news_first)),
+            (0..6usize).prop_map(Step::Vanish),
+            (
+                0..6usize,
+                prop_oneof![Just(0), Just(libc::EACCES), Just(libc::EAGAIN)]
+            )
+                .prop_map(|(n, errno)| Step::ExecError(n, errno)),
             (0..9000u64).prop_map(Step::Advance),
             Just(Step::Rescan),
             (0..6usize).prop_map(Step::Toggle),
@@ -1245,7 +1354,15 @@ mod random {
             "a",
             &[("run", ""), ("finish", ""), ("notification-fd", "3")],
         );
-        os.service("b", &[("setup", ""), ("run", ""), ("notification-fd", "3")]);
+        os.service(
+            "b",
+            &[
+                ("setup", ""),
+                ("run", ""),
+                ("finish", ""),
+                ("notification-fd", "3"),
+            ],
+        );
         os.service("c", &[("run", ""), ("notification-fd", "0"), ("down", "")]);
         os.service("t@", &[("run", "")]);
         os.service("log", &[("run", "")]);
@@ -1275,10 +1392,29 @@ mod random {
                         sim.sup.on_ready_fd(&mut sim.os, token, sim.now);
                         sim.check();
                     }
-                    Step::Exit(n, status) => {
+                    Step::Exit(n, status, leave, news_first) => {
                         let pids: Vec<Pid> = sim.sup.services().filter(|(_, s)| s.pid > 0).map(|(_, s)| s.pid).collect();
                         if !pids.is_empty() {
-                            sim.exit(pids[n % pids.len()], status);
+                            let pid = pids[n % pids.len()];
+                            if leave {
+                                sim.os.leave(pid);
+                            }
+                            sim.exit_news_first(pid, status, news_first);
+                        }
+                    }
+                    Step::Vanish(n) => {
+                        let left: Vec<Vec<u8>> = sim.os.populated.keys().cloned().collect();
+                        if !left.is_empty() {
+                            let name = left[n % left.len()].clone();
+                            sim.cgroup_empty(core::str::from_utf8(&name).unwrap());
+                        }
+                    }
+                    Step::ExecError(n, errno) => {
+                        let run = path(NAMES[n].split('@').next().unwrap().as_bytes(), b"run");
+                        if errno == 0 {
+                            sim.os.exec_errors.remove(&run);
+                        } else {
+                            sim.os.exec_errors.insert(run, errno);
                         }
                     }
                     Step::Advance(ms) => sim.advance(ms),
@@ -1295,7 +1431,8 @@ mod random {
                 }
             }
             sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
-            // Every process ends (by itself or by SIGKILL after its timeout).
+            // Every process ends (by itself or by SIGKILL after its
+            // timeout), and what is left in a cgroup once it got a signal.
             for _ in 0..100 {
                 if sim.sup.stopped() { break; }
                 sim.advance(7000);
@@ -1303,8 +1440,13 @@ mod random {
                 for pid in pids {
                     sim.exit(pid, killed(libc::SIGKILL));
                 }
+                let signalled: Vec<Vec<u8>> = sim.os.populated.keys().filter(|cg| sim.os.cgroup_signalled.contains(*cg)).cloned().collect();
+                for name in signalled {
+                    sim.cgroup_empty(core::str::from_utf8(&name).unwrap());
+                }
             }
             prop_assert!(sim.sup.stopped(), "shutdown terminates");
+            prop_assert!(sim.os.populated.is_empty(), "left behind: {:?}", sim.os.populated);
         }
     }
 }
@@ -1815,7 +1957,7 @@ fn what_run_left_is_stopped_before_finish_and_the_next_run() {
     let mut sim = Sim::new(simple(&[("run", ""), ("finish", "")]));
     let pid = sim.os.pid_of("a", Script::Run);
     sim.advance(3000);
-    sim.os.populated.insert(b"a".to_vec());
+    sim.os.leave(pid);
     sim.exit(pid, exited(0));
     assert_eq!(sim.state("a"), State::Restart);
     assert!(sim.os.last_spawn("a", Script::Finish).is_none());
@@ -1842,7 +1984,7 @@ fn leftovers_get_sigkill_after_timeout_kill_and_again_until_gone() {
     let mut sim = Sim::new(simple(&[("run", ""), ("timeout-kill", "500")]));
     let pid = sim.os.pid_of("a", Script::Run);
     sim.command(proto::TAG_DOWN, "a");
-    sim.os.populated.insert(b"a".to_vec());
+    sim.os.leave(pid);
     sim.exit(pid, killed(libc::SIGTERM));
     assert_eq!(sim.state("a"), State::Shutdown);
     sim.advance(499);
@@ -1873,7 +2015,7 @@ fn a_stop_or_restart_while_leftovers_go_keeps_waiting_for_them() {
     let mut sim = Sim::new(simple(&[("run", ""), ("finish", "")]));
     let pid = sim.os.pid_of("a", Script::Run);
     sim.advance(3000);
-    sim.os.populated.insert(b"a".to_vec());
+    sim.os.leave(pid);
     sim.exit(pid, exited(3));
     sim.command(proto::TAG_DOWN, "a");
     sim.command(proto::TAG_RESTART, "a");
@@ -1898,7 +2040,7 @@ fn what_finish_left_is_stopped_before_down_and_the_shutdown_waits() {
     assert_eq!(sim.state("a"), State::Oneshot);
     sim.command(proto::TAG_SHUTDOWN, "");
     let finish = sim.os.pid_of("a", Script::Finish);
-    sim.os.populated.insert(b"a".to_vec());
+    sim.os.leave(finish);
     sim.exit(finish, EXITED_0);
     assert_eq!(sim.state("a"), State::Shutdown);
     assert!(!sim.sup.stopped());
@@ -1921,7 +2063,7 @@ fn an_empty_cgroup_is_looked_at_once_per_end() {
     sim.command(proto::TAG_UP, "a");
     let pid = sim.os.pid_of("a", Script::Run);
     sim.command(proto::TAG_DOWN, "a");
-    sim.os.populated.insert(b"a".to_vec());
+    sim.os.leave(pid);
     sim.exit(pid, killed(libc::SIGTERM));
     assert_eq!(sim.state("a"), State::Shutdown);
     sim.cgroup_empty("a");
@@ -1933,7 +2075,7 @@ fn a_shutdown_removes_each_cgroup_once_it_is_empty() {
     let mut sim = Sim::new(simple(&[("run", ""), ("finish", "")]));
     let pid = sim.os.pid_of("a", Script::Run);
     sim.command(proto::TAG_SHUTDOWN, "");
-    sim.os.populated.insert(b"a".to_vec());
+    sim.os.leave(pid);
     sim.exit(pid, killed(libc::SIGTERM));
     assert!(
         sim.os.removed_cgroups.is_empty(),
@@ -1953,7 +2095,7 @@ fn a_forgotten_service_loses_its_cgroup() {
     let pid = sim.os.pid_of("a", Script::Run);
     sim.os.remove_service("a");
     sim.command(proto::TAG_RESCAN, "");
-    sim.os.populated.insert(b"a".to_vec());
+    sim.os.leave(pid);
     sim.exit(pid, killed(libc::SIGTERM));
     assert!(sim.os.removed_cgroups.is_empty());
     sim.cgroup_empty("a");
@@ -1965,10 +2107,91 @@ fn a_forgotten_service_loses_its_cgroup() {
 fn a_run_that_ends_while_starting_waits_for_its_leftovers_too() {
     let mut sim = Sim::new(simple(&[("run", "")]));
     let pid = sim.os.pid_of("a", Script::Run);
-    sim.os.populated.insert(b"a".to_vec());
+    sim.os.leave(pid);
     sim.exit(pid, exited(1));
     assert_eq!(sim.state("a"), State::Starting);
     assert_eq!(sim.sup.table[sim.sup.find(b"a").unwrap()].run_pid(), 0);
     sim.cgroup_empty("a");
     assert_eq!(sim.state("a"), State::Delay);
+}
+
+#[test]
+fn what_a_failed_setup_left_is_stopped_before_delay_and_the_next_try() {
+    let mut sim = Sim::new(simple(&[("setup", ""), ("run", "")]));
+    let setup = sim.os.pid_of("a", Script::Setup);
+    sim.os.leave(setup);
+    sim.exit(setup, exited(1));
+    assert_eq!(sim.state("a"), State::Setup, "not DELAY while it goes");
+    assert_eq!(
+        sim.os.cgroup_signals,
+        [
+            (b"a".to_vec(), libc::SIGTERM),
+            (b"a".to_vec(), libc::SIGCONT)
+        ]
+    );
+    sim.cgroup_empty("a");
+    assert_eq!(sim.state("a"), State::Delay);
+    sim.advance(RESPAWN_DELAY_MS);
+    assert_ne!(sim.os.pid_of("a", Script::Setup), setup, "tried again");
+
+    // A stop while it goes: DOWN once it is gone, not before.
+    let setup = sim.os.pid_of("a", Script::Setup);
+    sim.os.leave(setup);
+    sim.exit(setup, exited(111));
+    sim.command(proto::TAG_DOWN, "a");
+    assert_eq!(sim.state("a"), State::Shutdown);
+    sim.cgroup_empty("a");
+    assert_eq!(sim.state("a"), State::Down);
+}
+
+#[test]
+fn what_setup_left_stays_with_run_and_goes_when_run_cannot_start() {
+    let mut os = simple(&[("setup", ""), ("run", "")]);
+    os.exec_errors.insert(b"a/run".to_vec(), libc::EAGAIN);
+    let mut sim = Sim::new(os);
+    let setup = sim.os.pid_of("a", Script::Setup);
+    sim.os.leave(setup);
+    sim.exit(setup, EXITED_0);
+    assert_eq!(sim.state("a"), State::Setup);
+    sim.cgroup_empty("a");
+    assert_eq!(sim.state("a"), State::Delay);
+
+    sim.os.exec_errors.clear();
+    sim.advance(SPAWN_RETRY_MS);
+    let setup = sim.os.pid_of("a", Script::Setup);
+    sim.os.leave(setup);
+    sim.exit(setup, EXITED_0);
+    assert_eq!(sim.state("a"), State::Starting, "run starts beside it");
+    assert_eq!(sim.os.cgroup_signals.len(), 2);
+}
+
+#[test]
+fn a_start_while_a_fatal_service_finishes_waits_for_its_finish() {
+    let mut os = simple(&[("run", ""), ("finish", "")]);
+    os.exec_errors.insert(b"a/run".to_vec(), libc::EACCES);
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.state("a"), State::Fatal);
+    let finish = sim.os.pid_of("a", Script::Finish);
+    for tag in [proto::TAG_UP, proto::TAG_RESTART] {
+        sim.command(tag, "a");
+        assert_eq!(sim.state("a"), State::Restart);
+        assert_eq!(sim.os.pid_of("a", Script::Finish), finish, "{tag}");
+    }
+    sim.os.exec_errors.clear();
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("a"), State::Starting, "started once it was over");
+
+    // And a stop while it finishes: DOWN once it is over.
+    sim.os.exec_errors.insert(b"a/run".to_vec(), libc::EACCES);
+    sim.command(proto::TAG_RESTART, "a");
+    let run = sim.os.pid_of("a", Script::Run);
+    sim.exit(run, killed(libc::SIGTERM));
+    let finish = sim.os.pid_of("a", Script::Finish);
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("a"), State::Fatal);
+    let finish = sim.os.pid_of("a", Script::Finish);
+    sim.command(proto::TAG_DOWN, "a");
+    assert_eq!(sim.state("a"), State::Shutdown);
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("a"), State::Down);
 }
