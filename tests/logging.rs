@@ -312,6 +312,41 @@ fn on_shutdown_loggers_stop_after_everything_else() {
     assert_eq!(order.lines().count(), 3, "{order}");
 }
 
+#[test]
+fn a_logger_whose_writer_went_from_disk_is_stopped_by_the_shutdown() {
+    let mut n = Nitro::start(|sv| {
+        script(&sv.join("lg/run"), "exec cat > /dev/null");
+        // Stopping takes until the test says so.
+        script(
+            &sv.join("w/run"),
+            r#"trap 'until [ -e "$T/go" ]; do sleep 0.02; done; exit 0' TERM
+echo >&3; sleep 1000 & wait"#,
+        );
+        file(&sv.join("w/notification-fd"), "3");
+        symlink("../lg", sv.join("w/log")).unwrap();
+    });
+    n.wait_for("w", State::Up);
+    std::fs::remove_dir_all(n.sv.join("w")).unwrap();
+    n.command(TAG_RESCAN, "");
+    n.wait_for("w", State::Shutdown);
+    // The shutdown holds the logger back for its writer, which is
+    // forgotten once down: the logger is then one more service to stop.
+    let mut child = n.child.take().unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    until("the shutdown", || n.stderr().contains("shutdown"));
+    file(&n.path("go"), "");
+    let mut status = None;
+    until("nitro to exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(0));
+    until("the logger's DOWN", || {
+        n.seen("lg").last() == Some(&State::Down)
+    });
+}
+
 /// Writer: emits `NAME N` for N from its saved position up to `count`,
 /// pacing itself; on SIGTERM it saves the next N and exits, so that over
 /// restarts every line is written exactly once.

@@ -449,7 +449,13 @@ impl Supervisor {
         let result = change(self);
         let after = self.table.get(i).is_some() && self.is_live_other(i);
         match (before, after) {
-            (false, true) => self.live_others += 1,
+            (false, true) => {
+                self.live_others += 1;
+                // During a shutdown only a logger can become one of the
+                // others (its last writer was forgotten): the next sweep
+                // must ask it to stop, as the last did not.
+                self.stop_swept = false;
+            }
             (true, false) => self.live_others -= 1,
             _ => {}
         }

@@ -47,9 +47,15 @@ struct FakeOs {
     /// Cgroups found not empty: their emptying wakes nitro up (the
     /// inotify watch on `cgroup.events`, until the cgroup is removed).
     cgroup_watches: BTreeSet<Vec<u8>>,
-    /// Cgroups that got a signal for all their members: what was left
-    /// in them may end now.
-    cgroup_signalled: BTreeSet<Vec<u8>>,
+    /// Processes that got SIGKILL, by pid or through their cgroup, and
+    /// cgroups that did (what is left in them ends too): what must end
+    /// even if it would never end by itself.
+    killed: BTreeSet<Pid>,
+    killed_cgroups: BTreeSet<Vec<u8>>,
+    /// Make every fork fail with this errno.
+    fork_error: Option<i32>,
+    /// Make every pipe fail with this errno.
+    pipe_error: Option<i32>,
     /// How often a cgroup was looked at (`cgroup_populated`).
     cgroup_looks: usize,
     /// Signals sent to whole cgroups (SIGKILL for `cgroup_kill`).
@@ -147,9 +153,12 @@ impl Os for FakeOs {
                 if matches!(spawn.script, Script::Setup | Script::Run) && !self.in_cgroup(cgroup) {
                     self.oom_kills.remove(cgroup);
                     self.cgroup_watches.remove(cgroup);
-                    self.cgroup_signalled.remove(cgroup);
+                    self.killed_cgroups.remove(cgroup);
                 }
             }
+        }
+        if let Some(errno) = self.fork_error {
+            return Err(SpawnError::Fork(errno));
         }
         if let Some(&errno) = self
             .exec_errors
@@ -174,8 +183,14 @@ impl Os for FakeOs {
     }
     fn kill(&mut self, pid: Pid, signal: i32) {
         self.kills.push((pid, signal));
+        if signal == libc::SIGKILL {
+            self.killed.insert(pid);
+        }
     }
     fn pipe(&mut self) -> Result<(Fd, Fd), i32> {
+        if let Some(errno) = self.pipe_error {
+            return Err(errno);
+        }
         // The lowest free numbers, as the kernel hands them out: a closed
         // descriptor comes straight back as the next pipe.
         let mut free = (100..).filter(|fd| !self.open_fds.contains(fd));
@@ -289,7 +304,11 @@ impl Os for FakeOs {
             String::from_utf8_lossy(name)
         );
         self.cgroup_signals.push((name.to_vec(), signal));
-        self.cgroup_signalled.insert(name.to_vec());
+        if signal == libc::SIGKILL {
+            self.killed_cgroups.insert(name.to_vec());
+            let members = self.live.iter().filter(|(_, (cg, _))| cg == name);
+            self.killed.extend(members.map(|(&pid, _)| pid));
+        }
     }
     fn cgroup_kill(&mut self, name: &[u8]) {
         self.cgroup_signal(name, libc::SIGKILL);
@@ -375,8 +394,15 @@ impl Sim {
     fn cgroup_news(&mut self, name: &[u8]) {
         if self.os.cgroup_watches.contains(name) && !self.os.in_cgroup(name) {
             self.sup.on_cgroup_change(&mut self.os, self.now);
-            self.check();
+            self.wake_up_over();
         }
+    }
+
+    /// Every wake-up of the loop ends with the timers (and what the
+    /// shutdown does next), as in nitro's loop.
+    fn wake_up_over(&mut self) {
+        self.sup.on_timers(&mut self.os, self.now);
+        self.check();
     }
 
     fn exit(&mut self, pid: Pid, wstatus: i32) {
@@ -392,7 +418,7 @@ impl Sim {
             self.cgroup_news(cgroup);
         }
         self.sup.on_exit(&mut self.os, pid, wstatus, self.now);
-        self.check();
+        self.wake_up_over();
         if let Some(cgroup) = cgroup.as_deref().filter(|_| !news_first) {
             self.cgroup_news(cgroup);
         }
@@ -411,7 +437,7 @@ impl Sim {
         if let Some(end) = pending.end {
             self.sup.shutdown(&mut self.os, end, self.now);
         }
-        self.check();
+        self.wake_up_over();
         reply[..n].to_vec()
     }
 
@@ -1282,6 +1308,31 @@ fn shutdown_stops_loggers_last() {
 }
 
 #[test]
+fn a_logger_whose_last_writer_goes_from_disk_during_the_shutdown_is_stopped_too() {
+    let mut os = FakeOs::default();
+    os.service("logger", &[("run", "")]);
+    os.service("a", &[("run", "")]);
+    os.service("b", &[("run", "")]);
+    os.link("a", "log", "../logger");
+    let mut sim = Sim::new(os);
+    let a = sim.os.pid_of("a", Script::Run);
+    let b = sim.os.pid_of("b", Script::Run);
+    let logger = sim.os.pid_of("logger", Script::Run);
+    sim.os.remove_service("a");
+    sim.command(proto::TAG_RESCAN, "");
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    assert_eq!(sim.state("logger"), State::Starting, "held back for a");
+    // `a` is forgotten: the logger is an ordinary service now, and one
+    // more to stop before the shutdown is over.
+    sim.exit(a, killed(libc::SIGTERM));
+    assert_eq!(sim.sup.find(b"a"), None);
+    assert_eq!(sim.state("logger"), State::Shutdown);
+    sim.exit(logger, killed(libc::SIGTERM));
+    sim.exit(b, killed(libc::SIGTERM));
+    assert!(sim.sup.stopped());
+}
+
+#[test]
 fn the_table_limit_refuses_more_services() {
     let mut os = FakeOs::default();
     for n in 0..5 {
@@ -1315,6 +1366,8 @@ mod random {
         /// `run` of the n-th service cannot be executed from now on
         /// (EACCES, for good; EAGAIN, for a while), or again can.
         ExecError(usize, i32),
+        /// From now on forks fail (1), pipes fail (2), or both work (0).
+        Exhaust(u8),
         Advance(Millis),
         Rescan,
         Toggle(usize),
@@ -1340,6 +1393,7 @@ mod random {
                 prop_oneof![Just(0), Just(libc::EACCES), Just(libc::EAGAIN)]
             )
                 .prop_map(|(n, errno)| Step::ExecError(n, errno)),
+            (0..3u8).prop_map(Step::Exhaust),
             (0..9000u64).prop_map(Step::Advance),
             Just(Step::Rescan),
             (0..6usize).prop_map(Step::Toggle),
@@ -1390,7 +1444,7 @@ mod random {
                             sim.os.readiness.entry(fd).or_default().push(result);
                         }
                         sim.sup.on_ready_fd(&mut sim.os, token, sim.now);
-                        sim.check();
+                        sim.wake_up_over();
                     }
                     Step::Exit(n, status, leave, news_first) => {
                         let pids: Vec<Pid> = sim.sup.services().filter(|(_, s)| s.pid > 0).map(|(_, s)| s.pid).collect();
@@ -1408,6 +1462,10 @@ mod random {
                             let name = left[n % left.len()].clone();
                             sim.cgroup_empty(core::str::from_utf8(&name).unwrap());
                         }
+                    }
+                    Step::Exhaust(kind) => {
+                        sim.os.fork_error = (kind == 1).then_some(libc::EAGAIN);
+                        sim.os.pipe_error = (kind == 2).then_some(libc::EMFILE);
                     }
                     Step::ExecError(n, errno) => {
                         let run = path(NAMES[n].split('@').next().unwrap().as_bytes(), b"run");
@@ -1431,21 +1489,23 @@ mod random {
                 }
             }
             sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
-            // Every process ends (by itself or by SIGKILL after its
-            // timeout), and what is left in a cgroup once it got a signal.
+            // Nothing ends by itself now: only SIGKILL ends a process,
+            // and what is left in a cgroup, after its timeout.
             for _ in 0..100 {
                 if sim.sup.stopped() { break; }
                 sim.advance(7000);
-                let pids: Vec<Pid> = sim.sup.services().filter(|(_, s)| s.pid > 0).map(|(_, s)| s.pid).collect();
-                for pid in pids {
-                    sim.exit(pid, killed(libc::SIGKILL));
+                let killed: Vec<Pid> = sim.os.live.keys().filter(|pid| sim.os.killed.contains(*pid)).copied().collect();
+                for pid in killed {
+                    sim.exit(pid, self::killed(libc::SIGKILL));
                 }
-                let signalled: Vec<Vec<u8>> = sim.os.populated.keys().filter(|cg| sim.os.cgroup_signalled.contains(*cg)).cloned().collect();
-                for name in signalled {
+                let killed: Vec<Vec<u8>> = sim.os.populated.keys().filter(|cg| sim.os.killed_cgroups.contains(*cg)).cloned().collect();
+                for name in killed {
                     sim.cgroup_empty(core::str::from_utf8(&name).unwrap());
                 }
             }
-            prop_assert!(sim.sup.stopped(), "shutdown terminates");
+            let left: Vec<_> = sim.sup.services().filter(|(_, s)| !s.is_stopped())
+                .map(|(_, s)| (s.name.to_string(), s.state, s.running, s.timer, s.leftovers)).collect();
+            prop_assert!(sim.sup.stopped(), "shutdown terminates; left: {:?}", left);
             prop_assert!(sim.os.populated.is_empty(), "left behind: {:?}", sim.os.populated);
         }
     }
