@@ -168,9 +168,21 @@ impl Os for FakeOs {
         }
         self.next_pid += 1;
         let pid = self.next_pid + 1000;
-        if let Some(cgroup) = spawn.cgroup {
-            self.live.insert(pid, (cgroup.to_vec(), spawn.script));
+        // Only a logger's `run` reads its pipe; whatever a service's
+        // script gets is open (SYS scripts get the console).
+        if spawn.dir != SYS {
+            assert!(
+                spawn.stdin.is_none() || spawn.script == Script::Run,
+                "{} reads a pipe",
+                spawn.script.file()
+            );
+            for fd in [spawn.stdin, spawn.stdout].into_iter().flatten() {
+                assert!(self.open_fds.contains(&fd), "fd {fd} handed on closed");
+            }
         }
+        // SYS scripts are in nitro's cgroup, named "" here.
+        let cgroup = spawn.cgroup.unwrap_or_default();
+        self.live.insert(pid, (cgroup.to_vec(), spawn.script));
         self.spawns.push((
             spawn.dir.to_vec(),
             spawn.script,
@@ -499,8 +511,10 @@ impl Sim {
             {
                 assert!(fds.insert(fd));
             }
-            if s.state == State::Delay {
-                assert_eq!(s.timer, Timer::Respawn);
+            // (Once the system goes down, the timer of one still DELAY
+            // passes without a start, and the shutdown takes it DOWN.)
+            if s.state == State::Delay && self.sup.starting_allowed() {
+                assert_eq!(s.timer, Timer::Respawn, "{} is DELAY", s.name);
             }
             // Stop means stopped: nothing of a service that does not run
             // is left in its cgroup.
@@ -1368,6 +1382,12 @@ mod random {
         ExecError(usize, i32),
         /// From now on forks fail (1), pipes fail (2), or both work (0).
         Exhaust(u8),
+        /// The system goes down; the steps after it come during the
+        /// shutdown.
+        Shutdown,
+        /// The `log` link of the n-th service now points at `../LOG`
+        /// for the m-th of these (or is gone).
+        Link(usize, usize),
         Advance(Millis),
         Rescan,
         Toggle(usize),
@@ -1394,6 +1414,8 @@ mod random {
             )
                 .prop_map(|(n, errno)| Step::ExecError(n, errno)),
             (0..3u8).prop_map(Step::Exhaust),
+            Just(Step::Shutdown),
+            (0..6usize, 0..4usize).prop_map(|(n, m)| Step::Link(n, m)),
             (0..9000u64).prop_map(Step::Advance),
             Just(Step::Rescan),
             (0..6usize).prop_map(Step::Toggle),
@@ -1417,10 +1439,20 @@ mod random {
                 ("notification-fd", "3"),
             ],
         );
-        os.service("c", &[("run", ""), ("notification-fd", "0"), ("down", "")]);
+        // Its `run` ending on its own ends the system.
+        os.service(
+            "c",
+            &[
+                ("run", ""),
+                ("notification-fd", "0"),
+                ("down", ""),
+                ("main", ""),
+            ],
+        );
         os.service("t@", &[("run", "")]);
         os.service("log", &[("run", "")]);
         os.service("one", &[("setup", ""), ("finish", "")]);
+        os.service("SYS", &[("finish", "")]);
         os.link("a", "log", "../log");
         os.link("t@", "log", "../log");
         os.link("c", "log", "../c");
@@ -1431,7 +1463,13 @@ mod random {
         #[test]
         fn invariants_hold_and_shutdown_terminates(steps in proptest::collection::vec(step(), 1..80)) {
             let mut sim = Sim::new(world());
+            // Spawns before the shutdown was asked for.
+            let mut before_shutdown = None;
             for step in steps {
+                if let Some(n) = before_shutdown {
+                    let started = sim.os.spawns[n..].iter().find(|s| matches!(s.1, Script::Setup | Script::Run));
+                    prop_assert!(started.is_none(), "started during the shutdown: {:?}", started);
+                }
                 match step {
                     Step::Up(n) => { sim.command(proto::TAG_UP, NAMES[n]); }
                     Step::Down(n) => { sim.command(proto::TAG_DOWN, NAMES[n]); }
@@ -1446,11 +1484,24 @@ mod random {
                         sim.sup.on_ready_fd(&mut sim.os, token, sim.now);
                         sim.wake_up_over();
                     }
+                    Step::Link(n, m) => {
+                        let dir = NAMES[n].split('@').next().unwrap();
+                        let link = path(dir.as_bytes(), b"log");
+                        match ["../log", "../a", "../c", ""][m] {
+                            "" => { sim.os.links.remove(&link); }
+                            target => { sim.os.links.insert(link, target.as_bytes().to_vec()); }
+                        }
+                    }
+                    Step::Shutdown => {
+                        sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+                        before_shutdown.get_or_insert(sim.os.spawns.len());
+                    }
                     Step::Exit(n, status, leave, news_first) => {
-                        let pids: Vec<Pid> = sim.sup.services().filter(|(_, s)| s.pid > 0).map(|(_, s)| s.pid).collect();
+                        let pids: Vec<Pid> = sim.sup.services().filter(|(_, s)| s.pid > 0).map(|(_, s)| s.pid)
+                            .chain(sim.sup.sys.map(|sys| sys.pid)).collect();
                         if !pids.is_empty() {
                             let pid = pids[n % pids.len()];
-                            if leave {
+                            if leave && sim.os.live.get(&pid).is_some_and(|(cg, _)| !cg.is_empty()) {
                                 sim.os.leave(pid);
                             }
                             sim.exit_news_first(pid, status, news_first);
