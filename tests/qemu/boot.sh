@@ -80,6 +80,9 @@ if [ "$scenario" = cgroups ]; then
 	echo "50000 100000" >"$sv"/ready/cpu-max
 	echo 200 >"$sv"/ready/cpu-weight
 	echo 67108864 >"$sv"/ready/memory-high
+	# At the shutdown its cgroup goes as soon as run is gone; its finish
+	# gets one made anew, bound as run was.
+	script "$sv"/ready/finish 'read -r cg </proc/self/cgroup; cg=${cg#0::}; echo "@@ ready finish in $cg: $(cat /sys/fs/cgroup"$cg"/memory.high)"'
 	# Once hog was killed and is up again: what the services say.
 	cgroup_checks='
 n=0
@@ -154,7 +157,8 @@ if [ "$scenario" = cgroups ]; then
 		"@@ metric: nitro_service_oom_kills_total{service=\"hog\"} 1\$" \
 		"@@ bomb pids.current [0-8], pids.max 8\$" \
 		"@@ bomb hit pids-max" \
-		"@@ ready limits: 50000 100000, 200, 67108864\$"; do
+		"@@ ready limits: 50000 100000, 200, 67108864\$" \
+		"@@ ready finish in /ready: 67108864\$"; do
 		tr -d '\r' <"$log" | grep -aq "$needed" || { echo "missing: $needed" >&2; exit 1; }
 	done
 fi
