@@ -433,13 +433,18 @@ impl Supervisor {
                 break;
             };
             match self.table[l].state {
-                State::Down | State::Fatal | State::Delay => {
-                    self.start_one(os, l, now);
-                    next = self.table[l].logger;
-                }
+                // Still stopping or finishing: it starts when that is over.
                 State::Shutdown => {
                     self.step(os, l, Event::WantUp, now);
                     break;
+                }
+                State::Fatal if self.table[l].busy() => {
+                    self.step(os, l, Event::WantUp, now);
+                    break;
+                }
+                State::Down | State::Fatal | State::Delay => {
+                    self.start_one(os, l, now);
+                    next = self.table[l].logger;
                 }
                 _ => break,
             }

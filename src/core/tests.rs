@@ -1395,10 +1395,10 @@ mod random {
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
-            (0..6usize).prop_map(Step::Up),
-            (0..6usize).prop_map(Step::Down),
-            (0..6usize).prop_map(Step::Restart),
-            (0..6usize).prop_map(Step::Ready),
+            (0..NAMES.len()).prop_map(Step::Up),
+            (0..NAMES.len()).prop_map(Step::Down),
+            (0..NAMES.len()).prop_map(Step::Restart),
+            (0..NAMES.len()).prop_map(Step::Ready),
             (0..16usize, 0..3u8).prop_map(|(n, k)| Step::PipeEvent(n, k)),
             (
                 0..8usize,
@@ -1407,24 +1407,25 @@ mod random {
                 any::<bool>(),
             )
                 .prop_map(|(n, s, leave, news_first)| Step::Exit(n, s, leave, news_first)),
-            (0..6usize).prop_map(Step::Vanish),
+            (0..NAMES.len()).prop_map(Step::Vanish),
             (
-                0..6usize,
+                0..NAMES.len(),
                 prop_oneof![Just(0), Just(libc::EACCES), Just(libc::EAGAIN)]
             )
                 .prop_map(|(n, errno)| Step::ExecError(n, errno)),
             (0..3u8).prop_map(Step::Exhaust),
             Just(Step::Shutdown),
-            (0..6usize, 0..4usize).prop_map(|(n, m)| Step::Link(n, m)),
+            (0..NAMES.len(), 0..4usize).prop_map(|(n, m)| Step::Link(n, m)),
             (0..9000u64).prop_map(Step::Advance),
             Just(Step::Rescan),
-            (0..6usize).prop_map(Step::Toggle),
+            (0..NAMES.len()).prop_map(Step::Toggle),
         ]
     }
 
-    const NAMES: [&str; 6] = ["a", "b", "c", "t@1", "log", "one"];
+    const NAMES: [&str; 7] = ["a", "b", "c", "t@1", "log", "one", "LOG"];
 
-    fn world() -> FakeOs {
+    /// With `sys_setup`, the services wait for `SYS/setup` to end.
+    fn world(sys_setup: bool) -> FakeOs {
         let mut os = FakeOs::default();
         os.service(
             "a",
@@ -1452,7 +1453,13 @@ mod random {
         os.service("t@", &[("run", "")]);
         os.service("log", &[("run", "")]);
         os.service("one", &[("setup", ""), ("finish", "")]);
-        os.service("SYS", &[("finish", "")]);
+        // The global logger of those without a `log` link.
+        os.service("LOG", &[("run", "")]);
+        if sys_setup {
+            os.service("SYS", &[("setup", ""), ("finish", "")]);
+        } else {
+            os.service("SYS", &[("finish", "")]);
+        }
         os.link("a", "log", "../log");
         os.link("t@", "log", "../log");
         os.link("c", "log", "../c");
@@ -1461,8 +1468,11 @@ mod random {
 
     proptest! {
         #[test]
-        fn invariants_hold_and_shutdown_terminates(steps in proptest::collection::vec(step(), 1..80)) {
-            let mut sim = Sim::new(world());
+        fn invariants_hold_and_shutdown_terminates(
+            sys_setup in proptest::bool::weighted(0.2),
+            steps in proptest::collection::vec(step(), 1..80),
+        ) {
+            let mut sim = Sim::new(world(sys_setup));
             // Spawns before the shutdown was asked for.
             let mut before_shutdown = None;
             for step in steps {
@@ -2305,4 +2315,21 @@ fn a_start_while_a_fatal_service_finishes_waits_for_its_finish() {
     assert_eq!(sim.state("a"), State::Shutdown);
     sim.exit(finish, EXITED_0);
     assert_eq!(sim.state("a"), State::Down);
+}
+
+#[test]
+fn a_writer_that_starts_while_its_fatal_logger_finishes_waits_for_it() {
+    let mut os = simple(&[("run", ""), ("finish", "")]);
+    os.exec_errors.insert(b"a/run".to_vec(), libc::EACCES);
+    os.service("w", &[("run", ""), ("down", "")]);
+    os.link("w", "log", "../a");
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.state("a"), State::Fatal);
+    let finish = sim.os.pid_of("a", Script::Finish);
+    sim.command(proto::TAG_UP, "w");
+    assert_eq!(sim.state("w"), State::Starting);
+    assert_eq!(sim.state("a"), State::Restart, "the logger comes once over");
+    sim.os.exec_errors.clear();
+    sim.exit(finish, EXITED_0);
+    assert_eq!(sim.state("a"), State::Starting);
 }
