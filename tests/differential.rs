@@ -366,6 +366,35 @@ fn a_start_without_its_directory_is_fatal_with_wstatus_minus_one() {
     );
 }
 
+/// Found by the differential campaign (seed 9074): an instance whose
+/// template lost its `log` link and was then renamed, restarted by name.
+/// A request reads the links again only while the service's directory
+/// is there (its template's, for an instance): no `LOG@z` appears for a
+/// writer that cannot start.
+#[test]
+fn a_restart_without_the_directory_reads_no_log_link() {
+    use scenario::{Run, Step, Svc};
+    assert_agree(
+        vec![
+            Svc {
+                instances: vec!["z".into()],
+                log: Some("i".into()),
+                ..plain("t@")
+            },
+            plain("i"),
+            Svc {
+                run: Some(Run::Logger),
+                ..plain("LOG@")
+            },
+        ],
+        vec![
+            settled(Step::RemoveLog("t@".into())),
+            settled(Step::Rename("t@".into(), "u@".into())),
+            settled(Step::Ctl("restart".into(), "t@z".into())),
+        ],
+    );
+}
+
 /// Found by the differential campaign (seed 6171): an instance added
 /// down whose template is renamed, asked up: its start finds the
 /// directory gone. The C nitro announces DOWN before FATAL although the

@@ -47,7 +47,10 @@ impl Supervisor {
                 let Some(i) = self.lookup(os, name, create, now) else {
                     return w.packet(proto::TAG_ESRCH, &[]);
                 };
-                if create {
+                // Links are read again only while the service's directory
+                // (its template's) is there, as in the C nitro: a writer
+                // that cannot start gets no new logger.
+                if create && os.exists(self.table[i].name.dir(), b"") {
                     self.resolve_logger_chain(os, i, now);
                 }
                 let event = match request {
