@@ -1470,9 +1470,13 @@ mod random {
         #[test]
         fn invariants_hold_and_shutdown_terminates(
             sys_setup in proptest::bool::weighted(0.2),
+            scan_reversed in any::<bool>(),
             steps in proptest::collection::vec(step(), 1..80),
         ) {
-            let mut sim = Sim::new(world(sys_setup));
+            let mut os = world(sys_setup);
+            // readdir follows no order.
+            os.scan_reversed = scan_reversed;
+            let mut sim = Sim::new(os);
             // Spawns before the shutdown was asked for.
             let mut before_shutdown = None;
             for step in steps {
