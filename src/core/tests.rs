@@ -534,6 +534,15 @@ impl Sim {
             fds, self.os.open_fds,
             "descriptors held by services = descriptors open"
         );
+        // Every script alive is one nitro waits for.
+        for (pid, (cgroup, script)) in &self.os.live {
+            assert!(
+                pids.contains(pid) || self.sup.sys.is_some_and(|sys| sys.pid == *pid),
+                "{} of {} ({pid}) is lost",
+                script.file(),
+                String::from_utf8_lossy(cgroup)
+            );
+        }
         assert_eq!(watched, self.os.watched, "readiness pipes are watched");
     }
 }
@@ -1975,6 +1984,9 @@ fn state_event_table() {
     for &(from, event, to) in table {
         let mut sim = reach(from);
         let i = sim.sup.find(b"a").unwrap();
+        if let Event::Exited(_) = event {
+            sim.os.live.remove(&sim.sup.table[i].pid);
+        }
         sim.sup.step(&mut sim.os, i, event, sim.now);
         sim.check();
         assert_eq!(sim.state("a"), to, "{from:?} + {event:?}");
