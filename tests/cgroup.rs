@@ -7,7 +7,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use nitro::proto::State;
+use nitro::client::request;
+use nitro::proto::{self, State};
 use support::*;
 
 /// A cgroup made for one test, removed (with what nitro left) at the end.
@@ -298,6 +299,98 @@ fn a_shutdown_ends_what_services_left_before_finish_and_exit() {
         assert_ended(pid);
     }
     for name in ["a", "b"] {
+        assert!(
+            !cgroup.service(name).exists(),
+            "the cgroup of {name} is left"
+        );
+    }
+}
+
+/// Starts a helper that outlives its script and notes its pid.
+const HELPER: &str = r#"sleep 1000 & echo $! >> "$T/helpers""#;
+
+#[test]
+fn random_starts_stops_and_failures_leave_nothing_behind() {
+    let Some(cgroup) = TestCgroup::new("chaos") else {
+        return;
+    };
+    let mut n = start(&cgroup, |sv| {
+        // Ends on its own: what it left goes before finish, what finish
+        // left before the next start.
+        script(
+            &sv.join("a/run"),
+            &format!("{HELPER}\necho >&3; exec sleep 0.4"),
+        );
+        file(&sv.join("a/notification-fd"), "3");
+        script(&sv.join("a/finish"), HELPER);
+        // Its setup fails two times out of three.
+        script(
+            &sv.join("b/setup"),
+            &format!(
+                r#"{HELPER}
+n=$(cat "$T/b-tries" 2>/dev/null || echo 0); echo $((n + 1)) > "$T/b-tries"
+[ $((n % 3)) -eq 2 ]"#
+            ),
+        );
+        script(
+            &sv.join("b/run"),
+            &format!("{HELPER}\necho >&3; exec sleep 1000"),
+        );
+        file(&sv.join("b/notification-fd"), "3");
+        // Ignores SIGTERM, and so does what it leaves.
+        script(
+            &sv.join("c/run"),
+            r#"trap '' TERM
+sh -c 'trap "" TERM; echo $$ >> "$T/helpers"; exec sleep 1000' &
+echo >&3; while :; do sleep 1; done"#,
+        );
+        file(&sv.join("c/notification-fd"), "3");
+        file(&sv.join("c/timeout-kill"), "200");
+        // Its setup leaves a helper, and its run is sometimes not
+        // executable (FATAL; finish runs with 111).
+        script(&sv.join("d/setup"), HELPER);
+        script(
+            &sv.join("d/run"),
+            &format!("{HELPER}\necho >&3; exec sleep 1000"),
+        );
+        file(&sv.join("d/notification-fd"), "3");
+        script(&sv.join("d/finish"), HELPER);
+    });
+    let raw = n.raw();
+    let names = ["a", "b", "c", "d"];
+    let mut rng = Rng(0x5eed_c6c6);
+    let run_d = n.sv.join("d/run");
+    for _ in 0..40 {
+        match rng.below(5) {
+            4 => {
+                let mode = if rng.below(2) == 0 { 0o644 } else { 0o755 };
+                std::fs::set_permissions(
+                    &run_d,
+                    std::os::unix::fs::PermissionsExt::from_mode(mode),
+                )
+                .unwrap();
+            }
+            op => {
+                let tag = [
+                    proto::TAG_UP,
+                    proto::TAG_DOWN,
+                    proto::TAG_RESTART,
+                    proto::TAG_RESTART,
+                ][op as usize];
+                let name = names[rng.below(names.len() as u64) as usize];
+                // Replies go unread.
+                let _ = raw.socket.send_to(&request(tag, name.as_bytes()), &n.sock);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(300)));
+    }
+    assert!(n.stop().success(), "{}", n.stderr());
+    let helpers = pids(&n.path("helpers"));
+    assert!(helpers.len() > 10, "{} helpers", helpers.len());
+    for pid in helpers {
+        assert_ended(pid);
+    }
+    for name in names {
         assert!(
             !cgroup.service(name).exists(),
             "the cgroup of {name} is left"
