@@ -1438,7 +1438,13 @@ mod random {
         let mut os = FakeOs::default();
         os.service(
             "a",
-            &[("run", ""), ("finish", ""), ("notification-fd", "3")],
+            &[
+                ("run", ""),
+                ("finish", ""),
+                ("notification-fd", "3"),
+                ("timeout-kill", "500"),
+                ("timeout-finish", "300"),
+            ],
         );
         os.service(
             "b",
@@ -1459,7 +1465,7 @@ mod random {
                 ("main", ""),
             ],
         );
-        os.service("t@", &[("run", "")]);
+        os.service("t@", &[("run", ""), ("down-signal", "h")]);
         os.service("log", &[("run", "")]);
         os.service("one", &[("setup", ""), ("finish", "")]);
         // The global logger of those without a `log` link.
@@ -1476,6 +1482,8 @@ mod random {
     }
 
     proptest! {
+        // Each run tries new sequences; a thousand take a few seconds.
+        #![proptest_config(ProptestConfig::with_cases(1000))]
         #[test]
         fn invariants_hold_and_shutdown_terminates(
             sys_setup in proptest::bool::weighted(0.2),
