@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::core::{Bytes, CgroupStats, Fd, Script};
 
-use super::{Errno, close, errno, join_path, warn};
+use super::{Errno, close, errno, join_path, read_at, warn};
 
 /// `statfs` magic of a cgroup v2 file system.
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -454,27 +454,6 @@ impl Cgroups {
 /// The decimal number in `bytes` (surrounding white space allowed).
 fn number(bytes: &[u8]) -> Option<u64> {
     core::str::from_utf8(bytes.trim_ascii()).ok()?.parse().ok()
-}
-
-/// Reads `dir/file` relative to `at` into `buf`: bytes read.
-fn read_at(at: Fd, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
-    let mut rel = [0u8; REL_PATH];
-    let path = join_path(&mut rel, dir, file)?;
-    // SAFETY: path is a valid C string.
-    let fd = unsafe {
-        libc::openat(
-            at,
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY,
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: buf is valid for its length.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    close(fd);
-    usize::try_from(n).ok()
 }
 
 /// Writes `value` into `dir/file` relative to `at`, or errno.

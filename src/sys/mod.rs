@@ -109,6 +109,29 @@ pub fn join_path<'b>(buf: &'b mut [u8], dir: &[u8], file: &[u8]) -> Option<&'b C
     CStr::from_bytes_with_nul(&buf[..=len]).ok()
 }
 
+/// Reads `dir/file` relative to the directory `at` into `buf`: bytes
+/// read. Non-blocking, so that a FIFO where a file should be cannot stall
+/// nitro.
+pub fn read_at(at: crate::core::Fd, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
+    let mut path = [0u8; 256];
+    let path = join_path(&mut path, dir, file)?;
+    // SAFETY: path is a valid C string.
+    let fd = unsafe {
+        libc::openat(
+            at,
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: buf is valid for its length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    close(fd);
+    usize::try_from(n).ok()
+}
+
 /// Writes a whole message to stderr, ignoring errors (there is nowhere
 /// else to report them).
 pub fn write_stderr(bytes: &[u8]) {

@@ -417,24 +417,7 @@ impl core::Os for RealOs {
     }
 
     fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
-        let mut path = [0u8; 256];
-        let path = join_path(&mut path, dir, file)?;
-        // Non-blocking, so that a FIFO in a service directory cannot stall nitro.
-        // SAFETY: path is a valid C string.
-        let fd = unsafe {
-            libc::openat(
-                self.service_dir,
-                path.as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY,
-            )
-        };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: buf is valid for its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        super::close(fd);
-        if n < 0 { None } else { Some(n as usize) }
+        super::read_at(self.service_dir, dir, file, buf)
     }
 
     fn read_link(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
