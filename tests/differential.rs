@@ -416,6 +416,30 @@ fn an_instance_added_down_whose_template_is_gone_is_fatal_when_asked_up() {
     );
 }
 
+/// Found by the differential campaign (seed 9848): a service whose
+/// directory is removed while its `setup` runs is FATAL once `setup`
+/// ends; the C nitro announces DOWN before that FATAL too (rule
+/// C_DOWN_BEFORE_FATAL_OF_A_GONE_DIRECTORY, widened to any state before).
+#[test]
+fn a_service_removed_during_its_setup_is_fatal_when_setup_ends() {
+    use scenario::{Script, Step, Svc, TimedStep};
+    let quick = |step| TimedStep {
+        step,
+        settle: false,
+    };
+    assert_agree(
+        vec![],
+        vec![
+            quick(Step::Add(Svc {
+                setup: Some(Script::Long { ms: 1500 }),
+                ..plain("p")
+            })),
+            quick(Step::Rescan),
+            settled(Step::Remove("p".into())),
+        ],
+    );
+}
+
 /// Found by the differential campaign (seed 6412): the C nitro loses the
 /// readiness of `t@y` restarted by a step (its known readiness-pipe
 /// defect) and never settles once the template is renamed, while `b`,

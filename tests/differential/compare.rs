@@ -65,11 +65,11 @@ pub const RULES: &[(&str, &str)] = &[
     (
         "C_DOWN_BEFORE_FATAL_OF_A_GONE_DIRECTORY",
         "when a start finds the service directory gone, the C nitro announces DOWN \
-         then FATAL, also where the service was DOWN or FATAL already; we announce \
-         what changed: for a service whose directory a step removed or renamed, the \
-         second of two C DOWN events directly before a FATAL is not matched (nor a C \
-         DOWN before a FATAL as the first event of a service added down), nor a C \
-         DOWN and FATAL right after a FATAL",
+         then FATAL, also where the service was DOWN or FATAL already, or comes from \
+         a `setup` that ended after the directory went; we announce what changed: \
+         for a service whose directory a step removed or renamed, a C DOWN directly \
+         before a FATAL is not matched (also as the first event of a service added \
+         down), nor a C DOWN and FATAL right after a FATAL",
     ),
     (
         "C_STALE_WSTATUS_OF_A_REUSED_SLOT",
@@ -494,14 +494,12 @@ pub fn compare(scenario: &Scenario, c: &Trace, ours: &Trace) -> Vec<String> {
                 }
                 // Before its first event a service was DOWN: no nitro
                 // announces one added down.
-                match k.checked_sub(1).map_or(State::Down, |before| cs[before]) {
-                    State::Down => {
-                        cs.remove(k);
-                    }
-                    State::Fatal => {
-                        cs.drain(k..k + 2);
-                    }
-                    _ => {}
+                if k.checked_sub(1)
+                    .is_some_and(|before| cs[before] == State::Fatal)
+                {
+                    cs.drain(k..k + 2);
+                } else {
+                    cs.remove(k);
                 }
             }
         }
