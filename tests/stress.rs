@@ -10,7 +10,7 @@ use std::os::unix::fs::symlink;
 use std::time::Duration;
 
 use nitro::client::request;
-use nitro::proto::{State, TAG_DOWN, TAG_LIST, TAG_RESTART, TAG_UP};
+use nitro::proto::{State, TAG_DOWN, TAG_LIST, TAG_RESCAN, TAG_RESTART, TAG_UP};
 use support::*;
 
 fn signal(pid: u32, signal: i32) {
@@ -84,4 +84,89 @@ fn nitro_stopped_and_continued_at_random_moments_stays_responsive() {
     until("crash keeps trying", || {
         matches!(n.state("crash"), Some(State::Delay | State::Starting))
     });
+}
+
+/// Writes service `name` into `sv` (again, after a removal).
+fn make(sv: &std::path::Path, name: &str) {
+    match name {
+        "lg" | "LOG" => script(&sv.join(name).join("run"), "exec cat > /dev/null"),
+        "a" => {
+            script(&sv.join("a/run"), "exec sleep 1000");
+            script(&sv.join("a/finish"), "sleep 1");
+        }
+        "b" => {
+            script(
+                &sv.join("b/run"),
+                "trap 'sleep 1; exit 0' TERM; echo >&3; sleep 1000 & wait",
+            );
+            file(&sv.join("b/notification-fd"), "3");
+        }
+        "c" => script(&sv.join("c/run"), "echo crash; exit 1"),
+        "t@" => script(&sv.join("t@/run"), "echo hello; exec sleep 1000"),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn random_requests_and_changes_of_the_directory_then_a_shutdown_that_ends() {
+    for round in 0..ROUNDS_OF_CHANGES {
+        changes_then_a_shutdown(SEED ^ round);
+    }
+}
+
+const ROUNDS_OF_CHANGES: u64 = 6;
+
+fn changes_then_a_shutdown(seed: u64) {
+    let dirs = ["a", "b", "c", "lg", "t@", "LOG"];
+    let mut n = Nitro::start(|sv| {
+        for name in dirs {
+            make(sv, name);
+        }
+        symlink("../lg", sv.join("a/log")).unwrap();
+        symlink("../lg", sv.join("t@/log")).unwrap();
+        symlink("../c", sv.join("c/log")).unwrap();
+    });
+    let raw = n.raw();
+    let names = ["a", "b", "c", "lg", "t@1", "t@2", "LOG"];
+    let mut rng = Rng(seed);
+    for _ in 0..30 {
+        match rng.below(8) {
+            0..=3 => {
+                let tag = [TAG_UP, TAG_DOWN, TAG_RESTART, TAG_RESTART][rng.below(4) as usize];
+                let name = names[rng.below(names.len() as u64) as usize];
+                // Replies go unread.
+                let _ = raw.socket.send_to(&request(tag, name.as_bytes()), &n.sock);
+            }
+            4 => {
+                let dir = n.sv.join(dirs[rng.below(dirs.len() as u64) as usize]);
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            5 => {
+                let name = dirs[rng.below(dirs.len() as u64) as usize];
+                if !n.sv.join(name).exists() {
+                    make(&n.sv, name);
+                }
+            }
+            6 => {
+                let writer = n.sv.join(["a", "b", "t@"][rng.below(3) as usize]);
+                let link = writer.join("log");
+                let _ = std::fs::remove_file(&link);
+                if writer.exists() && rng.below(2) == 0 {
+                    let target = ["../lg", "../b", "../c"][rng.below(3) as usize];
+                    let _ = symlink(target, link);
+                }
+            }
+            _ => {
+                let _ = raw.socket.send_to(&request(TAG_RESCAN, b""), &n.sock);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(150)));
+    }
+    // A service removed and still stopping as the shutdown begins.
+    let _ = std::fs::remove_dir_all(n.sv.join(["a", "b"][rng.below(2) as usize]));
+    let _ = raw.socket.send_to(&request(TAG_RESCAN, b""), &n.sock);
+    std::thread::sleep(Duration::from_millis(100));
+    // Whatever the sequence left, the shutdown ends (within the harness's
+    // deadline), with every service down.
+    assert_eq!(n.stop().code(), Some(0), "seed {seed}: {}", n.stderr());
 }
