@@ -516,6 +516,10 @@ impl Sim {
             if s.state == State::Delay && self.sup.starting_allowed() {
                 assert_eq!(s.timer, Timer::Respawn, "{} is DELAY", s.name);
             }
+            // Only FATAL may still finish (its `run` could not start).
+            if matches!(s.state, State::Down | State::Delay) {
+                assert!(!s.busy(), "{} is {:?} and busy", s.name, s.state);
+            }
             // Stop means stopped: nothing of a service that does not run
             // is left in its cgroup.
             if matches!(s.state, State::Down | State::Delay | State::Fatal)
