@@ -358,6 +358,8 @@ struct Sim {
     os: FakeOs,
     sup: Supervisor,
     now: Millis,
+    /// Within one wake-up of the loop: its end (the timers) comes later.
+    waking: bool,
 }
 
 impl Sim {
@@ -374,6 +376,7 @@ impl Sim {
                 fd_limit: 1024,
             }),
             now: 10_000,
+            waking: false,
         };
         sim.sup.boot(&mut sim.os, sim.now);
         sim.check();
@@ -413,8 +416,24 @@ impl Sim {
     /// Every wake-up of the loop ends with the timers (and what the
     /// shutdown does next), as in nitro's loop.
     fn wake_up_over(&mut self) {
-        self.sup.on_timers(&mut self.os, self.now);
+        if !self.waking {
+            self.sup.on_timers(&mut self.os, self.now);
+        }
         self.check();
+    }
+
+    /// Children that ended, then requests, in one wake-up of the loop
+    /// (its order), and only then the timers.
+    fn wake_up(&mut self, exits: &[(Pid, i32)], requests: &[Vec<u8>]) {
+        self.waking = true;
+        for &(pid, wstatus) in exits {
+            self.exit(pid, wstatus);
+        }
+        for datagram in requests {
+            self.request(datagram);
+        }
+        self.waking = false;
+        self.wake_up_over();
     }
 
     fn exit(&mut self, pid: Pid, wstatus: i32) {
@@ -1398,6 +1417,9 @@ mod random {
         /// The system goes down; the steps after it come during the
         /// shutdown.
         Shutdown,
+        /// Live processes that end (by index) and requests (tag, name)
+        /// that arrive in one wake-up of the loop.
+        Wake(Vec<(usize, i32)>, Vec<(u8, usize)>),
         /// The `log` link of the n-th service now points at `../LOG`
         /// for the m-th of these (or is gone).
         Link(usize, usize),
@@ -1428,6 +1450,24 @@ mod random {
                 .prop_map(|(n, errno)| Step::ExecError(n, errno)),
             (0..3u8).prop_map(Step::Exhaust),
             Just(Step::Shutdown),
+            (
+                proptest::collection::vec(
+                    (0..8usize, prop_oneof![Just(0), Just(256), Just(9)]),
+                    0..3
+                ),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just(proto::TAG_UP),
+                            Just(proto::TAG_DOWN),
+                            Just(proto::TAG_RESTART)
+                        ],
+                        0..NAMES.len()
+                    ),
+                    0..3,
+                ),
+            )
+                .prop_map(|(exits, requests)| Step::Wake(exits, requests)),
             (0..NAMES.len(), 0..4usize).prop_map(|(n, m)| Step::Link(n, m)),
             (0..9000u64).prop_map(Step::Advance),
             Just(Step::Rescan),
@@ -1526,6 +1566,22 @@ mod random {
                             "" => { sim.os.links.remove(&link); }
                             target => { sim.os.links.insert(link, target.as_bytes().to_vec()); }
                         }
+                    }
+                    Step::Wake(exits, requests) => {
+                        let pids: Vec<Pid> = sim.os.live.keys().copied().collect();
+                        let mut ending: Vec<(Pid, i32)> = Vec::new();
+                        for (n, status) in exits {
+                            if let Some(&pid) = pids.get(n % pids.len().max(1)) && !ending.iter().any(|e| e.0 == pid) {
+                                ending.push((pid, status));
+                            }
+                        }
+                        let requests: Vec<Vec<u8>> = requests.iter().map(|&(tag, n)| {
+                            let mut d = (NAMES[n].len() as u16).to_le_bytes().to_vec();
+                            d.push(tag);
+                            d.extend_from_slice(NAMES[n].as_bytes());
+                            d
+                        }).collect();
+                        sim.wake_up(&ending, &requests);
                     }
                     Step::Shutdown => {
                         sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
