@@ -123,10 +123,15 @@ impl Fake {
     /// The next datagram nitroctl sends, and where it came from.
     fn recv(&self) -> (Vec<u8>, SocketAddr) {
         let mut buf = vec![0u8; 65536];
-        let (n, from) = self
-            .server
-            .recv_from(&mut buf)
-            .expect("nitroctl sent nothing");
+        // A receive with a timeout fails with EINTR when the process was
+        // stopped and continued meanwhile (signal(7)), even without a
+        // handler: seen once on a loaded machine.
+        let (n, from) = loop {
+            match self.server.recv_from(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                received => break received.expect("nitroctl sent nothing"),
+            }
+        };
         buf.truncate(n);
         (buf, from)
     }

@@ -212,7 +212,14 @@ impl Nitro {
         let raw = self.raw();
         raw.socket.send_to(datagram, &self.sock).unwrap();
         let mut buf = vec![0u8; 8192];
-        let n = raw.socket.recv(&mut buf).expect("a reply");
+        // A receive with a timeout fails with EINTR when the process was
+        // stopped and continued meanwhile (signal(7)).
+        let n = loop {
+            match raw.socket.recv(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                received => break received.expect("a reply"),
+            }
+        };
         buf.truncate(n);
         buf
     }
