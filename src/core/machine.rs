@@ -233,6 +233,7 @@ impl Supervisor {
                         // in the cgroup now: `finish` starts once it is
                         // empty.
                         os.cgroup_kill(self.table[i].name.as_bytes());
+                        self.table[i].cgroup_killed = true;
                         if self.table[i].leftovers.is_some() {
                             self.table
                                 .set_timer(i, Timer::Kill, now.saturating_add(KILL_AGAIN_MS));
@@ -632,12 +633,17 @@ impl Supervisor {
         notify: Option<(i32, super::Fd)>,
     ) -> Result<super::Pid, SpawnError> {
         let (stdin, stdout, stderr_to_stdout) = self.stdio(i, script);
-        self.table[i].cgroup_empty = false;
-        // These start in a cgroup made anew (unless something is left in
-        // it): what the old one counted is kept.
-        let fresh_cgroup = matches!(script, Script::Setup | Script::Run);
+        let service = &mut self.table[i];
+        service.cgroup_empty = false;
+        // `setup` and `run` begin a start: their cgroup is made anew (unless
+        // something is left in it), so that its accounting covers this
+        // start. `finish` joins what `run` used, unless the whole cgroup got
+        // SIGKILL: Linux (6.18 at least) kills every child cloned into a
+        // cgroup once emptied through `cgroup.kill`. What the old one
+        // counted of OOM kills is kept.
+        let fresh_cgroup = matches!(script, Script::Setup | Script::Run) || service.cgroup_killed;
         if fresh_cgroup {
-            let service = &mut self.table[i];
+            service.cgroup_killed = false;
             let seen = os.cgroup_oom_kills(service.name.as_bytes());
             service.oom_kills += seen.saturating_sub(service.oom_counted);
         }
@@ -658,6 +664,7 @@ impl Supervisor {
             notify,
             controlling_tty: false,
             cgroup: Some(service.name.as_bytes()),
+            fresh_cgroup,
         });
         if fresh_cgroup {
             let service = &mut self.table[i];

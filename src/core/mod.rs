@@ -74,6 +74,9 @@ pub struct Spawn<'a> {
     /// Start it in the cgroup of this service (its name), when nitro uses
     /// cgroups; `None` for the SYS scripts, which stay in nitro's.
     pub cgroup: Option<&'a [u8]>,
+    /// Make that cgroup anew first, if nothing is left in it (else join
+    /// it as it is).
+    pub fresh_cgroup: bool,
 }
 
 impl<'a> Spawn<'a> {
@@ -90,6 +93,7 @@ impl<'a> Spawn<'a> {
             notify: None,
             controlling_tty: true,
             cgroup: None,
+            fresh_cgroup: false,
         }
     }
 }

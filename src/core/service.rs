@@ -167,6 +167,9 @@ pub struct Service {
     /// The cgroup was found empty and nothing was started in it since:
     /// no need to look again (a look costs the kernel a file read).
     pub cgroup_empty: bool,
+    /// The whole cgroup got SIGKILL since it was made: nothing may start
+    /// in it again before it is made anew.
+    pub cgroup_killed: bool,
 }
 
 impl Service {
@@ -196,6 +199,7 @@ impl Service {
             main_status: None,
             leftovers: None,
             cgroup_empty: false,
+            cgroup_killed: false,
         }
     }
 

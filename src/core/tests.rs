@@ -7,8 +7,17 @@ use super::*;
 use crate::proto;
 use crate::spat::{Item, Reader};
 
-/// A recorded spawn: (dir, prog, args, stdin, stdout, pid).
-type Spawned = (Vec<u8>, Script, Vec<Vec<u8>>, Option<Fd>, Option<Fd>, Pid);
+/// A recorded spawn: (dir, prog, args, stdin, stdout, pid, whether its
+/// cgroup was to be made anew).
+type Spawned = (
+    Vec<u8>,
+    Script,
+    Vec<Vec<u8>>,
+    Option<Fd>,
+    Option<Fd>,
+    Pid,
+    bool,
+);
 
 #[derive(Default)]
 struct FakeOs {
@@ -149,8 +158,17 @@ impl Os for FakeOs {
                         panic!("{file} started in the cgroup of {name} while leftovers are there")
                     }
                 }
-                // An empty cgroup is made anew for these, as RealOs does.
-                if matches!(spawn.script, Script::Setup | Script::Run) && !self.in_cgroup(cgroup) {
+                // The kernel kills every child cloned into a cgroup once
+                // emptied through `cgroup.kill`, until it is made anew.
+                assert!(
+                    spawn.fresh_cgroup || !self.killed_cgroups.contains(cgroup),
+                    "{file} cloned into the cgroup of {name}, killed before: the kernel kills it"
+                );
+                if matches!(spawn.script, Script::Setup | Script::Run) {
+                    assert!(spawn.fresh_cgroup, "{file} of {name} in an old cgroup");
+                }
+                // An empty cgroup is made anew when asked, as RealOs does.
+                if spawn.fresh_cgroup && !self.in_cgroup(cgroup) {
                     self.oom_kills.remove(cgroup);
                     self.cgroup_watches.remove(cgroup);
                     self.killed_cgroups.remove(cgroup);
@@ -190,6 +208,7 @@ impl Os for FakeOs {
             spawn.stdin,
             spawn.stdout,
             pid,
+            spawn.fresh_cgroup,
         ));
         Ok(pid)
     }
@@ -2416,4 +2435,27 @@ fn a_writer_that_starts_while_its_fatal_logger_finishes_waits_for_it() {
     sim.os.exec_errors.clear();
     sim.exit(finish, EXITED_0);
     assert_eq!(sim.state("a"), State::Starting);
+}
+
+#[test]
+fn a_finish_after_sigkill_to_the_whole_cgroup_gets_it_made_anew() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("finish", "")]));
+    let run = sim.os.pid_of("a", Script::Run);
+    sim.advance(3000);
+    // An ordinary stop: `finish` joins what `run` used.
+    sim.command(proto::TAG_RESTART, "a");
+    sim.exit(run, killed(libc::SIGTERM));
+    assert!(!sim.os.last_spawn("a", Script::Finish).unwrap().6);
+    sim.exit(sim.os.pid_of("a", Script::Finish), EXITED_0);
+    // A stop that ends in SIGKILL to the whole cgroup: the kernel would
+    // kill a `finish` cloned into it.
+    let run = sim.os.pid_of("a", Script::Run);
+    sim.command(proto::TAG_DOWN, "a");
+    sim.advance(STOP_TIMEOUT_MS);
+    assert_eq!(
+        sim.os.cgroup_signals.last(),
+        Some(&(b"a".to_vec(), libc::SIGKILL))
+    );
+    sim.exit(run, killed(libc::SIGKILL));
+    assert!(sim.os.last_spawn("a", Script::Finish).unwrap().6);
 }

@@ -7,7 +7,7 @@
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 
-use crate::core::{Bytes, CgroupStats, Fd, Script};
+use crate::core::{Bytes, CgroupStats, Fd};
 
 use super::{Errno, close, errno, join_path, read_at, warn};
 
@@ -81,20 +81,6 @@ pub struct Cgroups {
     enabled: u8,
     /// Controllers whose absence was already reported.
     warned: u8,
-    /// Cgroups emptied through `cgroup.kill`, by a hash of the name (a
-    /// collision only costs a cgroup made anew).
-    killed: [u64; KILLED_WORDS],
-}
-
-const KILLED_WORDS: usize = 64;
-
-/// The bit of `name` in `Cgroups::killed`: (word, mask).
-fn killed_bit(name: &[u8]) -> (usize, u64) {
-    let hash = name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    let bit = (hash % (KILLED_WORDS as u64 * 64)) as usize;
-    (bit / 64, 1 << (bit % 64))
 }
 
 /// Why nitro does not use cgroups.
@@ -199,7 +185,6 @@ impl Cgroups {
             inotify,
             enabled,
             warned: 0,
-            killed: [0; KILLED_WORDS],
         })
     }
 
@@ -221,21 +206,14 @@ impl Cgroups {
         while unsafe { libc::read(self.inotify, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     }
 
-    /// The cgroup of `name`, as a descriptor to start `script` in. `setup`
-    /// and `run` begin a new start: an empty cgroup is made anew, so that
-    /// its accounting covers this start only; one with something left in
-    /// it is reused (one that cannot be removed is not leaked). `finish`
-    /// joins what `run` used, unless the cgroup was killed or is gone
-    /// (the system going down removes it once empty). Also whether the
-    /// cgroup was made now.
-    pub fn open(&mut self, name: &[u8], script: Script) -> Result<(Fd, bool), i32> {
+    /// The cgroup of `name`, as a descriptor to start a program in, made
+    /// anew first when `fresh` and nothing is left in it (one that cannot
+    /// be removed is reused, not leaked), or when it is gone (the system
+    /// going down removes it once empty). Also whether it was made now.
+    pub fn open(&self, name: &[u8], fresh: bool) -> Result<(Fd, bool), i32> {
         let mut rel = [0u8; REL_PATH];
         let dir = join_path(&mut rel, name, b"").ok_or(libc::ENAMETOOLONG)?;
-        let (word, mask) = killed_bit(name);
-        // Also after a kill: Linux (6.18 at least) kills every child
-        // cloned into a cgroup once emptied through `cgroup.kill`, as if
-        // the kill were still going on.
-        if script != Script::Finish || self.killed[word] & mask != 0 {
+        if fresh {
             self.remove(name);
         }
         // SAFETY: dir is a valid C string relative to our root descriptor.
@@ -376,36 +354,29 @@ impl Cgroups {
 
     /// SIGKILL to every member, at once (`cgroup.kill`, Linux 5.14), or
     /// one by one where that is missing.
-    pub fn kill(&mut self, name: &[u8]) {
-        if write_at(self.root_fd, name, b"cgroup.kill", b"1").is_ok() {
-            let (word, mask) = killed_bit(name);
-            self.killed[word] |= mask;
-        } else {
+    pub fn kill(&self, name: &[u8]) {
+        if write_at(self.root_fd, name, b"cgroup.kill", b"1").is_err() {
             self.signal(name, libc::SIGKILL);
         }
     }
 
     /// Removes the cgroup of `name`; one still busy stays, to be reused.
     /// Whether it is gone (or was not there).
-    pub fn remove(&mut self, name: &[u8]) -> bool {
+    pub fn remove(&self, name: &[u8]) -> bool {
         let mut rel = [0u8; REL_PATH];
         let Some(dir) = join_path(&mut rel, name, b"") else {
             return true;
         };
         // SAFETY: dir is a valid C string relative to the root descriptor.
-        if unsafe { libc::unlinkat(self.root_fd, dir.as_ptr(), libc::AT_REMOVEDIR) } < 0 {
-            return errno() == libc::ENOENT;
-        }
-        let (word, mask) = killed_bit(name);
-        self.killed[word] &= !mask;
-        true
+        let removed = unsafe { libc::unlinkat(self.root_fd, dir.as_ptr(), libc::AT_REMOVEDIR) };
+        removed == 0 || errno() == libc::ENOENT
     }
 
     /// Whether a process is left in the cgroup of `name`, which is
     /// removed when there is none: one `rmdir` instead of a read, and
     /// none later. One that cannot be removed is looked at as by
     /// `populated`.
-    pub fn release(&mut self, name: &[u8]) -> bool {
+    pub fn release(&self, name: &[u8]) -> bool {
         !self.remove(name) && self.populated(name)
     }
 

@@ -308,7 +308,7 @@ impl core::Os for RealOs {
         let Some((cgroups, name)) = self.cgroups.as_mut().zip(spawn.cgroup) else {
             return self.spawner.spawn(spawn, None);
         };
-        let (dir, made) = match cgroups.open(name, spawn.script) {
+        let (dir, made) = match cgroups.open(name, spawn.fresh_cgroup) {
             Ok(opened) => opened,
             Err(errno) => {
                 super::warn(format_args!(
@@ -444,7 +444,7 @@ impl core::Os for RealOs {
     }
 
     fn cgroup_release(&mut self, name: &[u8]) -> bool {
-        self.cgroups.as_mut().is_some_and(|c| c.release(name))
+        self.cgroups.as_ref().is_some_and(|c| c.release(name))
     }
 
     fn cgroup_signal(&mut self, name: &[u8], signal: i32) {
@@ -454,13 +454,13 @@ impl core::Os for RealOs {
     }
 
     fn cgroup_kill(&mut self, name: &[u8]) {
-        if let Some(cgroups) = &mut self.cgroups {
+        if let Some(cgroups) = &self.cgroups {
             cgroups.kill(name);
         }
     }
 
     fn cgroup_remove(&mut self, name: &[u8]) {
-        if let Some(cgroups) = &mut self.cgroups {
+        if let Some(cgroups) = &self.cgroups {
             cgroups.remove(name);
         }
     }
