@@ -440,6 +440,30 @@ fn a_service_removed_during_its_setup_is_fatal_when_setup_ends() {
     );
 }
 
+/// Found by the differential campaign (seed 10634): the instance link of
+/// a DOWN instance removed, then a rescan: the instance goes, and with it
+/// its `LOG@x`; the C nitro keeps `LOG@x` DOWN until the next rescan (rule
+/// C_LOGGER_INSTANCE_OF_A_REMOVED_WRITER_KEPT, widened to a removed
+/// instance link).
+#[test]
+fn the_logger_instance_of_a_removed_instance_link_goes_with_it() {
+    use scenario::{Run, Step, Svc};
+    assert_agree(
+        vec![
+            Svc {
+                down: true,
+                instances: vec!["x".into()],
+                ..plain("t@")
+            },
+            Svc {
+                run: Some(Run::Logger),
+                ..plain("LOG@")
+            },
+        ],
+        vec![settled(Step::Remove("t@x".into())), settled(Step::Rescan)],
+    );
+}
+
 /// Found by the differential campaign (seed 6412): the C nitro loses the
 /// readiness of `t@y` restarted by a step (its known readiness-pipe
 /// defect) and never settles once the template is renamed, while `b`,

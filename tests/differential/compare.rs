@@ -108,7 +108,8 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     (
         "C_LOGGER_INSTANCE_OF_A_REMOVED_WRITER_KEPT",
-        "a removed writer P (or U@P) is stopped by the rescan that finds it gone, \
+        "a removed writer P (or U@P: its template or its instance link removed) is \
+         stopped by the rescan that finds it gone, \
          and its logger instance T@P is still in use when that rescan looks for \
          unused instances; the C nitro then keeps it, DOWN, until the next rescan, we \
          forget it with its writer (SPEC 4: logger instances exist only while used): \
@@ -156,11 +157,14 @@ fn definitions<'a>(scenario: &'a Scenario, name: &str) -> Vec<&'a Svc> {
 
 /// C_LOGGER_INSTANCE_OF_A_REMOVED_WRITER_KEPT: whether the writer of a
 /// logger instance `T@P` may have gone from disk: the service `P`, or an
-/// instance `U@P` of a template that a step removes or renames.
+/// instance `U@P` of a template that a step removes or renames, or whose
+/// instance link a step removes.
 fn writer_removed(scenario: &Scenario, param: &str) -> bool {
     directory_removed(scenario, param)
         || scenario.steps.iter().any(|s| match &s.step {
-            Step::Remove(d) | Step::Rename(d, _) => d.ends_with('@'),
+            Step::Remove(d) | Step::Rename(d, _) => {
+                d.ends_with('@') || d.strip_suffix(param).is_some_and(|u| u.ends_with('@'))
+            }
             _ => false,
         })
 }
