@@ -351,7 +351,10 @@ impl Os for FakeOs {
             String::from_utf8_lossy(name)
         );
         self.removed_cgroups.push(name.to_vec());
+        // What is made again under that name starts clean.
         self.cgroup_watches.remove(name);
+        self.killed_cgroups.remove(name);
+        self.oom_kills.remove(name);
     }
     fn cgroup_stats(&mut self, name: &[u8]) -> Option<CgroupStats> {
         let oom_kills = self.oom_kills.get(name).copied();
