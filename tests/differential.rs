@@ -464,6 +464,31 @@ fn the_logger_instance_of_a_removed_instance_link_goes_with_it() {
     );
 }
 
+/// Found by the differential campaign (seed 11245): `nitroctl ready` for
+/// a service whose `setup` killed itself, asked while we wait to retry
+/// that setup (DELAY) and the C nitro, for which it succeeded, has the
+/// run STARTING (rule SETUP_KILLED_BY_SIGNAL_IS_RETRIED, widened from
+/// signals to `ready`).
+#[test]
+fn ready_while_a_setup_killed_by_a_signal_waits_for_its_retry() {
+    use scenario::{Script, Step, Svc, TimedStep};
+    let quick = |step| TimedStep {
+        step,
+        settle: false,
+    };
+    assert_agree(
+        vec![],
+        vec![
+            quick(Step::Add(Svc {
+                setup: Some(Script::Signal),
+                ..plain("d")
+            })),
+            quick(Step::Rescan),
+            settled(Step::Ctl("ready".into(), "d".into())),
+        ],
+    );
+}
+
 /// Found by the differential campaign (seed 6412): the C nitro loses the
 /// readiness of `t@y` restarted by a step (its known readiness-pipe
 /// defect) and never settles once the template is renamed, while `b`,
