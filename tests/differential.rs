@@ -278,6 +278,14 @@ fn settled(step: scenario::Step) -> scenario::TimedStep {
     scenario::TimedStep { step, settle: true }
 }
 
+/// A step followed by a short pause only, not by quiet.
+fn quick(step: scenario::Step) -> scenario::TimedStep {
+    scenario::TimedStep {
+        step,
+        settle: false,
+    }
+}
+
 /// Runs a hand-made scenario on both and fails with the differences.
 fn assert_agree(services: Vec<scenario::Svc>, steps: Vec<scenario::TimedStep>) {
     let s = Scenario {
@@ -339,10 +347,7 @@ fn ready_by_request_leaves_the_readiness_pipe_open() {
             ..plain("d")
         }],
         vec![
-            scenario::TimedStep {
-                step: scenario::Step::Ctl("alarm".into(), "d".into()),
-                settle: false,
-            },
+            quick(scenario::Step::Ctl("alarm".into(), "d".into())),
             settled(scenario::Step::Ctl("ready".into(), "d".into())),
         ],
     );
@@ -422,11 +427,7 @@ fn an_instance_added_down_whose_template_is_gone_is_fatal_when_asked_up() {
 /// C_DOWN_BEFORE_FATAL_OF_A_GONE_DIRECTORY, widened to any state before).
 #[test]
 fn a_service_removed_during_its_setup_is_fatal_when_setup_ends() {
-    use scenario::{Script, Step, Svc, TimedStep};
-    let quick = |step| TimedStep {
-        step,
-        settle: false,
-    };
+    use scenario::{Script, Step, Svc};
     assert_agree(
         vec![],
         vec![
@@ -471,11 +472,7 @@ fn the_logger_instance_of_a_removed_instance_link_goes_with_it() {
 /// signals to `ready`).
 #[test]
 fn ready_while_a_setup_killed_by_a_signal_waits_for_its_retry() {
-    use scenario::{Script, Step, Svc, TimedStep};
-    let quick = |step| TimedStep {
-        step,
-        settle: false,
-    };
+    use scenario::{Script, Step, Svc};
     assert_agree(
         vec![],
         vec![
@@ -497,7 +494,7 @@ fn ready_while_a_setup_killed_by_a_signal_waits_for_its_retry() {
 /// nitro alone are (C_READINESS_PIPE_CLOSED_BY_STALE_POLL).
 #[test]
 fn a_lost_readiness_beside_services_that_never_get_ready() {
-    use scenario::{Ready, Run, Script, Step, Svc, TimedStep};
+    use scenario::{Ready, Run, Script, Step, Svc};
     let dies = |sig, after_ms, times| {
         Some(Run::Die {
             sig,
@@ -555,15 +552,9 @@ fn a_lost_readiness_beside_services_that_never_get_ready() {
         ],
         vec![
             settled(Step::SetLog("d".into(), "n".into())),
-            TimedStep {
-                step: Step::SetLog("w@".into(), "f".into()),
-                settle: false,
-            },
+            quick(Step::SetLog("w@".into(), "f".into())),
             settled(Step::Ctl("down".into(), "w@".into())),
-            TimedStep {
-                step: Step::Ctl("restart".into(), "t@y".into()),
-                settle: false,
-            },
+            quick(Step::Ctl("restart".into(), "t@y".into())),
             settled(Step::Rename("t@".into(), "u@".into())),
         ],
     );
@@ -599,7 +590,7 @@ fn a_service_replaced_by_a_one_shot_shows_shutdown_while_finish_runs() {
 /// gets the signal (rule SETUP_KILLED_BY_SIGNAL_IS_RETRIED).
 #[test]
 fn a_signal_before_the_retry_of_a_setup_that_killed_itself() {
-    use scenario::{Ready, Script, Step, Svc, TimedStep};
+    use scenario::{Ready, Script, Step, Svc};
     assert_agree(
         vec![],
         vec![
@@ -608,10 +599,7 @@ fn a_signal_before_the_retry_of_a_setup_that_killed_itself() {
                 setup: Some(Script::Signal),
                 ..plain("j")
             })),
-            TimedStep {
-                step: Step::Rescan,
-                settle: false,
-            },
+            quick(Step::Rescan),
             settled(Step::Ctl("1".into(), "j".into())),
         ],
     );

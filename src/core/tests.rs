@@ -369,6 +369,14 @@ impl Os for FakeOs {
 }
 
 const EXITED_0: i32 = 0;
+/// A request for service `name`, as nitroctl sends it.
+fn datagram(tag: u8, name: &str) -> Vec<u8> {
+    let mut d = (name.len() as u16).to_le_bytes().to_vec();
+    d.push(tag);
+    d.extend_from_slice(name.as_bytes());
+    d
+}
+
 fn exited(code: i32) -> i32 {
     code << 8
 }
@@ -495,10 +503,7 @@ impl Sim {
     }
 
     fn command(&mut self, tag: u8, name: &str) -> Vec<u8> {
-        let mut d = (name.len() as u16).to_le_bytes().to_vec();
-        d.push(tag);
-        d.extend_from_slice(name.as_bytes());
-        self.request(&d)
+        self.request(&datagram(tag, name))
     }
 
     /// The readiness pipes the loop is asked to watch: (token, fd).
@@ -1597,12 +1602,7 @@ mod random {
                                 ending.push((pid, status));
                             }
                         }
-                        let requests: Vec<Vec<u8>> = requests.iter().map(|&(tag, n)| {
-                            let mut d = (NAMES[n].len() as u16).to_le_bytes().to_vec();
-                            d.push(tag);
-                            d.extend_from_slice(NAMES[n].as_bytes());
-                            d
-                        }).collect();
+                        let requests: Vec<Vec<u8>> = requests.iter().map(|&(tag, n)| datagram(tag, NAMES[n])).collect();
                         sim.wake_up(&ending, &requests);
                     }
                     Step::Shutdown => {
