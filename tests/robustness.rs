@@ -642,3 +642,71 @@ fn an_unreadable_directory_is_told_and_the_rest_runs() {
     );
     assert!(!listed().contains("closed"));
 }
+
+/// Bytes waiting in a pipe, and its capacity.
+fn pipe_fill(fd: i32) -> (i32, i32) {
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int; F_GETPIPE_SZ takes no argument.
+    unsafe {
+        libc::ioctl(fd, libc::FIONREAD, &mut waiting);
+        (waiting, libc::fcntl(fd, libc::F_GETPIPE_SZ))
+    }
+}
+
+/// nitro's stderr is a pipe nobody reads, and a service sharing it has
+/// filled it: nitro's own lines must not block it (its one place to
+/// block is the poll), and what it could not write is told once the
+/// pipe drains.
+#[test]
+fn a_full_stderr_never_blocks_nitro() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let mut n = Nitro::start_with(
+        |sv| {
+            script(&sv.join("noisy/run"), "exec cat /dev/zero >&2");
+            file(&sv.join("noisy/down"), "");
+            // Not executable: each start tells "cannot exec run".
+            file(&sv.join("broken/run"), "#!/bin/sh\n");
+            file(&sv.join("broken/down"), "");
+        },
+        |cmd| {
+            cmd.stderr(writer);
+        },
+    );
+    let fd = reader.as_raw_fd();
+    assert_eq!(n.ctl(&["up", "noisy"]).0, 0);
+    until("the service to fill nitro's stderr", || {
+        // Full: every page of the pipe taken, the first one only by
+        // nitro's first line.
+        let (waiting, size) = pipe_fill(fd);
+        waiting > size - 4096
+    });
+    for _ in 0..3 {
+        assert_eq!(n.ctl(&["up", "broken"]).0, 0);
+        n.wait_for("broken", State::Fatal);
+        let noisy = n.state("noisy");
+        assert!(
+            matches!(noisy, Some(State::Starting | State::Up)),
+            "{noisy:?}"
+        );
+    }
+    assert_eq!(n.ctl(&["stop", "noisy"]).0, 0);
+    // SAFETY: setting a flag on a descriptor this test owns.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut buf = vec![0u8; 1 << 16];
+    while reader.read(&mut buf).is_ok_and(|k| k > 0) {}
+    assert_eq!(n.ctl(&["up", "broken"]).0, 0);
+    n.wait_for("broken", State::Fatal);
+    let mut told = String::new();
+    until("nitro's lines on stderr", || {
+        if let Ok(k) = reader.read(&mut buf) {
+            told.push_str(&String::from_utf8_lossy(&buf[..k]));
+        }
+        told.contains("broken: cannot exec run")
+    });
+    assert!(
+        told.contains("lines lost: stderr was full\n- nitro: broken: cannot exec run"),
+        "{told:?}"
+    );
+}

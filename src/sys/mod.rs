@@ -14,6 +14,7 @@ pub mod spawn;
 pub mod wtmp;
 
 use std::ffi::CStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The calling thread's errno.
 pub fn errno() -> i32 {
@@ -132,26 +133,52 @@ pub fn read_at(at: crate::core::Fd, dir: &[u8], file: &[u8], buf: &mut [u8]) -> 
     usize::try_from(n).ok()
 }
 
+/// How long a line may take to reach stderr before it is given up.
+const STDERR_PATIENCE_MS: u64 = 100;
+/// Lines not written because stderr was full, told with the next line
+/// that gets through.
+static LOST_LINES: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether stderr takes a write now: a pipe nobody reads or a stopped
+/// terminal does not, and nitro must not wait for it (poll is its one
+/// place to block). An error means "try": the write then fails at once.
+fn stderr_has_room() -> bool {
+    let mut fd = libc::pollfd {
+        fd: 2,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: fd is one valid pollfd; a zero timeout never blocks.
+    unsafe { libc::poll(&mut fd, 1, 0) != 0 }
+}
+
 /// Writes a whole message to stderr, ignoring errors (there is nowhere
-/// else to report them).
-pub fn write_stderr(bytes: &[u8]) {
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        // SAFETY: rest is a valid readable slice.
-        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
-        if n <= 0 {
-            if n < 0 && errno() == libc::EINTR {
-                continue;
+/// else to report them); false if some of it stayed unwritten. Another
+/// writer of the same pipe (a service shares nitro's stderr) can fill it
+/// between `stderr_has_room` and the write: the write is given up after
+/// `STDERR_PATIENCE_MS` then.
+fn write_stderr(bytes: &[u8]) -> bool {
+    signals::with_alarm(STDERR_PATIENCE_MS, |rang| {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            // SAFETY: rest is a valid readable slice.
+            let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+            if n <= 0 {
+                if n < 0 && errno() == libc::EINTR && !rang() {
+                    continue;
+                }
+                return false;
             }
-            return;
+            rest = &rest[n as usize..];
         }
-        rest = &rest[n as usize..];
-    }
+        true
+    })
 }
 
 /// Formats one line `- nitro: …` into a stack buffer and writes it to
-/// stderr in one write, without allocating.
-pub fn warn(message: core::fmt::Arguments) {
+/// stderr in one write, without allocating; false if it did not get
+/// through whole.
+fn write_line(message: core::fmt::Arguments) -> bool {
     struct Line {
         buf: [u8; 512],
         len: usize,
@@ -171,5 +198,23 @@ pub fn warn(message: core::fmt::Arguments) {
     };
     let _ = core::fmt::write(&mut line, format_args!("- nitro: {}", message));
     line.buf[line.len] = b'\n';
-    write_stderr(&line.buf[..=line.len]);
+    write_stderr(&line.buf[..=line.len])
+}
+
+/// Tells one line on stderr, never waiting for a full one: a line that
+/// cannot be written now is counted, and the count told first once
+/// stderr takes lines again.
+pub fn warn(message: core::fmt::Arguments) {
+    if !stderr_has_room() {
+        LOST_LINES.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let lost = LOST_LINES.swap(0, Ordering::Relaxed);
+    if lost > 0 && !write_line(format_args!("{} lines lost: stderr was full", lost)) {
+        LOST_LINES.fetch_add(lost + 1, Ordering::Relaxed);
+        return;
+    }
+    if !write_line(message) {
+        LOST_LINES.fetch_add(1, Ordering::Relaxed);
+    }
 }

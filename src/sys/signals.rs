@@ -4,9 +4,13 @@
 //! it can; nitroctl only needs to know that it was interrupted, and by
 //! which signal.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static SELF_PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
+/// Set once nitro handles SIGALRM (before, it would end the process).
+static ALARM_HANDLED: AtomicBool = AtomicBool::new(false);
+/// Set by the handler when the alarm armed last went off.
+static ALARM_RANG: AtomicBool = AtomicBool::new(false);
 
 /// Signals nitro handles.
 pub const HANDLED: [i32; 4] = [libc::SIGCHLD, libc::SIGHUP, libc::SIGTERM, libc::SIGINT];
@@ -31,6 +35,43 @@ fn wake(signal: libc::c_int) {
 
 extern "C" fn on_signal(signal: libc::c_int) {
     wake(signal);
+}
+
+extern "C" fn on_alarm(_: libc::c_int) {
+    ALARM_RANG.store(true, Ordering::Relaxed);
+}
+
+/// Sets the real-time interval timer to go off once, `ms` from now (0:
+/// never).
+fn set_alarm(ms: u64) {
+    let timer = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: (ms / 1000) as _,
+            tv_usec: ((ms % 1000) * 1000) as _,
+        },
+    };
+    // SAFETY: timer is a valid itimerval; the old value is not wanted.
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) };
+}
+
+/// Runs `write` with SIGALRM due `ms` from now, so that a system call in
+/// it that blocks past then returns EINTR (the handler has no
+/// SA_RESTART). `write` gets a function telling whether the alarm went
+/// off. Without the handler (before `SignalPipe::install`, and in
+/// nitroctl) nothing is armed and nothing ever goes off.
+pub fn with_alarm<T>(ms: u64, write: impl FnOnce(&dyn Fn() -> bool) -> T) -> T {
+    if !ALARM_HANDLED.load(Ordering::Relaxed) {
+        return write(&|| false);
+    }
+    ALARM_RANG.store(false, Ordering::Relaxed);
+    set_alarm(ms);
+    let result = write(&|| ALARM_RANG.load(Ordering::Relaxed));
+    set_alarm(0);
+    result
 }
 
 /// Makes the self-pipe (non-blocking, close-on-exec), whose write end the
@@ -79,6 +120,8 @@ impl SignalPipe {
         for signal in HANDLED {
             set_handler(signal, on_signal, libc::SA_RESTART | libc::SA_NOCLDSTOP);
         }
+        set_handler(libc::SIGALRM, on_alarm, 0);
+        ALARM_HANDLED.store(true, Ordering::Relaxed);
         // SAFETY: ignoring SIGPIPE has no preconditions.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
         Ok(SignalPipe { read_fd })
