@@ -910,6 +910,29 @@ fn a_huge_sys_timeout_kill_waits_instead_of_wrapping_around() {
     assert_eq!(read(&c.path("left")).trim(), "1", "only pid 1 is left");
 }
 
+/// A FIFO where `SYS/timeout-kill` should be, with no writer: pid 1 reads
+/// it at the end as it reads the services' files, without waiting for a
+/// writer.
+#[test]
+fn a_fifo_as_sys_timeout_kill_does_not_stop_the_end() {
+    use std::os::unix::ffi::OsStrExt;
+    require_unshare!();
+    let mut c = Container::start(|sv| {
+        script(&sv.join("a/run"), "exec sleep 1000");
+        std::fs::create_dir_all(sv.join("SYS")).unwrap();
+        let fifo = std::ffi::CString::new(sv.join("SYS/timeout-kill").as_os_str().as_bytes());
+        // SAFETY: a valid path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.unwrap().as_ptr(), 0o600) }, 0);
+    });
+    c.until_state("a", State::Up);
+    assert_eq!(
+        c.request(&[0, 0, proto::TAG_SHUTDOWN]),
+        [0, 0, proto::TAG_OK]
+    );
+    let (status, _) = c.wait();
+    assert_eq!(status, 0, "unshare: {}", read(&c.path("unshare.err")));
+}
+
 /// Ten double-forked orphans that wait for `$T/<gate>`, then exit.
 fn orphans(marker: &str, gate: &str) -> String {
     format!(

@@ -90,17 +90,23 @@ fn max_services() -> usize {
 }
 
 /// `SYS/timeout-kill`: milliseconds between the final SIGTERM and SIGKILL.
+/// Read as the services' files are: non-blocking (a FIFO there must not
+/// stop pid 1) and into a buffer on the stack.
 fn kill_all_timeout() -> u64 {
-    match std::fs::read_to_string("SYS/timeout-kill") {
-        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+    let mut buf = [0u8; 24];
+    let Some(n) = sys::read_at(libc::AT_FDCWD, b"SYS", b"timeout-kill", &mut buf) else {
+        return pid1::KILL_ALL_TIMEOUT_MS;
+    };
+    core::str::from_utf8(buf[..n].trim_ascii())
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| {
             sys::warn(format_args!(
                 "bad SYS/timeout-kill, using {} ms",
                 pid1::KILL_ALL_TIMEOUT_MS
             ));
             pid1::KILL_ALL_TIMEOUT_MS
-        }),
-        Err(_) => pid1::KILL_ALL_TIMEOUT_MS,
-    }
+        })
 }
 
 /// What the loop and the end work with, made by `set_up`.
