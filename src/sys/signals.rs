@@ -1,8 +1,10 @@
-//! Signals through a self-pipe: handlers only record the signal and write
-//! its number into the pipe, so a wait on the read end wakes up whatever
-//! moment it arrives. nitro's loop reads the numbers back when epoll says
-//! it can; nitroctl only needs to know that it was interrupted, and by
-//! which signal.
+//! Signals through a self-pipe: handlers only record the signal in a flag
+//! and write a byte into the pipe, so a wait on the read end wakes up
+//! whatever moment it arrives. nitro's loop empties the pipe and takes the
+//! flags when epoll says it can: the flags, not the bytes, say what came,
+//! since a full pipe drops bytes (a flood of SIGHUP while nitro is busy
+//! must not take a SIGCHLD with it). nitroctl only needs to know that it
+//! was interrupted, and by which signal.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
@@ -14,6 +16,8 @@ static ALARM_RANG: AtomicBool = AtomicBool::new(false);
 
 /// Signals nitro handles.
 pub const HANDLED: [i32; 4] = [libc::SIGCHLD, libc::SIGHUP, libc::SIGTERM, libc::SIGINT];
+/// Set by the handler of `HANDLED[k]`, taken by `drain`.
+static CAME: [AtomicBool; HANDLED.len()] = [const { AtomicBool::new(false) }; HANDLED.len()];
 
 /// Writes the signal number into the self-pipe, from a handler.
 fn wake(signal: libc::c_int) {
@@ -34,6 +38,9 @@ fn wake(signal: libc::c_int) {
 }
 
 extern "C" fn on_signal(signal: libc::c_int) {
+    if let Some(k) = HANDLED.iter().position(|&h| h == signal) {
+        CAME[k].store(true, Ordering::Relaxed);
+    }
     wake(signal);
 }
 
@@ -127,27 +134,23 @@ impl SignalPipe {
         Ok(SignalPipe { read_fd })
     }
 
-    /// Reads every pending signal byte.
+    /// Empties the pipe, then takes what came: a signal arriving in
+    /// between leaves its byte for the next wake-up, which finds nothing
+    /// new, never the other way round.
     pub fn drain(&self) -> Arrived {
-        let mut arrived = Arrived::default();
         let mut buf = [0u8; 64];
-        loop {
-            // SAFETY: buf is a valid writable buffer.
-            let n = unsafe { libc::read(self.read_fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                break;
-            }
-            for &signal in &buf[..n as usize] {
-                match signal as i32 {
-                    libc::SIGCHLD => arrived.child = true,
-                    libc::SIGHUP => arrived.hangup = true,
-                    libc::SIGTERM => arrived.terminate = true,
-                    libc::SIGINT => arrived.interrupt = true,
-                    _ => {}
-                }
-            }
+        // SAFETY: buf is a valid writable buffer.
+        while unsafe { libc::read(self.read_fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        let came = |signal| {
+            let k = HANDLED.iter().position(|&h| h == signal).unwrap_or(0);
+            CAME[k].swap(false, Ordering::Relaxed)
+        };
+        Arrived {
+            child: came(libc::SIGCHLD),
+            hangup: came(libc::SIGHUP),
+            terminate: came(libc::SIGTERM),
+            interrupt: came(libc::SIGINT),
         }
-        arrived
     }
 }
 
@@ -204,4 +207,43 @@ pub fn block_all() -> libc::sigset_t {
 pub fn restore(mask: &libc::sigset_t) {
     // SAFETY: mask is a valid sigset_t.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pipe full of SIGHUP bytes (nitro busy, a flood of them) drops
+    /// the byte of a SIGCHLD that comes next: the child's exit must be
+    /// known all the same. In a forked child, whose handlers are its own.
+    #[test]
+    fn a_full_self_pipe_loses_no_signal() {
+        // SAFETY: the child makes only async-signal-safe calls (pipe2,
+        // sigaction, kill, read) and ends with _exit.
+        unsafe {
+            let pid = libc::fork();
+            if pid == 0 {
+                let Ok(pipe) = SignalPipe::install() else {
+                    libc::_exit(2)
+                };
+                let size = libc::fcntl(SELF_PIPE_WRITE.load(Ordering::Relaxed), libc::F_GETPIPE_SZ);
+                for _ in 0..size + 1 {
+                    libc::kill(libc::getpid(), libc::SIGHUP);
+                }
+                libc::kill(libc::getpid(), libc::SIGCHLD);
+                let arrived = pipe.drain();
+                let again = pipe.drain();
+                libc::_exit(if !arrived.child || !arrived.hangup {
+                    1
+                } else if again.child || again.hangup {
+                    3
+                } else {
+                    0
+                })
+            }
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            assert_eq!(libc::WEXITSTATUS(status), 0, "status {status:#x}");
+        }
+    }
 }
