@@ -1268,10 +1268,16 @@ fn an_unusable_socket_exits_111_or_execs_sys_fatal() {
     assert!(!open.join("nitro.sock").exists());
     script(
         &sv.join("SYS/fatal"),
-        r#"echo $$ > "$T/fatal-ran"; exit 42"#,
+        r#"echo $$ > "$T/fatal-ran"; grep -E '^Sig(Ign|Blk)' /proc/$$/status > "$T/fatal-signals"; exit 42"#,
     );
     let (pid, code) = run();
     assert_eq!(code, Some(42), "nitro's status is SYS/fatal's");
+    // It starts as a service would: nothing nitro ignores (SIGPIPE) stays
+    // ignored, nothing is blocked.
+    assert_eq!(
+        read(&tmp.path().join("fatal-signals")),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
     assert_eq!(
         read(&tmp.path().join("fatal-ran")).trim(),
         pid.to_string(),

@@ -6,6 +6,7 @@ use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use super::signals;
 use crate::core::Pid;
 
 pub fn pid() -> Pid {
@@ -52,8 +53,13 @@ pub fn sync() {
 }
 
 /// Execs `path` (relative to the service directory) with no argument if
-/// it can; returns the errno otherwise (ENOENT: there is none).
+/// it can; returns the errno otherwise (ENOENT: there is none). The
+/// program starts as a service's would: default dispositions (SIGPIPE
+/// ignored would pass to it and to everything it starts), no signal
+/// blocked.
 pub fn exec_if_present(path: &CStr) -> i32 {
+    signals::set_default(signals::not_default());
+    signals::unblock_all();
     let argv = [path.as_ptr(), std::ptr::null()];
     // SAFETY: argv is a NUL-terminated array of valid C strings.
     unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };

@@ -190,6 +190,60 @@ pub fn interruption() -> Option<i32> {
     }
 }
 
+/// `struct sigaction` as the kernel's rt_sigaction takes it (x86_64).
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// The signals (bit `n - 1` for signal `n`) whose disposition is not the
+/// default: handled or ignored, by nitro or since before it.
+pub fn not_default() -> u64 {
+    let mut mask = 0;
+    for signal in 1..=64 {
+        let mut old = KernelSigaction::default();
+        // SAFETY: only reads the disposition into `old`.
+        let read = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                std::ptr::null::<KernelSigaction>(),
+                &mut old as *mut KernelSigaction,
+                8,
+            )
+        };
+        if read != 0 || old.handler != libc::SIG_DFL {
+            mask |= 1u64 << (signal - 1);
+        }
+    }
+    mask
+}
+
+/// Gives the signals of `mask` (as `not_default` makes it) their default
+/// disposition: before an exec, so that nothing nitro ignores stays
+/// ignored in the program. Async-signal-safe, for the child of a spawn.
+/// The raw system call: the C library's sigaction refuses the real-time
+/// signals it keeps for itself (32-34 in musl, 32-33 in glibc).
+pub fn set_default(mask: u64) {
+    let default = KernelSigaction::default();
+    for signal in (1..=64).filter(|n| mask & (1u64 << (n - 1)) != 0) {
+        // SAFETY: sets a valid disposition, reads nothing back.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8,
+            )
+        };
+    }
+}
+
 /// Blocks every signal, returning the previous mask (around fork, so no
 /// handler runs in the child before it resets them).
 pub fn block_all() -> libc::sigset_t {
@@ -200,6 +254,16 @@ pub fn block_all() -> libc::sigset_t {
         libc::sigfillset(&mut all);
         libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old);
         old
+    }
+}
+
+/// Blocks no signal (async-signal-safe).
+pub fn unblock_all() {
+    // SAFETY: the set is a valid, emptied sigset_t.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
 }
 

@@ -18,16 +18,6 @@ const DEFAULT_PATH: &str = "PATH=/usr/bin:/bin:/usr/sbin:/sbin";
 /// Room for argv strings: program path, up to three arguments.
 const ARG_ROOM: usize = 256;
 
-/// `struct sigaction` as the kernel's rt_sigaction takes it (x86_64).
-#[repr(C)]
-#[derive(Default)]
-struct KernelSigaction {
-    handler: libc::sighandler_t,
-    flags: libc::c_ulong,
-    restorer: usize,
-    mask: u64,
-}
-
 /// Stack of the child between clone and exec.
 const CHILD_STACK: usize = 64 * 1024;
 
@@ -68,25 +58,8 @@ impl Spawner {
         if devnull < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let mut not_default = 0;
-        for signal in 1..=64 {
-            let mut old = KernelSigaction::default();
-            // SAFETY: only reads the disposition into `old`.
-            let read = unsafe {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    signal,
-                    std::ptr::null::<KernelSigaction>(),
-                    &mut old as *mut KernelSigaction,
-                    8,
-                )
-            };
-            if read != 0 || old.handler != libc::SIG_DFL {
-                not_default |= 1u64 << (signal - 1);
-            }
-        }
         Ok(Spawner {
-            not_default,
+            not_default: signals::not_default(),
             // SAFETY: UnsafeCell is repr(transparent).
             stack: unsafe {
                 Box::from_raw(Box::into_raw(super::zeroed_bytes::<CHILD_STACK>()).cast())
@@ -210,22 +183,9 @@ impl Spawner {
                 libc::CLOSE_RANGE_CLOEXEC,
             );
             // Handlers must not run here, and ignored signals stay ignored
-            // through exec. The raw system call: the C library's sigaction
-            // refuses the real-time signals it keeps for itself (32-34 in
-            // musl, 32-33 in glibc).
-            let default = KernelSigaction::default();
-            for signal in (1..=64).filter(|n| self.not_default & (1u64 << (n - 1)) != 0) {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    signal,
-                    &default as *const KernelSigaction,
-                    std::ptr::null_mut::<KernelSigaction>(),
-                    8,
-                );
-            }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            // through exec.
+            signals::set_default(self.not_default);
+            signals::unblock_all();
             libc::setsid();
             // Steal the terminal (argument 1), as the C nitro does: as
             // pid 1, nitro's own session holds the console, and without it
