@@ -44,13 +44,23 @@ impl TestCgroup {
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        if let Ok(entries) = std::fs::read_dir(&self.path) {
-            for entry in entries.flatten().filter(|e| e.path().is_dir()) {
-                let _ = std::fs::write(entry.path().join("cgroup.kill"), "1");
-                let _ = std::fs::remove_dir(entry.path());
-            }
+        remove_cgroup(&self.path);
+    }
+}
+
+/// Kills what is in the cgroup at `path` and removes it, children first.
+/// The kill takes a moment and the removal fails until it is over: a
+/// while is given (no panic here, which could be during a panic).
+fn remove_cgroup(path: &Path) {
+    let _ = std::fs::write(path.join("cgroup.kill"), "1");
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+            remove_cgroup(&entry.path());
         }
-        let _ = std::fs::remove_dir(&self.path);
+    }
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::remove_dir(path).is_err() && path.exists() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -142,6 +152,36 @@ fn a_stopped_service_leaves_nothing_behind() {
         assert_ended(pid);
     }
     assert!(read(&cgroup.service("a").join("cgroup.events")).contains("populated 0"));
+}
+
+/// A root so deep that the path of a service's `cgroup.events` does not
+/// fit nitro's buffer for inotify: its emptying cannot be watched (as
+/// when inotify's limit of watches is reached). The stop ends all the
+/// same, once `timeout-kill` is over, and nitro says why it is late.
+#[test]
+fn a_cgroup_that_cannot_be_watched_is_looked_at_instead() {
+    let Some(cgroup) = TestCgroup::new("unwatched") else {
+        return;
+    };
+    let root = ["x", "y", "z"]
+        .iter()
+        .fold(cgroup.path.clone(), |path, c| path.join(c.repeat(150)));
+    std::fs::create_dir_all(&root).unwrap();
+    let mut n = Nitro::start_with(leaving_things, |cmd| {
+        cmd.env("NITRO_CGROUP", &root);
+    });
+    n.wait_for("a", State::Up);
+    let left = pids(&n.path("left"));
+    let (status, _, err) = n.ctl(&["-t", "15", "stop", "a"]);
+    assert_eq!(status, 0, "{err}");
+    for pid in left {
+        assert_ended(pid);
+    }
+    assert!(
+        n.stderr().contains("a: cannot watch its cgroup"),
+        "{}",
+        n.stderr()
+    );
 }
 
 #[test]

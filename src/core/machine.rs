@@ -226,6 +226,14 @@ impl Supervisor {
                         self.start(os, i, now)
                     }
                     Timer::Kill => {
+                        // Leftovers whose cgroup got empty unheard (its
+                        // watch could not be added) are found by looking.
+                        if self.table[i].leftovers.is_some() {
+                            self.step(os, i, Event::Emptied, now);
+                            if self.table.get(i).is_none_or(|s| s.leftovers.is_none()) {
+                                return;
+                            }
+                        }
                         if self.table[i].pid > 0 {
                             os.kill(self.table[i].pid, libc::SIGKILL);
                         }

@@ -81,6 +81,8 @@ pub struct Cgroups {
     enabled: u8,
     /// Controllers whose absence was already reported.
     warned: u8,
+    /// Whether a watch that could not be added was reported.
+    unwatched_told: std::cell::Cell<bool>,
 }
 
 /// Why nitro does not use cgroups.
@@ -185,6 +187,7 @@ impl Cgroups {
             inotify,
             enabled,
             warned: 0,
+            unwatched_told: Default::default(),
         })
     }
 
@@ -293,10 +296,21 @@ impl Cgroups {
         let events = join_path(&mut dir_abs, self.root.to_bytes(), name)
             .map(|p| p.to_bytes().len())
             .and_then(|len| join_path(&mut abs, &dir_abs[..len], b"cgroup.events"));
-        if let Some(events) = events {
-            // Adding it again is harmless, and rmdir drops it.
-            // SAFETY: events is a valid C string.
-            unsafe { libc::inotify_add_watch(self.inotify, events.as_ptr(), libc::IN_MODIFY) };
+        // Adding it again is harmless, and rmdir drops it.
+        // SAFETY: events is a valid C string.
+        let watched = events.is_some_and(|events| unsafe {
+            libc::inotify_add_watch(self.inotify, events.as_ptr(), libc::IN_MODIFY) >= 0
+        });
+        if !watched && !self.unwatched_told.replace(true) {
+            warn(format_args!(
+                "{}: cannot watch its cgroup: {}; its end is seen late, once its timeout-kill is over",
+                Bytes(name),
+                Errno(if events.is_some() {
+                    errno()
+                } else {
+                    libc::ENAMETOOLONG
+                })
+            ));
         }
         // It may have got empty before the watch was there.
         self.read_populated(name)
