@@ -85,6 +85,15 @@ pub struct Cgroups {
     unwatched_told: std::cell::Cell<bool>,
 }
 
+impl Drop for Cgroups {
+    /// Cgroups found but not used (they cannot be watched) keep no
+    /// descriptor.
+    fn drop(&mut self) {
+        close(self.root_fd);
+        close(self.inotify);
+    }
+}
+
 /// Why nitro does not use cgroups.
 pub struct Unused(pub String);
 
