@@ -710,3 +710,29 @@ fn a_full_stderr_never_blocks_nitro() {
         "{told:?}"
     );
 }
+
+/// Event receivers that never read (an `events` pipeline stuck on its
+/// output, waiting `nitroctl`s stopped with Ctrl-Z): what they hold
+/// counts against the control socket's send buffer, which the replies
+/// need too. Requests are still answered, and a waiting `nitroctl`
+/// still sees its service come up (from the events, or from the QUERY
+/// it sends each second once events are held back).
+#[test]
+fn receivers_that_never_read_leave_room_for_the_replies() {
+    let mut n = Nitro::start(|sv| {
+        script(&sv.join("a/run"), "exec sleep 1000");
+        file(&sv.join("a/down"), "");
+    });
+    let stuck: Vec<UnixDatagram> = (0..64)
+        .map(|k| UnixDatagram::bind(n.path(&format!("s/notify/ALL,stuck{k}"))).unwrap())
+        .collect();
+    for _ in 0..20 {
+        for command in ["up", "down"] {
+            let (status, _, err) = n.ctl(&["-t", "5", command, "a"]);
+            assert_eq!(status, 0, "{command}: {err}");
+        }
+    }
+    n.wait_for("a", State::Starting);
+    assert_eq!(n.ctl(&["-t", "5", "start", "a"]).0, 0);
+    drop(stuck);
+}

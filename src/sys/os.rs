@@ -102,6 +102,10 @@ pub struct RealOs {
     /// The control socket: events come from it, so that receivers see
     /// `nitro.sock` as the sender, as with the C nitro.
     control: Fd,
+    /// How much of its send buffer events may take (half): what a
+    /// receiver has not read yet still counts against it, and receivers
+    /// that read nothing must not leave no room for the replies.
+    events_room: usize,
     /// The services' cgroups, when nitro uses them.
     cgroups: Option<Cgroups>,
     /// Looked for when the first service starts (`Cgroups::later`).
@@ -142,6 +146,7 @@ impl RealOs {
             events: super::zeroed_bytes(),
             events_len: 0,
             control,
+            events_room: send_buffer(control) / 2,
             cgroups: None,
             cgroups_later: false,
         })
@@ -239,6 +244,9 @@ impl RealOs {
     /// Sends `event` to the socket `notify/<entry>`; removes it if nobody
     /// listens there any more. Whether it is still there.
     fn send_event(&self, entry: &[u8], event: &[u8]) -> bool {
+        if unread(self.control) > self.events_room {
+            return true;
+        }
         let mut path = [0u8; SUN_PATH];
         let refused = match join_path(&mut path, self.notify_path.to_bytes(), entry) {
             Some(path) => self.send_to(path, event),
@@ -290,6 +298,34 @@ impl RealOs {
         };
         sent < 0 && errno() == libc::ECONNREFUSED
     }
+}
+
+/// The size of the send buffer of `socket` (0 if unknown: no event is
+/// sent then, rather than risk the replies).
+fn send_buffer(socket: Fd) -> usize {
+    let mut size: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: size and len are valid for getsockopt's int option.
+    let got = unsafe {
+        libc::getsockopt(
+            socket,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&mut size as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if got < 0 { 0 } else { size.max(0) as usize }
+}
+
+/// Bytes sent from `socket` that their receivers have not read yet (as
+/// the kernel counts them against its send buffer).
+fn unread(socket: Fd) -> usize {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (the same number as TIOCOUTQ, which is all the
+    // libc crate names) writes one int.
+    unsafe { libc::ioctl(socket, libc::TIOCOUTQ, &mut queued) };
+    queued.max(0) as usize
 }
 
 /// Room for the events of one wake-up (a few bytes each: a shutdown of
