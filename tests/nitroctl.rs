@@ -445,6 +445,43 @@ fn events_ends_with_4_when_nitro_is_gone() {
     }
 }
 
+/// A wait on more services than nitro's socket queue holds lasts as long
+/// as it takes: their QUERYs, each second, go out together and must wait
+/// for room, not be dropped (a waiter whose QUERYs are all dropped hears
+/// no reply, and took nitro for gone after 10 s).
+#[test]
+fn a_long_wait_on_many_services_lasts_as_long_as_it_takes() {
+    let n = Nitro::start(|sv| {
+        for i in 0..30 {
+            script(&sv.join(format!("s{i:02}/run")), "exec sleep 1000");
+            file(&sv.join(format!("s{i:02}/down")), "");
+        }
+    });
+    let names: Vec<String> = (0..30).map(|i| format!("s{i:02}")).collect();
+    let mut args = vec!["wait-up"];
+    args.extend(names.iter().map(String::as_str));
+    let mut wait = spawn_ctl(&n, &args);
+    let notify = n.sock.parent().unwrap().join("notify");
+    until("wait-up is bound", || {
+        notify.join(format!("s29,{}_29", wait.id())).exists()
+    });
+    // Past the 10 s after which a silent nitro counts as gone.
+    let waiting = Instant::now();
+    while waiting.elapsed() < Duration::from_millis(12_500) {
+        assert!(
+            wait.try_wait().unwrap().is_none(),
+            "wait-up ended after {:?}",
+            waiting.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut up = vec!["up"];
+    up.extend(names.iter().map(String::as_str));
+    assert_eq!(n.ctl(&up).0, 0);
+    let (status, err) = exit_within(wait, DEADLINE);
+    assert_eq!(status, 0, "{err}");
+}
+
 #[test]
 fn a_wait_gives_up_on_a_nitro_that_answers_nothing() {
     let mut n = Nitro::start(|sv| {

@@ -11,7 +11,8 @@
 //! are best-effort and a dropped one must not make us wait forever. That
 //! QUERY also tells whether nitro is still there: one that cannot be sent
 //! (nitro removed its socket, or died and left it refusing), or no reply
-//! for as long as a plain request waits, ends the command with 4.
+//! and nothing else from nitro for as long as a plain request waits, ends
+//! the command with 4.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -272,19 +273,14 @@ struct Waiter {
 }
 
 impl Waiter {
-    /// Sends a QUERY. nitro's queue being full (it is busy, or stopped)
-    /// is no error: the next QUERY tries again, and the silence counts
-    /// from now all the same. Any other failure means nitro is gone.
+    /// Sends a QUERY, waiting for room in nitro's queue as a request does:
+    /// the QUERYs of many waiters go out together each second, more than
+    /// the queue holds, and a QUERY dropped every time would leave its
+    /// service unknown for good.
     fn send(&mut self, ctl: &Ctl, datagram: &[u8]) {
         let Some(client) = &self.client else { return };
         self.asked.get_or_insert_with(Instant::now);
-        match client.send(datagram) {
-            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
-                leave_if_interrupted();
-                ctl.unreachable(e, ctl.deadline)
-            }
-            _ => {}
-        }
+        ctl.send_request(client, datagram);
     }
 
     /// Decided: closing the socket frees whatever nitro still sends it.
@@ -334,6 +330,10 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
         .collect();
     // Waiters before `started` have sent their first request.
     let mut started = 0;
+    // When nitro was last heard from, by any waiter: a reply can be
+    // dropped (a socket full of events), and nitro is gone only when it
+    // says nothing at all.
+    let mut heard = Instant::now();
     let mut buf = vec![0u8; listen::DATAGRAM_MAX];
     // How a start is going goes to a person at a terminal, or with -v.
     let tell = ctl.options.verbose || std::io::stderr().is_terminal();
@@ -370,12 +370,13 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
             break;
         }
         for &i in &pending {
-            // No reply for as long as a plain request waits (checked at
-            // least every second, as the QUERYs go out): nitro is
-            // stopped or stuck, as good as absent.
+            // No reply for as long as a plain request waits, and nothing
+            // else from nitro either (checked at least every second, as
+            // the QUERYs go out): nitro is stopped or stuck, as good as
+            // absent.
             if waiters[i]
                 .asked
-                .is_some_and(|t| now.duration_since(t) >= REPLY_TIMEOUT)
+                .is_some_and(|t| now.duration_since(t.max(heard)) >= REPLY_TIMEOUT)
             {
                 ctl.unreachable(std::io::ErrorKind::TimedOut.into(), deadline);
             }
@@ -404,6 +405,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
             // Non-blocking: read what is there, then back to poll.
             while let Some(Ok(n)) = w.socket().map(|s| s.recv(&mut buf)) {
                 w.last_heard = Instant::now();
+                heard = w.last_heard;
                 if !client::is_event(&buf[..n]) {
                     w.asked = None;
                 }
