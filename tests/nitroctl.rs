@@ -508,3 +508,145 @@ fn a_wait_gives_up_on_a_nitro_that_answers_nothing() {
     assert!(stopped.elapsed() >= Duration::from_secs(9), "{err}");
     n.stop();
 }
+
+/// nitroctl with stdout and stderr pipes whose reader is gone (closed
+/// before anything is written): it must end as SIGPIPE would, or with its
+/// own status, never panic (101).
+#[test]
+fn closed_output_ends_with_141_or_the_status_never_a_panic() {
+    let run = |args: &[&str], stdout: bool| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = std::process::Command::new(nitroctl_bin());
+        cmd.args(args).env("NITRO_SOCK", "/nonexistent/nitro.sock");
+        if stdout {
+            cmd.stdout(writer).stderr(std::process::Stdio::null());
+        } else {
+            cmd.stderr(writer).stdout(std::process::Stdio::null());
+        }
+        cmd.status().unwrap().code()
+    };
+    assert_eq!(run(&["-h"], true), Some(141), "help into a closed pipe");
+    assert_eq!(
+        run(&["bogus-command"], false),
+        Some(2),
+        "usage on a closed stderr"
+    );
+    assert_eq!(
+        run(&["info"], false),
+        Some(4),
+        "unreachable, told on a closed stderr"
+    );
+}
+
+/// `events` whose reader reads nothing more still ends on SIGTERM.
+#[test]
+fn events_ends_on_a_signal_even_with_a_stuck_reader() {
+    let n = Nitro::start(|sv| {
+        for i in 0..40 {
+            script(&sv.join(format!("s{i:02}/run")), "exec sleep 1000");
+            file(&sv.join(format!("s{i:02}/down")), "");
+        }
+    });
+    let names: Vec<String> = (0..40).map(|i| format!("s{i:02}")).collect();
+    let notify = n.sock.parent().unwrap().join("notify");
+    // Its reader never reads: the pipe fills, and its write waits.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let stuck = std::process::Command::new(nitroctl_bin())
+        .arg("events")
+        .env("NITRO_SOCK", &n.sock)
+        .stdout(writer)
+        .spawn()
+        .unwrap();
+    let socket = notify.join(format!("ALL,{}", stuck.id()));
+    until("events bound its socket", || socket.exists());
+    let mut up = vec!["up"];
+    up.extend(names.iter().map(String::as_str));
+    let mut down = up.clone();
+    down[0] = "down";
+    // Each round makes 80 lines (two a service) of about 12 bytes: some
+    // 70 rounds fill the pipe, and nitroctl then waits in its write (the
+    // system call it sleeps in is the first field of /proc/PID/syscall:
+    // 1, write, on x86_64).
+    let syscall = format!("/proc/{}/syscall", stuck.id());
+    until("events to wait in its write", || {
+        n.ctl(&up);
+        n.ctl(&down);
+        read(std::path::Path::new(&syscall)).starts_with("1 ")
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(stuck.id() as i32, libc::SIGTERM) };
+    let (status, _) = exit_within(stuck, DEADLINE);
+    assert_eq!(status, 0);
+    assert!(!socket.exists(), "its socket is removed");
+    drop(reader);
+}
+
+/// A `-t` too long for the clock waits without limit; `status` reads a
+/// FIFO as `notification-fd` without waiting for a writer; a wait on more
+/// services than the soft limit of descriptors allows still works.
+#[test]
+fn odd_limits_and_files_do_not_stop_nitroctl() {
+    let n = Nitro::start(|sv| {
+        script(&sv.join("fifo/run"), "exec sleep 1000");
+        for i in 0..150 {
+            script(&sv.join(format!("d{i:03}/run")), "exec sleep 1000");
+            file(&sv.join(format!("d{i:03}/down")), "");
+        }
+    });
+    let fifo = std::ffi::CString::new(
+        n.sv.join("fifo/notification-fd")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let (status, _, err) = n.ctl(&["-t", "1e19", "info"]);
+    assert_eq!(status, 0, "{err}");
+    let (status, out, err) = exit_within_output(&n, &["-t", "5", "status", "fifo"]);
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains("fifo"), "{out}");
+    let names: Vec<String> = (0..150).map(|i| format!("d{i:03}")).collect();
+    let list = names.join(" ");
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("ulimit -S -n 100 && exec \"$0\" -t 1 wait-up {list}"),
+            nitroctl_bin(),
+        ])
+        .env("NITRO_SOCK", &n.sock)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "a timeout, nothing else: {err}");
+}
+
+/// Runs nitroctl, killing it (and failing) if it takes longer than
+/// `DEADLINE`: (status, stdout, stderr).
+fn exit_within_output(n: &Nitro, args: &[&str]) -> (i32, String, String) {
+    let child = std::process::Command::new(nitroctl_bin())
+        .args(args)
+        .env("NITRO_SOCK", &n.sock)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id() as i32;
+    let watchdog = std::thread::spawn(move || {
+        let end = Instant::now() + DEADLINE;
+        // SAFETY: kill(pid, 0) only checks.
+        while Instant::now() < end && unsafe { libc::kill(id, 0) } == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: ends nitroctl if it still runs (a zombie ignores it).
+        unsafe { libc::kill(id, libc::SIGKILL) };
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(watchdog);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

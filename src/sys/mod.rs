@@ -139,12 +139,11 @@ const STDERR_PATIENCE_MS: u64 = 100;
 /// that gets through.
 static LOST_LINES: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether stderr takes a write now: a pipe nobody reads or a stopped
-/// terminal does not, and nitro must not wait for it (poll is its one
-/// place to block). An error means "try": the write then fails at once.
-fn stderr_has_room() -> bool {
+/// Whether `fd` takes a write now: a pipe nobody reads or a stopped
+/// terminal does not. An error means "try": the write then fails at once.
+pub fn has_room(fd: i32) -> bool {
     let mut fd = libc::pollfd {
-        fd: 2,
+        fd,
         events: libc::POLLOUT,
         revents: 0,
     };
@@ -152,27 +151,34 @@ fn stderr_has_room() -> bool {
     unsafe { libc::poll(&mut fd, 1, 0) != 0 }
 }
 
-/// Writes a whole message to stderr, ignoring errors (there is nowhere
-/// else to report them); false if some of it stayed unwritten. Another
-/// writer of the same pipe (a service shares nitro's stderr) can fill it
-/// between `stderr_has_room` and the write: the write is given up after
-/// `STDERR_PATIENCE_MS` then.
-fn write_stderr(bytes: &[u8]) -> bool {
-    signals::with_alarm(STDERR_PATIENCE_MS, |rang| {
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            // SAFETY: rest is a valid readable slice.
-            let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
-            if n <= 0 {
-                if n < 0 && errno() == libc::EINTR && !rang() {
-                    continue;
-                }
-                return false;
-            }
-            rest = &rest[n as usize..];
+/// Writes all of `bytes` to `fd`, going on after a signal until `stop`
+/// says to give up (EINTR then); the errno of a failed write otherwise.
+pub fn write_all(fd: i32, bytes: &[u8], stop: &dyn Fn() -> bool) -> Result<(), i32> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if stop() {
+            return Err(libc::EINTR);
         }
-        true
-    })
+        // SAFETY: rest is a valid readable slice.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            return Err(if n < 0 { errno() } else { libc::EIO });
+        }
+        rest = &rest[n as usize..];
+    }
+    Ok(())
+}
+
+/// Writes a whole message to nitro's stderr; false if some of it stayed
+/// unwritten. nitro must not wait for stderr (poll is its one place to
+/// block): `warn` writes only when `has_room` says so, and another writer
+/// of the same pipe (a service shares nitro's stderr) can fill it in
+/// between: the write is given up after `STDERR_PATIENCE_MS` then.
+fn write_stderr(bytes: &[u8]) -> bool {
+    signals::with_alarm(STDERR_PATIENCE_MS, |rang| write_all(2, bytes, rang).is_ok())
 }
 
 /// Formats one line `- nitro: …` into a stack buffer and writes it to
@@ -205,7 +211,7 @@ fn write_line(message: core::fmt::Arguments) -> bool {
 /// cannot be written now is counted, and the count told first once
 /// stderr takes lines again.
 pub fn warn(message: core::fmt::Arguments) {
-    if !stderr_has_room() {
+    if !has_room(2) {
         LOST_LINES.fetch_add(1, Ordering::Relaxed);
         return;
     }

@@ -37,6 +37,22 @@ pub fn fd_limit() -> i32 {
     limit.rlim_cur.min(i32::MAX as u64) as i32
 }
 
+/// Raises the soft limit of descriptors to `wanted` if it is lower (as far
+/// as the hard limit allows).
+pub fn want_fds(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: limit is a valid rlimit, read and then written back.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 /// A child that has ended, with its wait status; `None` when no child
 /// has ended (yet).
 pub fn reap() -> Option<(Pid, i32)> {

@@ -1,12 +1,11 @@
 //! How nitroctl ends: its exit statuses, the signals that interrupt it, the
 //! sockets it must remove whatever way it leaves, and output that cannot
-//! panic on a closed pipe.
+//! panic on a closed pipe nor hold up an interruption.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use nitro::sys::signals;
+use nitro::sys::{self, signals};
 
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
@@ -35,9 +34,8 @@ pub fn bound(path: PathBuf) {
     BOUND.lock().unwrap_or_else(|e| e.into_inner()).push(path);
 }
 
-/// The only way out: flushes stdout and removes every socket we bound.
+/// The only way out: removes every socket we bound.
 pub fn leave(status: i32) -> ! {
-    let _ = std::io::stdout().flush();
     for path in BOUND.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         let _ = std::fs::remove_file(path);
     }
@@ -46,20 +44,32 @@ pub fn leave(status: i32) -> ! {
 
 /// Prints `nitroctl: message` on stderr and leaves with `status`.
 pub fn fail(status: i32, message: std::fmt::Arguments) -> ! {
-    eprintln!("nitroctl: {message}");
+    tell(&format!("nitroctl: {message}"));
     leave(status)
 }
 
-/// One line on stdout. A reader that went away (`nitroctl events | head`)
-/// ends us as SIGPIPE would (128 + 13), but through `leave`, so our
-/// sockets are removed; Rust ignores SIGPIPE, and `println!` would panic.
+/// Writes `text` to `fd`. A signal that interrupts us ends a write that
+/// would wait for a reader who reads nothing (`nitroctl events | stuck`):
+/// after it, only what goes out at once is written.
+fn put(fd: i32, text: &str) -> Result<(), i32> {
+    sys::write_all(fd, text.as_bytes(), &|| {
+        signals::interruption().is_some() && !sys::has_room(fd)
+    })
+}
+
+/// One line on stdout. A reader that went away (`nitroctl events | head`),
+/// or no stdout at all, ends us as SIGPIPE would (128 + 13), but through
+/// `leave`, so our sockets are removed; Rust ignores SIGPIPE, and
+/// `println!` would panic.
 pub fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{line}") {
-        drop(out);
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            leave(128 + libc::SIGPIPE)
-        }
-        fail(EXIT_OTHER, format_args!("stdout: {e}"))
+    match put(1, &format!("{line}\n")) {
+        Ok(()) | Err(libc::EINTR) => {}
+        Err(libc::EPIPE | libc::EBADF) => leave(128 + libc::SIGPIPE),
+        Err(errno) => fail(EXIT_OTHER, format_args!("stdout: {}", sys::Errno(errno))),
     }
+}
+
+/// One line on stderr; there is nowhere to tell that it failed.
+pub fn tell(line: &str) {
+    let _ = put(2, &format!("{line}\n"));
 }

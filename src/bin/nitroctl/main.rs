@@ -32,7 +32,7 @@ use nitro::sys::sockpath;
 use args::{HELP, Options, USAGE};
 use exit::{
     EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE, fail, leave,
-    leave_if_interrupted, say,
+    leave_if_interrupted, say, tell,
 };
 
 /// How long a request waits for its reply when no `-t` says otherwise: a
@@ -170,7 +170,7 @@ impl Ctl {
             match client::decode_query(name, &reply) {
                 Some(s) => found.push(s),
                 None => {
-                    eprintln!("nitroctl: {}", refusal(name, &reply));
+                    tell(&format!("nitroctl: {}", refusal(name, &reply)));
                     status = EXIT_OTHER;
                 }
             }
@@ -190,7 +190,7 @@ impl Ctl {
         for name in names {
             let reply = self.call(&client, &request(name));
             if reply.get(2) != Some(&proto::TAG_OK) {
-                eprintln!("nitroctl: {}", refusal(name, &reply));
+                tell(&format!("nitroctl: {}", refusal(name, &reply)));
                 status = EXIT_OTHER;
             }
         }
@@ -214,10 +214,10 @@ impl Ctl {
             let known = reply.get(2) == Some(&proto::TAG_ESRCH)
                 && client::decode_query(name, &self.call(&client, &query)).is_some();
             if known {
-                eprintln!("nitroctl: {name}: not running");
+                tell(&format!("nitroctl: {name}: not running"));
                 status = status.max(EXIT_FAILED);
             } else {
-                eprintln!("nitroctl: {}", refusal(name, &reply));
+                tell(&format!("nitroctl: {}", refusal(name, &reply)));
                 status = EXIT_OTHER;
             }
         }
@@ -231,7 +231,7 @@ impl Ctl {
         if reply.get(2) == Some(&proto::TAG_OK) {
             return 0;
         }
-        eprintln!("nitroctl: {}", refusal("nitro", &reply));
+        tell(&format!("nitroctl: {}", refusal("nitro", &reply)));
         EXIT_OTHER
     }
 }
@@ -359,7 +359,7 @@ fn run(ctl: &Ctl, command: &str, names: &[String]) -> i32 {
             for s in &services {
                 if s.pid == 0 {
                     if command == "pidof" {
-                        eprintln!("nitroctl: {}: no process", s.name);
+                        tell(&format!("nitroctl: {}: no process", s.name));
                     }
                     status = status.max(EXIT_FAILED);
                 } else if command == "pidof" {
@@ -382,13 +382,14 @@ pub fn with_ctl(args: Vec<String>, f: impl FnOnce(&Ctl) -> i32) -> i32 {
     let options = args::parse_options(args)
         .unwrap_or_else(|m| fail(EXIT_USAGE, format_args!("{m}\n{USAGE}")));
     if options.help {
-        print!("{HELP}");
+        say(HELP.strip_suffix('\n').unwrap_or(HELP));
         return 0;
     }
     let server =
         sockpath::socket_path().unwrap_or_else(|e| fail(EXIT_UNREACHABLE, format_args!("{e}")));
     let notify_dir = server.parent().unwrap_or(Path::new(".")).join("notify");
-    let deadline = options.timeout.map(|t| Instant::now() + t);
+    // A timeout too long for the clock is no timeout.
+    let deadline = options.timeout.and_then(|t| Instant::now().checked_add(t));
     f(&Ctl {
         server,
         notify_dir,

@@ -7,7 +7,7 @@ use std::path::Path;
 use nitro::proto;
 use nitro::sys::{pid1, wtmp};
 
-use crate::exit::{EXIT_OTHER, EXIT_USAGE, fail};
+use crate::exit::{EXIT_OTHER, EXIT_USAGE, fail, tell};
 use crate::with_ctl;
 
 /// `halt`, `poweroff`, `reboot`: ask nitro, or with -f the kernel; -w/-B
@@ -61,7 +61,10 @@ pub fn init_personality(args: &[String]) -> i32 {
             let err = std::os::unix::process::CommandExt::exec(
                 std::process::Command::new(candidate).args(args),
             );
-            eprintln!("nitroctl: cannot exec {}: {err}", candidate.display());
+            tell(&format!(
+                "nitroctl: cannot exec {}: {err}",
+                candidate.display()
+            ));
         }
         return EXIT_OTHER;
     }

@@ -4,7 +4,8 @@
 //! working directory (`/proc/PID/cwd`); when that cannot be read (another
 //! user's nitro, no /proc) those two columns are left out.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nitro::client::Status;
@@ -63,10 +64,16 @@ fn readiness(dir: &Path) -> String {
     if !dir.join("run").exists() {
         return "one-shot".to_string();
     }
-    let text = match std::fs::read(dir.join("notification-fd")) {
-        Ok(text) if !text.is_empty() => text,
-        _ => return "after 2s".to_string(),
-    };
+    // Non-blocking, as nitro reads it: a FIFO there must not hold us.
+    let mut text = Vec::new();
+    let read = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(dir.join("notification-fd"))
+        .and_then(|file| file.take(64).read_to_end(&mut text));
+    if read.is_err() || text.is_empty() {
+        return "after 2s".to_string();
+    }
     let digits: String = text
         .iter()
         .filter(|b| b.is_ascii_digit())

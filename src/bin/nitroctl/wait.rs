@@ -20,10 +20,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nitro::client::{self, Client, Status};
 use nitro::proto::{self, Failure, State};
-use nitro::sys::signals;
+use nitro::sys::{process, signals};
 
 use crate::exit::{
-    EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, bound, fail, leave_if_interrupted, say,
+    EXIT_FAILED, EXIT_OTHER, EXIT_TIMEOUT, EXIT_UNREACHABLE, bound, fail, leave_if_interrupted,
+    say, tell,
 };
 use crate::{Ctl, REPLY_TIMEOUT, listen, words};
 
@@ -317,6 +318,8 @@ fn bind(ctl: &Ctl, path: &Path) -> std::io::Result<Client> {
 }
 
 pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
+    // A socket per service not decided yet, besides a few of our own.
+    process::want_fds(names.len() as u64 + 32);
     let pid = std::process::id();
     let deadline = ctl.deadline;
     let mut waiters: Vec<Waiter> = names
@@ -336,7 +339,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
     let mut heard = Instant::now();
     let mut buf = vec![0u8; listen::DATAGRAM_MAX];
     // How a start is going goes to a person at a terminal, or with -v.
-    let tell = ctl.options.verbose || std::io::stderr().is_terminal();
+    let progress = ctl.options.verbose || std::io::stderr().is_terminal();
     loop {
         leave_if_interrupted();
         let mut in_flight = waiters[..started]
@@ -413,8 +416,8 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
                 if let (true, Some(line)) = (ctl.options.verbose, effects.changed) {
                     say(&change_line(ctl, &line));
                 }
-                if let (true, Some(line)) = (tell, effects.progress) {
-                    eprintln!("{line}");
+                if let (true, Some(line)) = (progress, effects.progress) {
+                    tell(&line);
                 }
                 if effects.query {
                     let query = w.tracker.query();
@@ -430,7 +433,7 @@ pub fn wait_for(ctl: &Ctl, names: &[String], wait: Wait) -> i32 {
     for w in &waiters {
         if let Some((code, message)) = &w.tracker.result {
             if let Some(message) = message {
-                eprintln!("nitroctl: {message}");
+                tell(&format!("nitroctl: {message}"));
             }
             status = status.max(*code);
         }

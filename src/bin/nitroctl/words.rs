@@ -14,7 +14,8 @@ pub fn last_exit(status: &Status) -> Option<String> {
         return Some(reason_words(reason));
     }
     match (status.wstatus, status.restarts) {
-        (-1, _) => Some("could not exec run".to_string()),
+        // The C nitro says -1 for both, with no REASON to tell which.
+        (-1, _) => Some("setup exited 111 or run could not be executed".to_string()),
         (0, None | Some(0)) => None,
         (wstatus, _) => Some(wait_status_words(wstatus)),
     }
@@ -97,7 +98,7 @@ mod tests {
         );
         assert_eq!(
             last_exit(&status(-1, None, None)).unwrap(),
-            "could not exec run"
+            "setup exited 111 or run could not be executed"
         );
         assert_eq!(signal_name(64), "signal 64");
         let exec = Reason {
