@@ -722,7 +722,9 @@ impl Supervisor {
     fn fatal(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
         self.set_state(os, i, State::Fatal, now);
         if self.is_main(os, i) {
-            if self.table[i].running == Some(Script::Finish) {
+            // Its `finish` runs first, also when it waits for what
+            // `setup` left in the cgroup.
+            if self.table[i].running == Some(Script::Finish) || self.table[i].leftovers.is_some() {
                 self.table[i].main_status = Some(111);
             } else {
                 self.main_ended(os, 111, now);

@@ -290,6 +290,10 @@ pub struct Supervisor {
     pending: Pending,
     total_reaps: u32,
     total_sv_reaps: u32,
+    /// The global log pipe while `LOG` is gone from the table: services
+    /// started while it ran still write into it, and a `LOG` put back on
+    /// disk reads it on (as the C nitro keeps one global pipe for good).
+    global_pipe: Option<(Fd, Fd)>,
 }
 
 impl Supervisor {
@@ -308,6 +312,7 @@ impl Supervisor {
             pending: Pending::default(),
             total_reaps: 0,
             total_sv_reaps: 0,
+            global_pipe: None,
         }
     }
 

@@ -47,6 +47,10 @@ impl Supervisor {
                 let Some(i) = self.lookup(os, name, create, now) else {
                     return w.packet(proto::TAG_ESRCH, &[]);
                 };
+                // Asked for, it is kept once down, even if a scan found
+                // it gone from disk (until the next scan), as in the C
+                // nitro.
+                self.table[i].forget = false;
                 // Links are read again only while the service's directory
                 // (its template's) is there, as in the C nitro: a writer
                 // that cannot start gets no new logger.

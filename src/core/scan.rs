@@ -94,7 +94,10 @@ impl Supervisor {
                 Some(_) => !is_service_dir(os, service.name.dir()),
                 None => service.seen != generation,
             };
-            if gone && !service.forget {
+            // Again for one that became FATAL since (a start asked for
+            // while it stopped found its directory gone), as the C nitro
+            // asks every service gone from disk to go down at each scan.
+            if gone && (!service.forget || service.state == State::Fatal) {
                 self.table[i].forget = true;
                 self.step(os, i, Event::WantDown, now);
             }
@@ -196,8 +199,11 @@ impl Supervisor {
 
     /// Forgets service `i`; returns its logger if that can go now.
     fn forget_one(&mut self, os: &mut dyn Os, i: usize) -> Option<usize> {
-        let service = self.tracking(i, |sup| sup.table.remove(i))?;
+        let mut service = self.tracking(i, |sup| sup.table.remove(i))?;
         os.cgroup_remove(service.name.as_bytes());
+        if service.name.as_bytes() == GLOBAL_LOGGER {
+            self.global_pipe = service.log_pipe.take();
+        }
         for fd in [
             service.ready.map(|(fd, _)| fd),
             service.log_pipe.map(|p| p.0),
@@ -249,7 +255,7 @@ impl Supervisor {
     pub(super) fn is_logger(&self, i: usize) -> bool {
         let service = &self.table[i];
         let own_link = u32::from(service.logger == Some(i));
-        service.log_users > own_link || service.name.as_bytes() == GLOBAL_LOGGER
+        service.log_users > own_link
     }
 
     /// Whether some service, itself included, logs into slot `i`: the
@@ -391,6 +397,12 @@ impl Supervisor {
     /// The log pipe of service `l`, created on first use and kept.
     pub(super) fn ensure_log_pipe(&mut self, os: &mut dyn Os, l: usize) -> Option<(Fd, Fd)> {
         if let Some(pipe) = self.table[l].log_pipe {
+            return Some(pipe);
+        }
+        if self.table[l].name.as_bytes() == GLOBAL_LOGGER
+            && let Some(pipe) = self.global_pipe.take()
+        {
+            self.table[l].log_pipe = Some(pipe);
             return Some(pipe);
         }
         match os.pipe() {

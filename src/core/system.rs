@@ -28,14 +28,16 @@ impl Supervisor {
                 Err(error) => os.warn(format_args!("SYS/setup: {}", error)),
             }
         }
-        self.start_all(os, now);
+        self.start_all(os, true, now);
     }
 
-    /// After `SYS/setup`: the global logger, then everything in the
-    /// directory.
-    fn start_all(&mut self, os: &mut dyn Os, now: Millis) {
+    /// Everything in the directory, as a scan finds it. Without
+    /// `SYS/setup` the global logger comes first (`logger_first`),
+    /// whatever its `down` file says, as in the C nitro; after it, a
+    /// service it made DOWN stays down, `LOG` as any other.
+    fn start_all(&mut self, os: &mut dyn Os, logger_first: bool, now: Millis) {
         self.phase = Phase::Running;
-        if let Some(i) = self.lookup(os, scan::GLOBAL_LOGGER, true, now) {
+        if logger_first && let Some(i) = self.lookup(os, scan::GLOBAL_LOGGER, true, now) {
             self.step(os, i, Event::WantUp, now);
         }
         self.rescan(os, now);
@@ -96,7 +98,7 @@ impl Supervisor {
                     "SYS/setup finished with wait status {}",
                     wstatus
                 ));
-                self.start_all(os, now);
+                self.start_all(os, false, now);
             }
             (Phase::SysFinish, Script::Setup) => self.go_down(os, now),
             (Phase::SysFinish, _) => {

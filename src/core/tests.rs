@@ -583,6 +583,8 @@ impl Sim {
                 );
             }
         }
+        // And the global log pipe, kept while `LOG` is gone.
+        fds.extend(self.sup.global_pipe.iter().flat_map(|&(r, w)| [r, w]));
         assert_eq!(
             fds, self.os.open_fds,
             "descriptors held by services = descriptors open"
@@ -2466,4 +2468,144 @@ fn a_finish_after_sigkill_to_the_whole_cgroup_gets_it_made_anew() {
     );
     sim.exit(run, killed(libc::SIGKILL));
     assert!(sim.os.last_spawn("a", Script::Finish).unwrap().6);
+}
+
+/// After `SYS/setup` the scan starts what it finds as it always does: a
+/// `LOG` made DOWN inside `SYS/setup`, or with a `down` file, stays down
+/// (only without `SYS/setup` is `LOG` started first, whatever it has).
+#[test]
+fn after_sys_setup_log_is_started_by_the_scan_like_any_service() {
+    let mut os = FakeOs::default();
+    os.service("LOG", &[("run", "")]);
+    os.service("a", &[("run", "")]);
+    os.service("SYS", &[("setup", "")]);
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.command(proto::TAG_DOWN, "LOG"), [0, 0, proto::TAG_OK]);
+    sim.exit(sim.os.pid_of("SYS", Script::Setup), EXITED_0);
+    assert_eq!(sim.state("a"), State::Starting);
+    assert_eq!(
+        sim.state("LOG"),
+        State::Down,
+        "created down inside SYS/setup"
+    );
+
+    let mut os = FakeOs::default();
+    os.service("LOG", &[("run", ""), ("down", "")]);
+    os.service("SYS", &[("setup", "")]);
+    let mut sim = Sim::new(os);
+    sim.exit(sim.os.pid_of("SYS", Script::Setup), EXITED_0);
+    assert_eq!(sim.state("LOG"), State::Down, "the scan honours LOG/down");
+
+    let mut os = FakeOs::default();
+    os.service("LOG", &[("run", ""), ("down", "")]);
+    let sim = Sim::new(os);
+    assert_eq!(sim.state("LOG"), State::Starting, "no SYS/setup: LOG first");
+}
+
+/// A service removed from disk while it stops, then asked up: its start
+/// finds the directory gone, FATAL. The next scan asks it down again, and
+/// it is forgotten (as the C nitro asks every service gone from disk to
+/// go down at each scan); an instance of a removed template too.
+#[test]
+fn a_gone_service_that_became_fatal_is_forgotten_by_the_next_scan() {
+    let mut os = simple(&[("run", "")]);
+    os.service("t@", &[("run", "")]);
+    let mut sim = Sim::new(os);
+    sim.command(proto::TAG_UP, "t@x");
+    sim.advance(3000);
+    for (name, dir) in [("a", "a"), ("t@x", "t@")] {
+        sim.os.remove_service(dir);
+        sim.command(proto::TAG_RESCAN, "");
+        assert_eq!(sim.state(name), State::Shutdown);
+        sim.command(proto::TAG_RESTART, name);
+        assert_eq!(sim.state(name), State::Restart);
+        sim.exit(sim.os.pid_of(dir, Script::Run), killed(libc::SIGTERM));
+        assert_eq!(sim.state(name), State::Fatal, "its directory is gone");
+        sim.command(proto::TAG_RESCAN, "");
+        assert!(
+            sim.sup.find(name.as_bytes()).is_none(),
+            "{name} still listed"
+        );
+    }
+}
+
+/// `LOG` removed from disk is forgotten once down, as any service; the
+/// global pipe stays, and a `LOG` put back is new to the scan, started,
+/// and reads the same pipe (what services wrote meanwhile is there).
+#[test]
+fn a_removed_log_is_forgotten_and_one_put_back_reads_the_same_pipe() {
+    let mut os = simple(&[("run", "")]);
+    os.service("LOG", &[("run", "")]);
+    let mut sim = Sim::new(os);
+    let log = sim.os.last_spawn("LOG", Script::Run).unwrap().clone();
+    let pipe = log.3.expect("LOG reads the global pipe");
+    sim.os.remove_service("LOG");
+    sim.command(proto::TAG_RESCAN, "");
+    assert_eq!(sim.state("LOG"), State::Shutdown);
+    sim.exit(log.5, killed(libc::SIGTERM));
+    assert!(
+        sim.sup.find(b"LOG").is_none(),
+        "gone from disk, down: forgotten"
+    );
+    assert!(sim.os.open_fds.contains(&pipe), "the global pipe is kept");
+    sim.os.service("LOG", &[("run", "")]);
+    sim.command(proto::TAG_RESCAN, "");
+    assert_eq!(sim.state("LOG"), State::Starting, "new on disk: started");
+    assert_eq!(sim.os.last_spawn("LOG", Script::Run).unwrap().3, Some(pipe));
+}
+
+/// A request for a service a scan found gone keeps it once down, until
+/// the next scan (the C nitro marks it seen): put back and asked up while
+/// its removal stopped it, then taken down, it stays, DOWN, and a scan
+/// does not start it as new.
+#[test]
+fn a_service_asked_for_while_its_removal_stops_it_is_kept() {
+    let mut sim = Sim::new(simple(&[("run", "")]));
+    let run = sim.os.pid_of("a", Script::Run);
+    sim.os.remove_service("a");
+    sim.command(proto::TAG_RESCAN, "");
+    assert_eq!(sim.state("a"), State::Shutdown);
+    sim.os.service("a", &[("run", "")]);
+    sim.command(proto::TAG_UP, "a");
+    assert_eq!(sim.state("a"), State::Restart);
+    sim.exit(run, killed(libc::SIGTERM));
+    assert_eq!(sim.state("a"), State::Starting);
+    sim.command(proto::TAG_DOWN, "a");
+    sim.exit(sim.os.pid_of("a", Script::Run), killed(libc::SIGTERM));
+    assert!(
+        sim.sup.find(b"a").is_some(),
+        "on disk and asked for: listed"
+    );
+    sim.command(proto::TAG_RESCAN, "");
+    assert_eq!(
+        sim.state("a"),
+        State::Down,
+        "taken down, not started by a scan"
+    );
+}
+
+/// A main service that becomes FATAL ends the system after its `finish`,
+/// also when what `setup` left in the cgroup must go first.
+#[test]
+fn a_fatal_main_service_ends_the_system_after_its_finish_also_with_leftovers() {
+    let mut os = simple(&[("setup", ""), ("run", ""), ("main", ""), ("finish", "")]);
+    os.exec_errors.insert(b"a/run".to_vec(), libc::EACCES);
+    os.service("SYS", &[("finish", "")]);
+    let mut sim = Sim::new(os);
+    let setup = sim.os.pid_of("a", Script::Setup);
+    sim.os.leave(setup);
+    sim.exit(setup, EXITED_0);
+    assert_eq!(sim.state("a"), State::Fatal);
+    assert_eq!(
+        sim.sup.phase(),
+        Phase::Running,
+        "a's finish has not run yet"
+    );
+    assert!(sim.os.last_spawn("SYS", Script::Finish).is_none());
+    sim.cgroup_empty("a");
+    let finish = sim.os.pid_of("a", Script::Finish);
+    assert!(sim.os.last_spawn("SYS", Script::Finish).is_none());
+    sim.exit(finish, EXITED_0);
+    assert_ne!(sim.sup.phase(), Phase::Running, "the system goes down now");
+    assert!(sim.os.last_spawn("SYS", Script::Finish).is_some());
 }
