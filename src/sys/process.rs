@@ -70,16 +70,20 @@ pub fn sync() {
 
 /// Execs `path` (relative to the service directory) with no argument if
 /// it can; returns the errno otherwise (ENOENT: there is none). The
-/// program starts as a service's would: default dispositions (SIGPIPE
-/// ignored would pass to it and to everything it starts), no signal
-/// blocked.
+/// program starts as a service's would: nothing ignored (SIGPIPE ignored
+/// would pass to it and to everything it starts), no signal blocked; its
+/// handlers an exec resets anyway, and they stay for nitro should the exec
+/// fail.
 pub fn exec_if_present(path: &CStr) -> i32 {
-    signals::set_default(signals::not_default());
+    let ignored = signals::ignored();
+    signals::set_default(ignored);
     signals::unblock_all();
     let argv = [path.as_ptr(), std::ptr::null()];
     // SAFETY: argv is a NUL-terminated array of valid C strings.
     unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
-    super::errno()
+    let errno = super::errno();
+    signals::set_ignored(ignored);
+    errno
 }
 
 /// Execs nitro again on the same directory (a reboot when not the real
@@ -113,5 +117,41 @@ pub fn shed_startup_pages() {
         let len = end - start;
         libc::madvise(start as *mut libc::c_void, len, libc::MADV_RANDOM);
         libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An exec that fails (no `SYS/reincarnate`, the usual case) leaves
+    /// nitro as it was: its handlers and what it ignores. In a forked
+    /// child, whose handlers are its own.
+    #[test]
+    fn a_failed_exec_leaves_nitros_signals_as_they_were() {
+        // SAFETY: the child makes only async-signal-safe calls and ends
+        // with _exit.
+        unsafe {
+            let pid = libc::fork();
+            if pid == 0 {
+                if signals::SignalPipe::install().is_err() {
+                    libc::_exit(2)
+                }
+                let before = (signals::not_default(), signals::ignored());
+                let errno = exec_if_present(c"/nonexistent/SYS/reincarnate");
+                let after = (signals::not_default(), signals::ignored());
+                let pipe = 1u64 << (libc::SIGPIPE - 1);
+                libc::_exit(if errno != libc::ENOENT {
+                    3
+                } else if before != after || after.1 & pipe == 0 {
+                    1
+                } else {
+                    0
+                })
+            }
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            assert_eq!(libc::WEXITSTATUS(status), 0, "status {status:#x}");
+        }
     }
 }

@@ -200,48 +200,73 @@ struct KernelSigaction {
     mask: u64,
 }
 
-/// The signals (bit `n - 1` for signal `n`) whose disposition is not the
-/// default: handled or ignored, by nitro or since before it.
-pub fn not_default() -> u64 {
-    let mut mask = 0;
-    for signal in 1..=64 {
-        let mut old = KernelSigaction::default();
-        // SAFETY: only reads the disposition into `old`.
-        let read = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                signal,
-                std::ptr::null::<KernelSigaction>(),
-                &mut old as *mut KernelSigaction,
-                8,
-            )
-        };
-        if read != 0 || old.handler != libc::SIG_DFL {
-            mask |= 1u64 << (signal - 1);
-        }
-    }
-    mask
+/// The disposition of `signal`, `None` if it cannot be read.
+fn disposition(signal: i32) -> Option<libc::sighandler_t> {
+    let mut old = KernelSigaction::default();
+    // SAFETY: only reads the disposition into `old`.
+    let read = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            std::ptr::null::<KernelSigaction>(),
+            &mut old as *mut KernelSigaction,
+            8,
+        )
+    };
+    (read == 0).then_some(old.handler)
 }
 
-/// Gives the signals of `mask` (as `not_default` makes it) their default
-/// disposition: before an exec, so that nothing nitro ignores stays
-/// ignored in the program. Async-signal-safe, for the child of a spawn.
-/// The raw system call: the C library's sigaction refuses the real-time
-/// signals it keeps for itself (32-34 in musl, 32-33 in glibc).
-pub fn set_default(mask: u64) {
-    let default = KernelSigaction::default();
+/// The signals (bit `n - 1` for signal `n`) whose disposition `is`.
+fn signals_whose(is: impl Fn(Option<libc::sighandler_t>) -> bool) -> u64 {
+    (1..=64)
+        .filter(|&signal| is(disposition(signal)))
+        .fold(0, |mask, signal| mask | 1u64 << (signal - 1))
+}
+
+/// The signals whose disposition is not the default: handled or ignored,
+/// by nitro or since before it.
+pub fn not_default() -> u64 {
+    signals_whose(|handler| handler != Some(libc::SIG_DFL))
+}
+
+/// The signals ignored, by nitro (SIGPIPE) or since before it: an exec
+/// keeps them ignored.
+pub fn ignored() -> u64 {
+    signals_whose(|handler| handler == Some(libc::SIG_IGN))
+}
+
+/// Gives the signals of `mask` the disposition `handler` (SIG_DFL or
+/// SIG_IGN). Async-signal-safe, for the child of a spawn. The raw system
+/// call: the C library's sigaction refuses the real-time signals it keeps
+/// for itself (32-34 in musl, 32-33 in glibc).
+fn set_all(mask: u64, handler: libc::sighandler_t) {
+    let action = KernelSigaction {
+        handler,
+        ..KernelSigaction::default()
+    };
     for signal in (1..=64).filter(|n| mask & (1u64 << (n - 1)) != 0) {
         // SAFETY: sets a valid disposition, reads nothing back.
         unsafe {
             libc::syscall(
                 libc::SYS_rt_sigaction,
                 signal,
-                &default as *const KernelSigaction,
+                &action as *const KernelSigaction,
                 std::ptr::null_mut::<KernelSigaction>(),
                 8,
             )
         };
     }
+}
+
+/// The default disposition for the signals of `mask`: before an exec, so
+/// that nothing nitro ignores stays ignored in the program.
+pub fn set_default(mask: u64) {
+    set_all(mask, libc::SIG_DFL);
+}
+
+/// Ignores the signals of `mask` again (an exec that failed).
+pub fn set_ignored(mask: u64) {
+    set_all(mask, libc::SIG_IGN);
 }
 
 /// Blocks every signal, returning the previous mask (around fork, so no
