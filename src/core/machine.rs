@@ -171,7 +171,12 @@ impl Supervisor {
             Event::Exited(wstatus) => {
                 let script = self.table[i].running;
                 self.set_running(i, None, 0);
-                self.table.set_timer(i, Timer::None, 0);
+                // A stop's deadline stays for what `run` left behind: the
+                // SIGKILL comes `timeout-kill` after the down-signal, not
+                // after `run` ended.
+                if script != Some(Script::Run) || self.table[i].timer != Timer::Kill {
+                    self.table.set_timer(i, Timer::None, 0);
+                }
                 let code = libc::WIFEXITED(wstatus).then(|| libc::WEXITSTATUS(wstatus));
                 match (script, state) {
                     // A stop was asked for, or the system goes down: `run`
@@ -324,9 +329,11 @@ impl Supervisor {
         os.cgroup_signal(name.as_bytes(), libc::SIGTERM);
         os.cgroup_signal(name.as_bytes(), libc::SIGCONT);
         self.tracking(i, |sup| sup.table[i].leftovers = Some(then));
-        let timeout = self.timeout(os, i, b"timeout-kill", STOP_TIMEOUT_MS);
-        self.table
-            .set_timer(i, Timer::Kill, now.saturating_add(timeout));
+        if self.table[i].timer != Timer::Kill {
+            let timeout = self.timeout(os, i, b"timeout-kill", STOP_TIMEOUT_MS);
+            self.table
+                .set_timer(i, Timer::Kill, now.saturating_add(timeout));
+        }
         true
     }
 
@@ -689,6 +696,7 @@ impl Supervisor {
         if self.stop_leftovers(os, i, Leftovers::Finish { status, signal }, now) {
             return;
         }
+        self.table.set_timer(i, Timer::None, 0);
         if os.exists(self.table[i].name.dir(), b"finish") {
             let mut status_buf = [0u8; 12];
             let mut signal_buf = [0u8; 12];

@@ -2609,3 +2609,25 @@ fn a_fatal_main_service_ends_the_system_after_its_finish_also_with_leftovers() {
     assert_ne!(sim.sup.phase(), Phase::Running, "the system goes down now");
     assert!(sim.os.last_spawn("SYS", Script::Finish).is_some());
 }
+
+/// A stop's SIGKILL comes `timeout-kill` after the down-signal, also for
+/// what `run` left behind when it ended in between: the leftovers get
+/// SIGTERM then, not a deadline of their own.
+#[test]
+fn what_run_leaves_during_a_stop_is_killed_at_the_stops_deadline() {
+    let mut sim = Sim::new(simple(&[("run", ""), ("timeout-kill", "1000")]));
+    let run = sim.os.pid_of("a", Script::Run);
+    sim.command(proto::TAG_DOWN, "a");
+    sim.advance(800);
+    sim.os.leave(run);
+    sim.exit(run, exited(0));
+    assert_eq!(sim.state("a"), State::Shutdown, "what it left is stopped");
+    assert!(!sim.os.killed_cgroups.contains(b"a".as_slice()));
+    sim.advance(200);
+    assert!(
+        sim.os.killed_cgroups.contains(b"a".as_slice()),
+        "SIGKILL 1000 ms after the down-signal"
+    );
+    sim.cgroup_empty("a");
+    assert_eq!(sim.state("a"), State::Down);
+}
