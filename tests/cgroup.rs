@@ -297,6 +297,30 @@ fn nitro_cgroup_off_works_as_without_cgroups() {
     );
 }
 
+/// Someone else (an admin, the service itself) empties a service's
+/// cgroup through `cgroup.kill`: Linux then kills every child cloned into
+/// it. The `finish` that follows runs all the same, and so does the next
+/// `run`.
+#[test]
+fn a_cgroup_killed_by_someone_else_still_runs_finish_and_the_next_run() {
+    let Some(cgroup) = TestCgroup::new("foreign-kill") else {
+        return;
+    };
+    let mut n = start(&cgroup, |sv| {
+        script(&sv.join("a/run"), "echo >&3; exec sleep 1000");
+        file(&sv.join("a/notification-fd"), "3");
+        script(&sv.join("a/finish"), r#"echo "$@" >> "$T/finished""#);
+    });
+    n.wait_for("a", State::Up);
+    let (_, first) = n.query("a").unwrap();
+    std::fs::write(cgroup.service("a").join("cgroup.kill"), "1").unwrap();
+    until("finish to run", || read(&n.path("finished")) == "-1 9\n");
+    n.wait_for("a", State::Up);
+    let (state, pid) = n.query("a").unwrap();
+    assert_eq!(state, State::Up);
+    assert_ne!(pid, first, "a new run");
+}
+
 #[test]
 fn nitro_removes_the_cgroups_it_made_when_it_exits() {
     let Some(cgroup) = TestCgroup::new("exit") else {

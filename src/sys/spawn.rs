@@ -100,6 +100,7 @@ impl Spawner {
             dir: dir.as_ptr(),
             argv: &argv,
             exec_errno: 0,
+            started: false,
             join_cgroup: -1,
             cgroup_errno: 0,
         };
@@ -118,7 +119,15 @@ impl Spawner {
         if let Some(dir) = cgroup.filter(|_| self.clone3.get()) {
             // SAFETY: as above; `top` is the 16-byte aligned end of the stack.
             let ret = unsafe { clone3_in_cgroup(stack as usize, top, dir, &mut child) };
-            if ret >= 0 {
+            // SAFETY: the child is done with `child` (it exec'd or exited).
+            if ret >= 0 && !unsafe { std::ptr::read_volatile(&child.started) } {
+                // Killed before it ran a single instruction: Linux kills
+                // every child cloned into a cgroup that `cgroup.kill`
+                // emptied once (by anyone, nitro or not). The child joins
+                // it instead, which the kernel lets live.
+                // SAFETY: reaping our own child, which has exited.
+                unsafe { libc::waitpid(ret as Pid, std::ptr::null_mut(), 0) };
+            } else if ret >= 0 {
                 pid = ret as Pid;
             } else if matches!(-ret as i32, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
                 // Older than 5.7 (or no clone3 at all): the child joins.
@@ -219,6 +228,9 @@ struct Child<'a> {
     dir: *const c_char,
     argv: &'a [*const c_char; 6],
     exec_errno: i32,
+    /// Set by the child first thing: a child that never ran was killed
+    /// as it was made.
+    started: bool,
     /// The cgroup directory to move into before anything else, -1 when
     /// none (or the child was created in it).
     join_cgroup: Fd,
@@ -232,6 +244,7 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     // async-signal-safe.
     unsafe {
         let child = &mut *arg.cast::<Child>();
+        std::ptr::write_volatile(&mut child.started, true);
         if child.join_cgroup >= 0 {
             // "0" moves the writer itself.
             let procs = libc::openat(
