@@ -434,13 +434,18 @@ impl Supervisor {
         let is_global = service.name.as_bytes() == GLOBAL_LOGGER;
         let stdout = match service.logger {
             Some(l) => self.table[l].log_pipe.map(|(_, write)| write),
-            None if !is_global => self
-                .find(GLOBAL_LOGGER)
-                .map(|g| &self.table[g])
-                .filter(|g| matches!(g.state, State::Starting | State::Up))
-                .and_then(|g| g.log_pipe.map(|(_, write)| write)),
+            None if !is_global => self.global_log(),
             None => None,
         };
         (stdin, stdout, is_global)
+    }
+
+    /// The global log pipe's write end while `LOG` runs (else a program
+    /// without a logger writes to nitro's own stdout).
+    pub(super) fn global_log(&self) -> Option<Fd> {
+        self.find(GLOBAL_LOGGER)
+            .map(|g| &self.table[g])
+            .filter(|g| matches!(g.state, State::Starting | State::Up))
+            .and_then(|g| g.log_pipe.map(|(_, write)| write))
     }
 }

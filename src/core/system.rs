@@ -7,15 +7,15 @@ use crate::proto::State;
 
 use super::machine::Event;
 use super::{
-    End, Millis, Os, Phase, Pid, STOP_TIMEOUT_MS, SYS, SYS_TIMEOUT_MS, Script, Spawn, SpawnError,
-    Supervisor, SysScript, scan,
+    End, Millis, Os, Phase, STOP_TIMEOUT_MS, SYS, SYS_TIMEOUT_MS, Script, Spawn, Supervisor,
+    SysScript, scan,
 };
 
 impl Supervisor {
     /// First start: `SYS/setup` if there is one, else straight to the scan.
     pub fn boot(&mut self, os: &mut dyn Os, now: Millis) {
         if os.exists(SYS, b"setup") {
-            match spawn_sys(os, Script::Setup, &[]) {
+            match os.spawn(&Spawn::sys(Script::Setup, &[])) {
                 Ok(pid) => {
                     self.sys = Some(SysScript {
                         pid,
@@ -69,7 +69,17 @@ impl Supervisor {
         self.enter_stopping();
         if os.exists(SYS, b"finish") {
             let end = self.end.word().as_bytes();
-            match spawn_sys(os, Script::Finish, &[b"0", b"0", end]) {
+            // As a service's `finish` (the C nitro's too): stdin from
+            // /dev/null, stdout to the global log while `LOG` runs; the
+            // console is `SYS/setup`'s only.
+            let args: [&[u8]; 3] = [b"0", b"0", end];
+            let spawn = Spawn {
+                stdin: None,
+                stdout: self.global_log(),
+                controlling_tty: false,
+                ..Spawn::sys(Script::Finish, &args)
+            };
+            match os.spawn(&spawn) {
                 Ok(pid) => {
                     self.phase = Phase::SysFinish;
                     self.sys = Some(SysScript {
@@ -170,9 +180,4 @@ impl Supervisor {
     pub fn stopped(&self) -> bool {
         self.phase == Phase::Stopping && self.services().all(|(_, s)| s.is_stopped())
     }
-}
-
-/// Runs a SYS script on the console.
-fn spawn_sys(os: &mut dyn Os, script: Script, args: &[&[u8]]) -> Result<Pid, SpawnError> {
-    os.spawn(&Spawn::sys(script, args))
 }

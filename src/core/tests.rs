@@ -2631,3 +2631,21 @@ fn what_run_leaves_during_a_stop_is_killed_at_the_stops_deadline() {
     sim.cgroup_empty("a");
     assert_eq!(sim.state("a"), State::Down);
 }
+
+/// `SYS/finish` runs as a service's `finish` does: stdin from /dev/null
+/// and stdout to the global log while `LOG` runs, not on the console
+/// (only `SYS/setup` is given the console).
+#[test]
+fn sys_finish_reads_nothing_and_writes_to_the_global_log() {
+    let mut os = simple(&[("run", "")]);
+    os.service("LOG", &[("run", "")]);
+    os.service("SYS", &[("finish", "")]);
+    let mut sim = Sim::new(os);
+    let log_stdin = sim.os.last_spawn("LOG", Script::Run).unwrap().3;
+    let a_stdout = sim.os.last_spawn("a", Script::Run).unwrap().4;
+    assert!(log_stdin.is_some() && a_stdout.is_some());
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    let finish = sim.os.last_spawn("SYS", Script::Finish).unwrap().clone();
+    assert_eq!(finish.3, None, "stdin from /dev/null");
+    assert_eq!(finish.4, a_stdout, "stdout into the global log");
+}
