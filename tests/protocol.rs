@@ -136,6 +136,11 @@ fn malformed_datagrams_are_dropped_and_nitro_keeps_answering() {
         &[0x00, 0x00],
         &[0x05, 0x00, 0x79],
         &[0xff, 0x00, 0x7d, b'a'],
+        // A frame marker alone: its length runs past the datagram for
+        // the C nitro, which drops it.
+        &[0xff, 0xff, 0x7b],
+        &[0xfe, 0xff, 0x7b],
+        &[0xff, 0xff, 0x7d, b'a'],
     ] {
         raw.socket.send_to(bad, &n.sock).unwrap();
         let mut buf = [0u8; 64];
