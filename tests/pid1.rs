@@ -519,6 +519,28 @@ exec sleep 1000"#,
     assert_eq!(host_mounts(), mounts_before, "a mount leaked to the host");
 }
 
+/// A `/dev` that is a mount point without `null` (a bare tmpfs): nitro
+/// mounts nothing over it and has no /dev/null, and starts all the same,
+/// giving its services a drained pipe as stdin.
+#[test]
+fn without_dev_null_services_read_a_drained_pipe() {
+    require_unshare!();
+    let mut c = Container::start_after(
+        |sv| {
+            script(
+                &sv.join("a/run"),
+                r#"cat > "$T/read"; echo a-up >> "$T/order"; exec sleep 1000"#,
+            );
+        },
+        &["mount -t tmpfs none /dev", "! [ -e /dev/null ]"],
+    );
+    c.until("a up", || c.lines().contains(&"a-up".to_string()));
+    assert_eq!(read(&c.path("read")), "", "stdin read as empty");
+    // SAFETY: signalling the nitro this test started.
+    unsafe { libc::kill(c.nitro, libc::SIGTERM) };
+    assert_eq!(c.wait().0, 0, "unshare: {}", read(&c.path("unshare.err")));
+}
+
 #[test]
 fn shutdown_datagram_runs_everything_in_order_and_exits_0() {
     require_unshare!();

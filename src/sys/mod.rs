@@ -110,6 +110,26 @@ pub fn join_path<'b>(buf: &'b mut [u8], dir: &[u8], file: &[u8]) -> Option<&'b C
     CStr::from_bytes_with_nul(&buf[..=len]).ok()
 }
 
+/// `/dev/null` open for reading and writing, or where there is none (a
+/// bare `/dev`, a kernel without devtmpfs) a drained pipe: the read end
+/// of a pipe whose write end is closed, which reads as empty. With
+/// `cloexec` it stays out of children.
+pub fn null_fd(cloexec: bool) -> std::io::Result<crate::core::Fd> {
+    let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+    // SAFETY: a valid C string and flags.
+    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | flags) };
+    if fd >= 0 {
+        return Ok(fd);
+    }
+    let mut fds = [-1i32; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    close(fds[1]);
+    Ok(fds[0])
+}
+
 /// Reads `dir/file` relative to the directory `at` into `buf`: bytes
 /// read. Non-blocking, so that a FIFO where a file should be cannot stall
 /// nitro.

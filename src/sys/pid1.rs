@@ -24,14 +24,13 @@ pub fn sync_and_reboot(command: libc::c_int) -> std::io::Error {
 }
 
 /// Makes sure fds 0, 1 and 2 are open (started from /etc/ttys, say), so
-/// that files nitro opens never land on them.
+/// that files nitro opens never land on them: `/dev/null`, or a drained
+/// pipe, takes the lowest free descriptor, which is the missing one.
 pub fn ensure_std_fds() {
     for fd in 0..3 {
         // SAFETY: F_GETFD only queries the descriptor.
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            // SAFETY: opening /dev/null with a valid C string; the lowest
-            // free descriptor, which is `fd`, is taken.
-            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+            let _ = super::null_fd(false);
         }
     }
 }

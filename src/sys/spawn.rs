@@ -53,11 +53,7 @@ impl Spawner {
         }
         let mut envp: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).collect();
         envp.push(std::ptr::null());
-        // SAFETY: the path is a valid C string.
-        let devnull = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if devnull < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let devnull = super::null_fd(true)?;
         Ok(Spawner {
             not_default: signals::not_default(),
             // SAFETY: UnsafeCell is repr(transparent).
