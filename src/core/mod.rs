@@ -268,6 +268,8 @@ struct SysScript {
     /// When it is killed: `SYS/finish` after its time, `SYS/setup` after
     /// the stop budget once a shutdown cut it short.
     deadline: Option<Millis>,
+    /// When it started.
+    started: Millis,
 }
 
 pub struct Supervisor {
@@ -348,6 +350,8 @@ impl Supervisor {
     pub fn on_exit(&mut self, os: &mut dyn Os, pid: Pid, wstatus: i32, now: Millis) {
         self.total_reaps = self.total_reaps.wrapping_add(1);
         if self.sys.is_some_and(|sys| sys.pid == pid) {
+            // SYS is a service to the C nitro, and counted as one.
+            self.total_sv_reaps = self.total_sv_reaps.wrapping_add(1);
             self.sys_exited(os, wstatus, now);
             return;
         }

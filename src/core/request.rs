@@ -1,11 +1,12 @@
 //! Control requests (SPEC section 7): each datagram is answered at once;
 //! rescans and the end of the system wait until the reply went out.
 
-use crate::proto::{self, Request};
+use crate::proto::{self, Request, State};
 use crate::spat::{Full, Writer};
 
 use super::machine::Event;
-use super::{CgroupStats, End, Millis, Os, Pending, Phase, Service, Supervisor};
+use super::service::Name;
+use super::{CgroupStats, End, Millis, Os, Pending, Phase, SYS, Script, Service, Supervisor};
 
 impl Supervisor {
     /// Handles one control datagram. Returns the length of the reply written
@@ -86,14 +87,18 @@ impl Supervisor {
                     write_status(w, service, now)?;
                     write_extensions(w, service, stats)
                 }
-                None => w.packet(proto::TAG_ESRCH, &[]),
+                None => match self.sys_service().filter(|_| name == SYS) {
+                    Some(sys) => write_status(w, &sys, now),
+                    None => w.packet(proto::TAG_ESRCH, &[]),
+                },
             },
             Request::List { start } => self.list(os, w, start as usize, now),
             Request::Info => {
                 let pid = self.config.nitro_pid as u32;
                 w.u32(proto::TAG_NITRO_PID, pid)?;
                 w.u32(proto::TAG_PID, pid)?;
-                w.u32(proto::TAG_MAX_SERVICE, self.table.len() as u32)?;
+                let sys = u32::from(self.sys.is_some());
+                w.u32(proto::TAG_MAX_SERVICE, self.table.len() as u32 + sys)?;
                 w.u32(proto::TAG_TOTAL_REAPS, self.total_reaps)?;
                 w.u32(proto::TAG_TOTAL_SV_REAPS, self.total_sv_reaps)?;
                 match os.allocations() {
@@ -120,6 +125,10 @@ impl Supervisor {
     /// LIST_NEXT if some did not fit.
     fn list(&self, os: &mut dyn Os, w: &mut Writer, start: usize, now: Millis) -> Result<(), Full> {
         const LIST_NEXT_LEN: usize = crate::spat::HEADER_LEN + 4;
+        // SYS comes first in the first page (a page holds far more).
+        if let Some(sys) = self.sys_service().filter(|_| start == 0) {
+            write_frame(w, &sys, now, None)?;
+        }
         for (i, service) in self.table.iter_from(start) {
             let before = w.len();
             let stats = os.cgroup_stats(service.name.as_bytes());
@@ -132,6 +141,19 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// SYS while `SYS/setup` or `SYS/finish` runs, as LIST, QUERY and
+    /// INFO show it (the C nitro has it in its table then): SETUP or
+    /// SHUTDOWN, as its events say, no pid of a `run`.
+    fn sys_service(&self) -> Option<Service> {
+        let sys = self.sys?;
+        let mut service = Service::new(Name::new(SYS)?, sys.started);
+        service.state = match sys.script {
+            Script::Setup => State::Setup,
+            _ => State::Shutdown,
+        };
+        Some(service)
     }
 
     /// Control commands that act after their reply went out.

@@ -21,6 +21,7 @@ impl Supervisor {
                         pid,
                         script: Script::Setup,
                         deadline: None,
+                        started: now,
                     });
                     os.notify(SYS, State::Setup);
                     return;
@@ -86,6 +87,7 @@ impl Supervisor {
                         pid,
                         script: Script::Finish,
                         deadline: Some(now.saturating_add(SYS_TIMEOUT_MS)),
+                        started: now,
                     });
                     os.notify(SYS, State::Shutdown);
                     return;

@@ -2661,3 +2661,44 @@ fn a_setup_exiting_111_leaves_wstatus_minus_one() {
     let i = sim.sup.find(b"a").unwrap();
     assert_eq!(sim.sup.table[i].wstatus, -1);
 }
+
+/// While `SYS/setup` or `SYS/finish` runs, SYS is a service to LIST,
+/// QUERY and INFO (as in the C nitro's table): SETUP, then SHUTDOWN, as
+/// its events say; gone with its script.
+#[test]
+fn sys_is_listed_and_queried_while_its_scripts_run() {
+    use crate::client::{decode_info, decode_list, decode_query};
+    let mut os = simple(&[("run", "")]);
+    os.service("SYS", &[("setup", ""), ("finish", "")]);
+    let mut sim = Sim::new(os);
+    let state = |sim: &mut Sim| {
+        let reply = sim.command(proto::TAG_QUERY, "SYS");
+        decode_query("SYS", &reply).and_then(|s| s.state)
+    };
+    let listed = |sim: &mut Sim| {
+        let (services, _) = decode_list(&sim.request(&[0, 0, proto::TAG_LIST]));
+        services
+            .iter()
+            .map(|s| (s.name.clone(), s.state))
+            .collect::<Vec<_>>()
+    };
+    let count = |sim: &mut Sim| {
+        decode_info(&sim.request(&[0, 0, proto::TAG_INFO]))
+            .into_iter()
+            .find(|(k, _)| k == "max_service")
+            .and_then(|(_, v)| v)
+    };
+    assert_eq!(state(&mut sim), Some(State::Setup));
+    assert_eq!(listed(&mut sim), [("SYS".to_string(), Some(State::Setup))]);
+    assert_eq!(count(&mut sim), Some(1));
+    sim.exit(sim.os.pid_of("SYS", Script::Setup), EXITED_0);
+    assert_eq!(state(&mut sim), None, "gone with SYS/setup");
+    assert_eq!(count(&mut sim), Some(1), "a");
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    assert_eq!(state(&mut sim), Some(State::Shutdown));
+    assert_eq!(
+        listed(&mut sim)[0],
+        ("SYS".to_string(), Some(State::Shutdown))
+    );
+    assert_eq!(count(&mut sim), Some(2));
+}
