@@ -321,6 +321,46 @@ fn a_cgroup_killed_by_someone_else_still_runs_finish_and_the_next_run() {
     assert_ne!(pid, first, "a new run");
 }
 
+/// A service whose programs make cgroups of their own below its cgroup
+/// (a container runtime, a nested nitro): what runs there gets the
+/// SIGTERM of a stop too, and the service's cgroup goes with those below
+/// it when the service is forgotten.
+#[test]
+fn cgroups_a_service_made_below_its_own_are_stopped_and_removed() {
+    let Some(cgroup) = TestCgroup::new("nested") else {
+        return;
+    };
+    let sub = cgroup.service("nest").join("sub");
+    let body = format!(
+        r#"mkdir -p '{sub}/deeper'
+sh -c 'echo $$ > "{sub}/cgroup.procs"; trap "echo termed >> \"$T/termed\"; exit 0" TERM; echo $$ > "$T/moved"; while :; do sleep 0.05; done' &
+while ! [ -s "$T/moved" ]; do sleep 0.01; done
+echo >&3; exec sleep 1000"#,
+        sub = sub.display()
+    );
+    let mut n = start(&cgroup, |sv| {
+        script(&sv.join("nest/run"), &body);
+        file(&sv.join("nest/notification-fd"), "3");
+        file(&sv.join("nest/timeout-kill"), "5000");
+    });
+    n.wait_for("nest", State::Up);
+    let moved = read(&n.path("moved")).trim().to_string();
+    assert!(
+        read(&sub.join("cgroup.procs")).contains(&moved),
+        "the helper sits below the service's cgroup"
+    );
+    let (status, _, err) = n.ctl(&["-t", "15", "stop", "nest"]);
+    assert_eq!(status, 0, "{err}");
+    assert_eq!(read(&n.path("termed")), "termed\n", "SIGTERM reached it");
+    std::fs::remove_dir_all(n.sv.join("nest")).unwrap();
+    assert_eq!(n.ctl(&["scan"]).0, 0);
+    until("the service to be forgotten", || n.query("nest").is_none());
+    assert!(
+        !cgroup.service("nest").exists(),
+        "its cgroup and those below it are removed"
+    );
+}
+
 #[test]
 fn nitro_removes_the_cgroups_it_made_when_it_exits() {
     let Some(cgroup) = TestCgroup::new("exit") else {

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::core::{Bytes, CgroupStats, Fd};
 
-use super::{Errno, close, errno, join_path, read_at, warn};
+use super::{DirReader, Errno, close, errno, join_path, read_at, warn};
 
 /// `statfs` magic of a cgroup v2 file system.
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -233,17 +233,7 @@ impl Cgroups {
         if !made && errno() != libc::EEXIST {
             return Err(errno());
         }
-        // SAFETY: as above.
-        let fd = unsafe {
-            libc::openat(
-                self.root_fd,
-                dir.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(errno());
-        }
+        let fd = open_dir(self.root_fd, dir).ok_or_else(errno)?;
         Ok((fd, made))
     }
 
@@ -335,44 +325,16 @@ impl Cgroups {
             .any(|line| line == b"populated 1")
     }
 
-    /// Sends `signal` to every member of the cgroup of `name`.
+    /// Sends `signal` to every member of the cgroup of `name`, and of the
+    /// cgroups its programs made below it (a container runtime, a nested
+    /// nitro), as `cgroup.kill` reaches them too.
     pub fn signal(&self, name: &[u8], signal: i32) {
         let mut rel = [0u8; REL_PATH];
-        let Some(path) = join_path(&mut rel, name, b"cgroup.procs") else {
-            return;
-        };
-        // SAFETY: path is a valid C string relative to the root descriptor.
-        let fd = unsafe {
-            libc::openat(
-                self.root_fd,
-                path.as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return;
+        if let Some(fd) = join_path(&mut rel, name, b"").and_then(|dir| open_dir(self.root_fd, dir))
+        {
+            signal_tree(fd, signal, DEPTH);
+            close(fd);
         }
-        let mut buf = [0u8; 4096];
-        let mut pid: i32 = 0;
-        loop {
-            // SAFETY: buf is valid for its length.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                break;
-            }
-            for &b in &buf[..n as usize] {
-                if b.is_ascii_digit() {
-                    pid = pid.saturating_mul(10).saturating_add(i32::from(b - b'0'));
-                } else {
-                    if pid > 0 {
-                        // SAFETY: kill has no memory preconditions.
-                        unsafe { libc::kill(pid, signal) };
-                    }
-                    pid = 0;
-                }
-            }
-        }
-        close(fd);
     }
 
     /// SIGKILL to every member, at once (`cgroup.kill`, Linux 5.14), or
@@ -390,9 +352,14 @@ impl Cgroups {
         let Some(dir) = join_path(&mut rel, name, b"") else {
             return true;
         };
-        // SAFETY: dir is a valid C string relative to the root descriptor.
-        let removed = unsafe { libc::unlinkat(self.root_fd, dir.as_ptr(), libc::AT_REMOVEDIR) };
-        removed == 0 || errno() == libc::ENOENT
+        if remove_dir(self.root_fd, dir) {
+            return true;
+        }
+        // Busy: with processes, or only with cgroups its programs made
+        // below it, which go first then.
+        errno() == libc::EBUSY
+            && !self.read_populated(name)
+            && remove_tree(self.root_fd, dir, DEPTH)
     }
 
     /// Whether a process is left in the cgroup of `name`, which is
@@ -443,6 +410,100 @@ impl Cgroups {
             oom_kills,
         })
     }
+}
+
+/// How deep below a service's cgroup nitro goes into cgroups its
+/// programs made.
+const DEPTH: usize = 8;
+
+/// Opens the cgroup `name` below the directory `at`.
+fn open_dir(at: Fd, name: &CStr) -> Option<Fd> {
+    // SAFETY: name is a valid C string relative to `at`.
+    let fd = unsafe {
+        libc::openat(
+            at,
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    (fd >= 0).then_some(fd)
+}
+
+/// Removes the directory `name` below `at`: whether it is gone (or was
+/// not there).
+fn remove_dir(at: Fd, name: &CStr) -> bool {
+    // SAFETY: name is a valid C string relative to `at`.
+    unsafe { libc::unlinkat(at, name.as_ptr(), libc::AT_REMOVEDIR) == 0 || errno() == libc::ENOENT }
+}
+
+/// Sends `signal` to every process of the cgroup `dir` and of the cgroups
+/// below it, `depth` levels down.
+fn signal_tree(dir: Fd, signal: i32, depth: usize) {
+    if let Some(procs) = open_file(dir, c"cgroup.procs") {
+        let mut buf = [0u8; 4096];
+        let mut pid: i32 = 0;
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::read(procs, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            for &b in &buf[..n as usize] {
+                if b.is_ascii_digit() {
+                    pid = pid.saturating_mul(10).saturating_add(i32::from(b - b'0'));
+                } else {
+                    if pid > 0 {
+                        // SAFETY: kill has no memory preconditions.
+                        unsafe { libc::kill(pid, signal) };
+                    }
+                    pid = 0;
+                }
+            }
+        }
+        close(procs);
+    }
+    if depth == 0 {
+        return;
+    }
+    let mut below = DirReader::new([0u8; 1024]);
+    below.rewind(dir);
+    while let Some(name) = below.next_dir() {
+        let mut path = [0u8; 256];
+        if let Some(sub) = join_path(&mut path, name, b"").and_then(|c| open_dir(dir, c)) {
+            signal_tree(sub, signal, depth - 1);
+            close(sub);
+        }
+    }
+}
+
+/// Removes the cgroup `name` below `at` with the (empty) cgroups below
+/// it, deepest first, `depth` levels down: whether it is gone.
+fn remove_tree(at: Fd, name: &CStr, depth: usize) -> bool {
+    if remove_dir(at, name) {
+        return true;
+    }
+    let Some(dir) = open_dir(at, name).filter(|_| depth > 0) else {
+        return false;
+    };
+    let mut below = DirReader::new([0u8; 1024]);
+    let mut emptied = true;
+    while emptied {
+        below.rewind(dir);
+        let Some(sub) = below.next_dir() else {
+            break;
+        };
+        let mut path = [0u8; 256];
+        emptied = join_path(&mut path, sub, b"").is_some_and(|c| remove_tree(dir, c, depth - 1));
+    }
+    close(dir);
+    emptied && remove_dir(at, name)
+}
+
+/// Opens `file` of the cgroup `dir` for reading.
+fn open_file(dir: Fd, file: &CStr) -> Option<Fd> {
+    // SAFETY: file is a valid C string relative to `dir`.
+    let fd = unsafe { libc::openat(dir, file.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    (fd >= 0).then_some(fd)
 }
 
 /// The decimal number in `bytes` (surrounding white space allowed).

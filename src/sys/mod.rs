@@ -130,6 +130,91 @@ pub fn null_fd(cloexec: bool) -> std::io::Result<crate::core::Fd> {
     Ok(fds[0])
 }
 
+/// Reads raw directory entries into a fixed buffer, which it is given: no
+/// allocation after startup (nitro's scans keep theirs on the heap, so
+/// that no frame carries it).
+pub struct DirReader<B> {
+    fd: crate::core::Fd,
+    buf: B,
+    len: usize,
+    at: usize,
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> DirReader<B> {
+    pub fn new(buf: B) -> DirReader<B> {
+        DirReader {
+            fd: -1,
+            buf,
+            len: 0,
+            at: 0,
+        }
+    }
+
+    /// Starts over at the first entry of `fd`.
+    pub fn rewind(&mut self, fd: crate::core::Fd) {
+        self.fd = fd;
+        self.len = 0;
+        self.at = 0;
+        // SAFETY: lseek on a directory fd we own.
+        unsafe { libc::lseek(fd, 0, libc::SEEK_SET) };
+    }
+
+    /// The next entry name other than `.` and `..`.
+    pub fn next_name(&mut self) -> Option<&[u8]> {
+        let (_, start, len) = self.next_entry()?;
+        Some(&self.buf.as_ref()[start..start + len])
+    }
+
+    /// The next subdirectory (by the entry's type, which cgroupfs gives).
+    pub fn next_dir(&mut self) -> Option<&[u8]> {
+        loop {
+            let (kind, start, len) = self.next_entry()?;
+            if kind == libc::DT_DIR {
+                return Some(&self.buf.as_ref()[start..start + len]);
+            }
+        }
+    }
+
+    /// The type, and where the name is in the buffer, of the next entry
+    /// other than `.` and `..`.
+    fn next_entry(&mut self) -> Option<(u8, usize, usize)> {
+        loop {
+            if self.at >= self.len {
+                let buf = self.buf.as_mut();
+                // SAFETY: buf is valid for its length; fd is a directory.
+                let n = unsafe {
+                    libc::syscall(libc::SYS_getdents64, self.fd, buf.as_mut_ptr(), buf.len())
+                };
+                if n <= 0 {
+                    return None;
+                }
+                self.len = n as usize;
+                self.at = 0;
+            }
+            // linux_dirent64: ino u64, off i64, reclen u16, type u8, name.
+            let entry = &self.buf.as_ref()[self.at..self.len];
+            if entry.len() < 20 {
+                self.at = self.len;
+                continue;
+            }
+            let reclen = u16::from_ne_bytes([entry[16], entry[17]]) as usize;
+            if reclen < 20 || reclen > entry.len() {
+                self.at = self.len;
+                continue;
+            }
+            let kind = entry[18];
+            let raw = &entry[19..reclen];
+            let name_len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+            let start = self.at + 19;
+            self.at += reclen;
+            if name_len == 0 || &raw[..name_len] == b"." || &raw[..name_len] == b".." {
+                continue;
+            }
+            return Some((kind, start, name_len));
+        }
+    }
+}
+
 /// Reads `dir/file` relative to the directory `at` into `buf`: bytes
 /// read. Non-blocking, so that a FIFO where a file should be cannot stall
 /// nitro.

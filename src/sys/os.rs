@@ -9,77 +9,7 @@ use crate::proto::{NAME_MAX, State};
 use super::cgroup::{Cgroups, Unused};
 use super::poller::Poller;
 use super::spawn::Spawner;
-use super::{errno, join_path};
-
-/// Reads raw directory entries into a fixed buffer (no allocation after
-/// startup; on the heap, so that no frame carries it).
-struct DirReader {
-    fd: Fd,
-    buf: Box<[u8; 4096]>,
-    len: usize,
-    at: usize,
-}
-
-impl DirReader {
-    fn new() -> DirReader {
-        DirReader {
-            fd: -1,
-            buf: super::zeroed_bytes(),
-            len: 0,
-            at: 0,
-        }
-    }
-
-    /// Starts over at the first entry of `fd`.
-    fn rewind(&mut self, fd: Fd) {
-        self.fd = fd;
-        self.len = 0;
-        self.at = 0;
-        // SAFETY: lseek on a directory fd we own.
-        unsafe { libc::lseek(fd, 0, libc::SEEK_SET) };
-    }
-
-    /// The next entry name other than `.` and `..`.
-    fn next(&mut self) -> Option<&[u8]> {
-        loop {
-            if self.at >= self.len {
-                // SAFETY: buf is valid for its length; fd is a directory.
-                let n = unsafe {
-                    libc::syscall(
-                        libc::SYS_getdents64,
-                        self.fd,
-                        self.buf.as_mut_ptr(),
-                        self.buf.len(),
-                    )
-                };
-                if n <= 0 {
-                    return None;
-                }
-                self.len = n as usize;
-                self.at = 0;
-            }
-            // linux_dirent64: ino u64, off i64, reclen u16, type u8, name.
-            let entry = &self.buf[self.at..self.len];
-            if entry.len() < 20 {
-                self.at = self.len;
-                continue;
-            }
-            let reclen = u16::from_ne_bytes([entry[16], entry[17]]) as usize;
-            if reclen < 20 || reclen > entry.len() {
-                self.at = self.len;
-                continue;
-            }
-            self.at += reclen;
-            let raw = &entry[19..reclen];
-            let name_len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-            if name_len == 0 || &raw[..name_len] == b"." || &raw[..name_len] == b".." {
-                continue;
-            }
-            let start = self.at - reclen + 19;
-            return Some(&self.buf[start..start + name_len]);
-        }
-    }
-}
+use super::{DirReader, errno, join_path};
 
 pub struct RealOs {
     spawner: Spawner,
@@ -87,14 +17,14 @@ pub struct RealOs {
     poller: Poller,
     /// The service directory, opened once (nitro's cwd).
     service_dir: Fd,
-    scan: DirReader,
+    scan: DirReader<Box<[u8]>>,
     /// `notify/`, opened once: read for every event, and the directory the
     /// entries too long for an address are reached from.
     notify_dir: Fd,
     /// Its path, the prefix of the address of each entry: it needs no
     /// `/proc`, which a pid 1 has only once `SYS/setup` mounted it.
     notify_path: CString,
-    notify_scan: DirReader,
+    notify_scan: DirReader<Box<[u8]>>,
     /// Events announced since the last `flush_events`: their datagrams
     /// one after another, sent together after one read of `notify/`.
     events: Box<[u8; EVENTS_HELD]>,
@@ -139,10 +69,10 @@ impl RealOs {
             spawner: Spawner::new()?,
             poller: Poller::new()?,
             service_dir: open_dir(c".")?,
-            scan: DirReader::new(),
+            scan: DirReader::new(super::zeroed_bytes::<4096>()),
             notify_dir: open_dir(notify_dir)?,
             notify_path: notify_dir.to_owned(),
-            notify_scan: DirReader::new(),
+            notify_scan: DirReader::new(super::zeroed_bytes::<4096>()),
             events: super::zeroed_bytes(),
             events_len: 0,
             control,
@@ -217,7 +147,7 @@ impl RealOs {
         }
         self.notify_scan.rewind(self.notify_dir);
         let mut entry = [0u8; 256];
-        while let Some(found) = self.notify_scan.next() {
+        while let Some(found) = self.notify_scan.next_name() {
             let n = found.len();
             if n >= entry.len() {
                 continue;
@@ -514,7 +444,7 @@ impl core::Os for RealOs {
     }
 
     fn scan_next(&mut self, buf: &mut [u8; 256]) -> Option<usize> {
-        let name = self.scan.next()?;
+        let name = self.scan.next_name()?;
         let n = name.len().min(buf.len());
         buf[..n].copy_from_slice(&name[..n]);
         Some(n)
