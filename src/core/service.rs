@@ -75,13 +75,14 @@ pub enum Script {
 }
 
 impl Script {
-    /// Its file in the service directory.
+    /// Its file in the service directory (`SYS/final` is run from the
+    /// top of the directory, as the C nitro runs it).
     pub fn file(self) -> &'static str {
         match self {
             Script::Setup => "setup",
             Script::Run => "run",
             Script::Finish => "finish",
-            Script::Final => "final",
+            Script::Final => "SYS/final",
         }
     }
 }

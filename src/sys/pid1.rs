@@ -161,7 +161,11 @@ pub fn run_final(spawner: &Spawner, signals: &SignalPipe, reboot: bool) {
     }
     let end: &[u8] = if reboot { b"reboot" } else { b"shutdown" };
     let args = [end];
-    let spawn = Spawn::sys(Script::Final, &args);
+    // From the top of the service directory, as the C nitro runs it.
+    let spawn = Spawn {
+        dir: b".",
+        ..Spawn::sys(Script::Final, &args)
+    };
     match spawner.spawn(&spawn, None) {
         Ok(pid) => {
             if !wait_children(signals, crate::core::SYS_TIMEOUT_MS) {

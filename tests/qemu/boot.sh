@@ -55,7 +55,7 @@ sys_mounts='mount -t proc proc /proc'
 [ "$scenario" = cgroups ] && sys_mounts="$sys_mounts; mount -t sysfs sysfs /sys"
 script "$sv"/SYS/setup "$sys_mounts"'; echo "@@ SYS/setup ran in $(dirname "$PWD")"'
 script "$sv"/SYS/finish 'echo "@@ SYS/finish $*"'
-script "$sv"/SYS/final 'echo "@@ SYS/final $*"'
+script "$sv"/SYS/final 'echo "@@ SYS/final $* in $PWD"'
 echo 2000 >"$sv"/SYS/timeout-kill
 if [ "$scenario" = reincarnate ]; then
 	script "$sv"/SYS/reincarnate 'echo "@@ SYS/reincarnate as pid $$, socket $([ -e /run/nitro/nitro.sock ] && echo left || echo removed)"; exec poweroff -f'
@@ -127,7 +127,7 @@ case $scenario in
 shutdown | single | reincarnate | cgroups) end=shutdown ;;
 esac
 [ "$scenario" = single ] && dir=/etc/nitro.single
-expected=("@@ SYS/setup ran in $dir" "@@ all up" "@@ SYS/finish 0 0 $end" "@@ ready stopped" "@@ SYS/final $end")
+expected=("@@ SYS/setup ran in $dir" "@@ all up" "@@ SYS/finish 0 0 $end" "@@ ready stopped" "@@ SYS/final $end in $dir")
 [ "$scenario" = shutdown ] && expected=("${expected[@]:0:2}" "@@ survived SIGTERM" "${expected[@]:2}")
 # A system handed over is not finalized.
 [ "$scenario" = reincarnate ] && expected=("${expected[@]:0:4}" "@@ SYS/reincarnate as pid 1, socket removed")
