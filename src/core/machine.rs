@@ -189,11 +189,6 @@ impl Supervisor {
                     (Some(Script::Setup), _) => {
                         self.table[i].reason =
                             Some(reason(Script::Setup, Failure::Status, wstatus));
-                        if code == Some(111) {
-                            // WSTATUS -1 as for a `run` that could not be
-                            // executed, as the C nitro says it.
-                            self.table[i].wstatus = -1;
-                        }
                         let retry = (code != Some(111)).then_some(RESPAWN_DELAY_MS);
                         self.failed(os, i, retry, now);
                     }

@@ -2650,18 +2650,6 @@ fn sys_finish_reads_nothing_and_writes_to_the_global_log() {
     assert_eq!(finish.4, a_stdout, "stdout into the global log");
 }
 
-/// A `setup` that exits 111 makes the service FATAL with WSTATUS -1, as
-/// the C nitro says it (and as for a `run` that could not be executed);
-/// the REASON tells which it was.
-#[test]
-fn a_setup_exiting_111_leaves_wstatus_minus_one() {
-    let mut sim = Sim::new(simple(&[("setup", ""), ("run", "")]));
-    sim.exit(sim.os.pid_of("a", Script::Setup), exited(111));
-    assert_eq!(sim.state("a"), State::Fatal);
-    let i = sim.sup.find(b"a").unwrap();
-    assert_eq!(sim.sup.table[i].wstatus, -1);
-}
-
 /// While `SYS/setup` or `SYS/finish` runs, SYS is a service to LIST,
 /// QUERY and INFO (as in the C nitro's table): SETUP, then SHUTDOWN, as
 /// its events say; gone with its script.
