@@ -445,25 +445,33 @@ fn events_ends_with_4_when_nitro_is_gone() {
     }
 }
 
+/// `count` service names: `s000`, `s001`, …
+fn numbered(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("s{i:03}")).collect()
+}
+
+/// Services named `names` that sleep once started, DOWN at first.
+fn down_services(sv: &std::path::Path, names: &[String]) {
+    for name in names {
+        script(&sv.join(name).join("run"), "exec sleep 1000");
+        file(&sv.join(name).join("down"), "");
+    }
+}
+
 /// A wait on more services than nitro's socket queue holds lasts as long
 /// as it takes: their QUERYs, each second, go out together and must wait
 /// for room, not be dropped (a waiter whose QUERYs are all dropped hears
 /// no reply, and took nitro for gone after 10 s).
 #[test]
 fn a_long_wait_on_many_services_lasts_as_long_as_it_takes() {
-    let n = Nitro::start(|sv| {
-        for i in 0..30 {
-            script(&sv.join(format!("s{i:02}/run")), "exec sleep 1000");
-            file(&sv.join(format!("s{i:02}/down")), "");
-        }
-    });
-    let names: Vec<String> = (0..30).map(|i| format!("s{i:02}")).collect();
+    let names = numbered(30);
+    let n = Nitro::start(|sv| down_services(sv, &names));
     let mut args = vec!["wait-up"];
     args.extend(names.iter().map(String::as_str));
     let mut wait = spawn_ctl(&n, &args);
     let notify = n.sock.parent().unwrap().join("notify");
     until("wait-up is bound", || {
-        notify.join(format!("s29,{}_29", wait.id())).exists()
+        notify.join(format!("s029,{}_29", wait.id())).exists()
     });
     // Past the 10 s after which a silent nitro counts as gone.
     let waiting = Instant::now();
@@ -542,13 +550,8 @@ fn closed_output_ends_with_141_or_the_status_never_a_panic() {
 /// `events` whose reader reads nothing more still ends on SIGTERM.
 #[test]
 fn events_ends_on_a_signal_even_with_a_stuck_reader() {
-    let n = Nitro::start(|sv| {
-        for i in 0..40 {
-            script(&sv.join(format!("s{i:02}/run")), "exec sleep 1000");
-            file(&sv.join(format!("s{i:02}/down")), "");
-        }
-    });
-    let names: Vec<String> = (0..40).map(|i| format!("s{i:02}")).collect();
+    let names = numbered(40);
+    let n = Nitro::start(|sv| down_services(sv, &names));
     let notify = n.sock.parent().unwrap().join("notify");
     // Its reader never reads: the pipe fills, and its write waits.
     let (reader, writer) = std::io::pipe().unwrap();
@@ -587,12 +590,10 @@ fn events_ends_on_a_signal_even_with_a_stuck_reader() {
 /// services than the soft limit of descriptors allows still works.
 #[test]
 fn odd_limits_and_files_do_not_stop_nitroctl() {
+    let names = numbered(150);
     let n = Nitro::start(|sv| {
         script(&sv.join("fifo/run"), "exec sleep 1000");
-        for i in 0..150 {
-            script(&sv.join(format!("d{i:03}/run")), "exec sleep 1000");
-            file(&sv.join(format!("d{i:03}/down")), "");
-        }
+        down_services(sv, &names);
     });
     let fifo = std::ffi::CString::new(
         n.sv.join("fifo/notification-fd")
@@ -607,7 +608,6 @@ fn odd_limits_and_files_do_not_stop_nitroctl() {
     let (status, out, err) = exit_within_output(&n, &["-t", "5", "status", "fifo"]);
     assert_eq!(status, 0, "{err}");
     assert!(out.contains("fifo"), "{out}");
-    let names: Vec<String> = (0..150).map(|i| format!("d{i:03}")).collect();
     let list = names.join(" ");
     let out = std::process::Command::new("sh")
         .args([

@@ -130,6 +130,26 @@ pub fn null_fd(cloexec: bool) -> std::io::Result<crate::core::Fd> {
     Ok(fds[0])
 }
 
+/// Runs `child` in a forked child, whose signal handlers are its own, and
+/// fails the test unless it returns 0 (its exit status).
+///
+/// # Safety
+/// `child` may make only async-signal-safe calls (the test process has
+/// other threads).
+#[cfg(test)]
+pub unsafe fn in_child(child: impl FnOnce() -> i32) {
+    // SAFETY: the child runs only `child`, then _exit.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::_exit(child());
+        }
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+        assert_eq!(libc::WEXITSTATUS(status), 0, "status {status:#x}");
+    }
+}
+
 /// Reads raw directory entries into a fixed buffer, which it is given: no
 /// allocation after startup (nitro's scans keep theirs on the heap, so
 /// that no frame carries it).

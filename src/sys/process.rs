@@ -129,29 +129,24 @@ mod tests {
     /// child, whose handlers are its own.
     #[test]
     fn a_failed_exec_leaves_nitros_signals_as_they_were() {
-        // SAFETY: the child makes only async-signal-safe calls and ends
-        // with _exit.
+        // SAFETY: only async-signal-safe calls.
         unsafe {
-            let pid = libc::fork();
-            if pid == 0 {
+            crate::sys::in_child(|| {
                 if signals::SignalPipe::install().is_err() {
-                    libc::_exit(2)
+                    return 2;
                 }
                 let before = (signals::not_default(), signals::ignored());
                 let errno = exec_if_present(c"/nonexistent/SYS/reincarnate");
                 let after = (signals::not_default(), signals::ignored());
                 let pipe = 1u64 << (libc::SIGPIPE - 1);
-                libc::_exit(if errno != libc::ENOENT {
+                if errno != libc::ENOENT {
                     3
                 } else if before != after || after.1 & pipe == 0 {
                     1
                 } else {
                     0
-                })
-            }
-            let mut status = 0;
-            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
-            assert_eq!(libc::WEXITSTATUS(status), 0, "status {status:#x}");
+                }
+            })
         }
     }
 }

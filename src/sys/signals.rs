@@ -307,13 +307,12 @@ mod tests {
     /// known all the same. In a forked child, whose handlers are its own.
     #[test]
     fn a_full_self_pipe_loses_no_signal() {
-        // SAFETY: the child makes only async-signal-safe calls (pipe2,
-        // sigaction, kill, read) and ends with _exit.
+        // SAFETY: only async-signal-safe calls (pipe2, sigaction, kill,
+        // read).
         unsafe {
-            let pid = libc::fork();
-            if pid == 0 {
+            crate::sys::in_child(|| {
                 let Ok(pipe) = SignalPipe::install() else {
-                    libc::_exit(2)
+                    return 2;
                 };
                 let size = libc::fcntl(SELF_PIPE_WRITE.load(Ordering::Relaxed), libc::F_GETPIPE_SZ);
                 for _ in 0..size + 1 {
@@ -322,17 +321,14 @@ mod tests {
                 libc::kill(libc::getpid(), libc::SIGCHLD);
                 let arrived = pipe.drain();
                 let again = pipe.drain();
-                libc::_exit(if !arrived.child || !arrived.hangup {
+                if !arrived.child || !arrived.hangup {
                     1
                 } else if again.child || again.hangup {
                     3
                 } else {
                     0
-                })
-            }
-            let mut status = 0;
-            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
-            assert_eq!(libc::WEXITSTATUS(status), 0, "status {status:#x}");
+                }
+            })
         }
     }
 }
