@@ -650,3 +650,17 @@ fn exit_within_output(n: &Nitro, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// An argument that is not UTF-8 (a service directory may be named so)
+/// is refused with a usage error, not a panic.
+#[test]
+fn an_argument_that_is_not_utf8_is_refused_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = std::process::Command::new(nitroctl_bin())
+        .args(["list".as_ref(), std::ffi::OsStr::from_bytes(b"bad\xffname")])
+        .env("NITRO_SOCK", "/nonexistent/nitro.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not UTF-8"));
+}

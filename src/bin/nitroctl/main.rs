@@ -400,13 +400,24 @@ pub fn with_ctl(args: Vec<String>, f: impl FnOnce(&Ctl) -> i32) -> i32 {
 
 fn main() {
     exit::catch_signals();
-    let mut argv = std::env::args();
+    let mut argv = std::env::args_os();
     let argv0 = argv.next().unwrap_or_default();
     let personality = Path::new(&argv0)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let rest: Vec<String> = argv.collect();
+    // Names are handled as text: one that is not UTF-8 is refused with a
+    // clear error, not a panic.
+    let rest: Vec<String> = argv
+        .map(|arg| {
+            arg.into_string().unwrap_or_else(|arg| {
+                fail(
+                    EXIT_USAGE,
+                    format_args!("{}: not UTF-8, not handled", arg.to_string_lossy()),
+                )
+            })
+        })
+        .collect();
     let status = match personality.as_str() {
         "halt" | "poweroff" | "reboot" => personality::halt_personality(&personality, &rest),
         "init" => personality::init_personality(&rest),
