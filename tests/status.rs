@@ -317,3 +317,24 @@ fn the_reason_is_in_json_and_metrics_and_nitro_says_it_in_words() {
         n.stderr()
     );
 }
+
+/// The READY and LOG columns say what nitro does: a `log` link to what is
+/// not a service, and a `LOG@` that is not one, are no loggers (the
+/// console then); a `notification-fd` beyond nitro's limit of
+/// descriptors means `nitroctl ready`.
+#[test]
+fn ready_and_log_columns_follow_nitro() {
+    let n = Nitro::start(|sv| {
+        script(&sv.join("badlog/run"), "exec sleep 1000");
+        std::os::unix::fs::symlink("../nonexistent", sv.join("badlog/log")).unwrap();
+        script(&sv.join("bigfd/run"), "exec sleep 1000");
+        file(&sv.join("bigfd/notification-fd"), "1999999");
+        std::fs::create_dir(sv.join("LOG@")).unwrap();
+    });
+    n.until_state("badlog", State::Up);
+    let (status, out, err) = n.ctl(&["status", "badlog", "bigfd"]);
+    assert_eq!((status, err.as_str()), (0, ""));
+    let rows = cells(&out);
+    assert_eq!(rows[1][5..7], ["after 2s", "console"], "{out}");
+    assert_eq!(rows[2][5..7], ["nitroctl ready", "console"], "{out}");
+}

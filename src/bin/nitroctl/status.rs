@@ -59,8 +59,12 @@ fn bytes(value: u64) -> String {
 }
 
 /// How the service's `run` tells it is ready, from `notification-fd`, as
-/// nitro reads it (SPEC section 2).
-fn readiness(dir: &Path) -> String {
+/// nitro reads it (SPEC section 2): 32 bytes at most, a descriptor from 3
+/// to below nitro's limit of descriptors.
+fn readiness(dir: &Path, fd_limit: u64) -> String {
+    if !dir.is_dir() {
+        return "-".to_string();
+    }
     if !dir.join("run").exists() {
         return "one-shot".to_string();
     }
@@ -70,7 +74,7 @@ fn readiness(dir: &Path) -> String {
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(dir.join("notification-fd"))
-        .and_then(|file| file.take(64).read_to_end(&mut text));
+        .and_then(|file| file.take(32).read_to_end(&mut text));
     if read.is_err() || text.is_empty() {
         return "after 2s".to_string();
     }
@@ -80,7 +84,7 @@ fn readiness(dir: &Path) -> String {
         .map(|&b| b as char)
         .collect();
     match digits.parse::<u64>() {
-        Ok(fd) if fd >= 3 => format!("fd {fd}"),
+        Ok(fd) if (3..fd_limit).contains(&fd) => format!("fd {fd}"),
         _ => "nitroctl ready".to_string(),
     }
 }
@@ -97,31 +101,60 @@ fn complete(logger: &str, service: &str) -> String {
 }
 
 /// Where the output of service `name` goes (SPEC section 5): its logger,
-/// or `console` (nitro's own standard output).
+/// or `console` (nitro's own standard output). A logger is taken only
+/// where nitro takes it: a directory with a `run` or a `setup`.
 fn log_target(base: &Path, dir: &Path, name: &str, all: &[Status]) -> String {
+    let is_service = |logger: &str| {
+        let dir = proto::split_instance(logger.as_bytes())
+            .map_or(logger, |(t, _)| std::str::from_utf8(t).unwrap_or(""));
+        ["run", "setup"]
+            .iter()
+            .any(|f| base.join(dir).join(f).exists())
+    };
     if let Ok(target) = std::fs::read_link(dir.join("log"))
         && let Some(last) = target.file_name()
     {
-        return complete(&last.to_string_lossy(), name);
+        let logger = complete(&last.to_string_lossy(), name);
+        if is_service(&logger) {
+            return logger;
+        }
     }
     let special = name == "LOG" || name.starts_with("LOG@") || name == "SYS";
-    if !special && base.join("LOG@").is_dir() {
+    if !special && is_service("LOG@") {
         return complete("LOG@", name);
     }
-    let log_runs = all
-        .iter()
-        .any(|s| s.name == "LOG" && s.pid != 0 && name != "LOG");
+    let log_runs = name != "LOG"
+        && all
+            .iter()
+            .any(|s| s.name == "LOG" && matches!(s.state, Some(State::Starting | State::Up)));
     if log_runs { "LOG" } else { "console" }.to_string()
 }
 
-/// nitro's service directory: its working directory.
-fn service_base(ctl: &Ctl) -> Option<PathBuf> {
+/// nitro's service directory as nitro sees it (its working directory,
+/// reached through /proc, so in nitro's mount namespace) and its limit of
+/// descriptors; `None` when that cannot be read, or is not where the
+/// services listed are (a nitro in another pid namespace).
+fn service_base(ctl: &Ctl, all: &[Status]) -> Option<(PathBuf, u64)> {
     let pid = ctl
         .info()
         .into_iter()
         .find(|(k, _)| k == "nitro_pid")
         .and_then(|(_, v)| v)?;
-    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+    let base = PathBuf::from(format!("/proc/{pid}/cwd"));
+    let found = all.iter().filter(|s| s.name != "SYS").any(|s| {
+        let dir = proto::split_instance(s.name.as_bytes()).map_or(s.name.as_str(), |(t, _)| {
+            std::str::from_utf8(t).unwrap_or("")
+        });
+        base.join(dir).is_dir()
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let fd_limit = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|soft| soft.parse().ok())
+        .unwrap_or(u64::MAX);
+    found.then_some((base, fd_limit))
 }
 
 /// Whether to colour: stdout is a terminal and NO_COLOR is not set.
@@ -145,7 +178,7 @@ fn state_colour(state: Option<State>) -> Option<&'static str> {
 /// The rows of `status`, header first; `colour` wraps the state column.
 pub fn render(
     services: &[Status],
-    base: Option<&Path>,
+    base: Option<(&Path, u64)>,
     all: &[Status],
     colour: bool,
 ) -> Vec<String> {
@@ -172,13 +205,13 @@ pub fn render(
             human_duration(s.uptime),
             s.restarts.map_or("-".to_string(), |n| n.to_string()),
         ];
-        if let Some(base) = base {
+        if let Some((base, fd_limit)) = base {
             let dir_name = proto::split_instance(s.name.as_bytes())
                 .map_or(s.name.as_str(), |(t, _)| {
                     std::str::from_utf8(t).unwrap_or("")
                 });
             let dir = base.join(dir_name);
-            row.push(readiness(&dir));
+            row.push(readiness(&dir, fd_limit));
             row.push(log_target(base, &dir, &s.name, all));
         }
         if usage {
@@ -232,8 +265,9 @@ pub fn status(ctl: &Ctl, names: &[String]) -> i32 {
     } else {
         ctl.query_all(names)
     };
-    let base = service_base(ctl);
-    for line in render(&services, base.as_deref(), &all, colour()) {
+    let base = service_base(ctl, &all);
+    let base = base.as_ref().map(|(dir, limit)| (dir.as_path(), *limit));
+    for line in render(&services, base, &all, colour()) {
         say(&line);
     }
     code
