@@ -443,11 +443,12 @@ impl Supervisor {
         // loop ends at the first service already coming up. A stopping
         // logger starts again once stopped (want up), and then brings up
         // its own logger.
+        let walk = self.new_walk();
+        self.table[i].walked = walk;
         let mut next = self.table[i].logger;
-        for _ in 0..self.table.capacity() {
-            let Some(l) = next.filter(|&l| l != i) else {
-                break;
-            };
+        // Each logger once: a chain into a loop ends where the loop closes.
+        while let Some(l) = next.filter(|&l| self.table[l].walked != walk) {
+            self.table[l].walked = walk;
             match self.table[l].state {
                 // Still stopping or finishing: it starts when that is over.
                 State::Shutdown => {

@@ -289,6 +289,8 @@ pub struct Supervisor {
     scan_gen: u32,
     /// Counts readiness pipes, so that each has a token of its own.
     ready_gen: u32,
+    /// Counts walks down chains of loggers (`Service::walked`).
+    walk_gen: u32,
     pending: Pending,
     total_reaps: u32,
     total_sv_reaps: u32,
@@ -311,6 +313,7 @@ impl Supervisor {
             exit_status: None,
             scan_gen: 0,
             ready_gen: 0,
+            walk_gen: 0,
             pending: Pending::default(),
             total_reaps: 0,
             total_sv_reaps: 0,

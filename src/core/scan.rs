@@ -201,8 +201,10 @@ impl Supervisor {
     fn forget_one(&mut self, os: &mut dyn Os, i: usize) -> Option<usize> {
         let mut service = self.tracking(i, |sup| sup.table.remove(i))?;
         os.cgroup_remove(service.name.as_bytes());
-        if service.name.as_bytes() == GLOBAL_LOGGER {
-            self.global_pipe = service.log_pipe.take();
+        if service.name.as_bytes() == GLOBAL_LOGGER
+            && let Some(pipe) = service.log_pipe.take()
+        {
+            self.global_pipe = Some(pipe);
         }
         for fd in [
             service.ready.map(|(fd, _)| fd),
@@ -315,16 +317,20 @@ impl Supervisor {
     /// that restarts on its own keeps its logger): a new logger appears
     /// DOWN, and starts with its writer's next start.
     pub(super) fn resolve_logger_chain(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
+        let walk = self.new_walk();
         let mut next = Some(i);
-        // A loop of links ends where it began, at the latest after every
-        // service.
-        for _ in 0..self.table.capacity() {
-            let Some(writer) = next else {
-                break;
-            };
+        // Each service once: a loop ends where it closes, wherever that is.
+        while let Some(writer) = next.filter(|&w| self.table[w].walked != walk) {
+            self.table[writer].walked = walk;
             self.resolve_logger(os, writer, now);
-            next = self.table[writer].logger.filter(|&l| l != i);
+            next = self.table[writer].logger;
         }
+    }
+
+    /// A new walk down a chain of loggers (`Service::walked`).
+    pub(super) fn new_walk(&mut self) -> u32 {
+        self.walk_gen = self.walk_gen.wrapping_add(1).max(1);
+        self.walk_gen
     }
 
     /// A warning about the `log` of service `i`, once per scan: the link

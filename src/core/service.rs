@@ -148,6 +148,10 @@ pub struct Service {
     pub start_after_scan: bool,
     /// The scan in which the last warning about its `log` was given.
     pub log_warned: Option<u32>,
+    /// The last walk down a chain of loggers that passed here
+    /// (`Supervisor::walk_gen`): each walk visits a service once, loops
+    /// and chains into loops alike.
+    pub walked: u32,
     /// Automatic restarts since the service was added.
     pub restarts: u32,
     /// OOM kills in the cgroups of its earlier starts (each start gets a
@@ -192,6 +196,7 @@ impl Service {
             forget: false,
             start_after_scan: false,
             log_warned: None,
+            walked: 0,
             restarts: 0,
             oom_kills: 0,
             oom_counted: 0,

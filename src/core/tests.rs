@@ -70,6 +70,8 @@ struct FakeOs {
     pipe_error: Option<i32>,
     /// How often a cgroup was looked at (`cgroup_populated`).
     cgroup_looks: usize,
+    /// How often a link was read (`read_link`).
+    link_reads: usize,
     /// Signals sent to whole cgroups (SIGKILL for `cgroup_kill`).
     cgroup_signals: Vec<(Vec<u8>, i32)>,
     /// Cgroups removed.
@@ -289,6 +291,7 @@ impl Os for FakeOs {
         Some(n)
     }
     fn read_link(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
+        self.link_reads += 1;
         let target = self.links.get(&path(dir, file))?;
         buf[..target.len()].copy_from_slice(target);
         Some(target.len())
@@ -2689,4 +2692,64 @@ fn sys_is_listed_and_queried_while_its_scripts_run() {
         ("SYS".to_string(), Some(State::Shutdown))
     );
     assert_eq!(count(&mut sim), Some(2));
+}
+
+/// A chain of loggers that runs into a loop it does not start from
+/// (`a -> L -> M -> L`) is walked once, not once per slot of the table:
+/// a scan reads each link a few times, and a start tries each logger that
+/// cannot start once.
+#[test]
+fn a_chain_into_a_loop_of_loggers_is_walked_once() {
+    let mut os = FakeOs::default();
+    for name in ["L", "M", "a", "b"] {
+        os.service(name, &[("run", "")]);
+    }
+    os.link("a", "log", "../L");
+    os.link("b", "log", "../L");
+    os.link("L", "log", "../M");
+    os.link("M", "log", "../L");
+    let mut sim = Sim::with_max(os, 10_000);
+    let before = sim.os.link_reads;
+    sim.command(proto::TAG_RESCAN, "");
+    let reads = sim.os.link_reads - before;
+    assert!(reads <= 16, "{reads} links read for one scan of 4 services");
+
+    let mut os = FakeOs::default();
+    for name in ["L", "M", "a"] {
+        os.service(name, &[("run", ""), ("down", "")]);
+    }
+    os.link("a", "log", "../L");
+    os.link("L", "log", "../M");
+    os.link("M", "log", "../L");
+    os.exec_errors.insert(b"L/run".to_vec(), libc::EACCES);
+    os.exec_errors.insert(b"M/run".to_vec(), libc::EACCES);
+    let mut sim = Sim::new(os);
+    let before = sim.os.warnings;
+    sim.command(proto::TAG_UP, "a");
+    assert_eq!(
+        sim.os.warnings - before,
+        2,
+        "one exec error each for L and M"
+    );
+    assert_eq!(sim.state("a"), State::Starting);
+}
+
+/// The global pipe kept for a `LOG` put back survives a `LOG` put back
+/// with a `down` file (no pipe of its own) and removed again.
+#[test]
+fn the_global_pipe_survives_a_log_put_back_down_and_removed_again() {
+    let mut os = simple(&[("run", "")]);
+    os.service("LOG", &[("run", "")]);
+    let mut sim = Sim::new(os);
+    let log = sim.os.last_spawn("LOG", Script::Run).unwrap().clone();
+    sim.os.remove_service("LOG");
+    sim.command(proto::TAG_RESCAN, "");
+    sim.exit(log.5, killed(libc::SIGTERM));
+    sim.os.service("LOG", &[("run", ""), ("down", "")]);
+    sim.command(proto::TAG_RESCAN, "");
+    sim.os.remove_service("LOG");
+    sim.command(proto::TAG_RESCAN, "");
+    sim.os.service("LOG", &[("run", "")]);
+    sim.command(proto::TAG_RESCAN, "");
+    assert_eq!(sim.os.last_spawn("LOG", Script::Run).unwrap().3, log.3);
 }
