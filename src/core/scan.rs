@@ -260,11 +260,13 @@ impl Supervisor {
         service.log_users > own_link
     }
 
-    /// Whether some service, itself included, logs into slot `i`: the
-    /// shutdown stops it with the loggers, last.
+    /// Whether slot `i` is a logger to the shutdown, which stops it with
+    /// the loggers, last: it has a pipe (made once, kept), so some service
+    /// may still write into it, also one whose `log` link changed since it
+    /// started (as the C nitro holds back every service with a pipe).
     pub(super) fn reads_log(&self, i: usize) -> bool {
         let service = &self.table[i];
-        service.log_users > 0 || service.name.as_bytes() == GLOBAL_LOGGER
+        service.log_pipe.is_some() || service.name.as_bytes() == GLOBAL_LOGGER
     }
 
     /// Reads the `log` link of service `i` (or the `LOG@` default) and
@@ -408,12 +410,12 @@ impl Supervisor {
         if self.table[l].name.as_bytes() == GLOBAL_LOGGER
             && let Some(pipe) = self.global_pipe.take()
         {
-            self.table[l].log_pipe = Some(pipe);
+            self.tracking(l, |sup| sup.table[l].log_pipe = Some(pipe));
             return Some(pipe);
         }
         match os.pipe() {
             Ok(pipe) => {
-                self.table[l].log_pipe = Some(pipe);
+                self.tracking(l, |sup| sup.table[l].log_pipe = Some(pipe));
                 Some(pipe)
             }
             Err(errno) => {

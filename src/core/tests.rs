@@ -1403,14 +1403,35 @@ fn a_logger_whose_last_writer_goes_from_disk_during_the_shutdown_is_stopped_too(
     sim.command(proto::TAG_RESCAN, "");
     sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
     assert_eq!(sim.state("logger"), State::Starting, "held back for a");
-    // `a` is forgotten: the logger is an ordinary service now, and one
-    // more to stop before the shutdown is over.
+    // `a` is forgotten; the logger keeps its pipe, so it is still one,
+    // stopped once the others are down, and then the shutdown is over.
     sim.exit(a, killed(libc::SIGTERM));
     assert_eq!(sim.sup.find(b"a"), None);
+    assert_eq!(sim.state("logger"), State::Starting);
+    sim.exit(b, killed(libc::SIGTERM));
     assert_eq!(sim.state("logger"), State::Shutdown);
     sim.exit(logger, killed(libc::SIGTERM));
-    sim.exit(b, killed(libc::SIGTERM));
     assert!(sim.sup.stopped());
+}
+
+/// A writer whose `log` link was removed still writes into its logger
+/// until it starts again: the shutdown holds that logger back until the
+/// writer is down (a logger is any service with a pipe, as in the C
+/// nitro), so the writer's last lines are read.
+#[test]
+fn the_shutdown_holds_back_a_logger_its_writer_left_while_running() {
+    let mut os = simple(&[("run", "")]);
+    os.service("L", &[("run", "")]);
+    os.link("a", "log", "../L");
+    let mut sim = Sim::new(os);
+    let a = sim.os.pid_of("a", Script::Run);
+    sim.os.links.remove(b"a/log".as_slice());
+    sim.command(proto::TAG_RESCAN, "");
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    assert_eq!(sim.state("a"), State::Shutdown);
+    assert_eq!(sim.state("L"), State::Starting, "held back while a runs");
+    sim.exit(a, killed(libc::SIGTERM));
+    assert_eq!(sim.state("L"), State::Shutdown);
 }
 
 #[test]
