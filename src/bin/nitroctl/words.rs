@@ -14,8 +14,11 @@ pub fn last_exit(status: &Status) -> Option<String> {
         return Some(reason_words(reason));
     }
     match (status.wstatus, status.restarts) {
-        // The C nitro says -1 for both, with no REASON to tell which.
-        (-1, _) => Some("setup exited 111 or run could not be executed".to_string()),
+        // Ours says -1 only when `run` could not be executed (RESTARTS
+        // tells it is ours); the C nitro for a `setup` exiting 111 too,
+        // with no REASON to tell which.
+        (-1, Some(_)) => Some("could not exec run".to_string()),
+        (-1, None) => Some("setup exited 111 or run could not be executed".to_string()),
         (0, None | Some(0)) => None,
         (wstatus, _) => Some(wait_status_words(wstatus)),
     }
@@ -99,6 +102,10 @@ mod tests {
         assert_eq!(
             last_exit(&status(-1, None, None)).unwrap(),
             "setup exited 111 or run could not be executed"
+        );
+        assert_eq!(
+            last_exit(&status(-1, Some(0), None)).unwrap(),
+            "could not exec run"
         );
         assert_eq!(signal_name(64), "signal 64");
         let exec = Reason {
