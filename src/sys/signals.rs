@@ -37,9 +37,14 @@ fn wake(signal: libc::c_int) {
     }
 }
 
+/// The flag of a handled signal.
+fn came(signal: libc::c_int) -> Option<&'static AtomicBool> {
+    HANDLED.iter().position(|&h| h == signal).map(|k| &CAME[k])
+}
+
 extern "C" fn on_signal(signal: libc::c_int) {
-    if let Some(k) = HANDLED.iter().position(|&h| h == signal) {
-        CAME[k].store(true, Ordering::Relaxed);
+    if let Some(flag) = came(signal) {
+        flag.store(true, Ordering::Relaxed);
     }
     wake(signal);
 }
@@ -141,15 +146,12 @@ impl SignalPipe {
         let mut buf = [0u8; 64];
         // SAFETY: buf is a valid writable buffer.
         while unsafe { libc::read(self.read_fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-        let came = |signal| {
-            let k = HANDLED.iter().position(|&h| h == signal).unwrap_or(0);
-            CAME[k].swap(false, Ordering::Relaxed)
-        };
+        let take = |signal| came(signal).is_some_and(|flag| flag.swap(false, Ordering::Relaxed));
         Arrived {
-            child: came(libc::SIGCHLD),
-            hangup: came(libc::SIGHUP),
-            terminate: came(libc::SIGTERM),
-            interrupt: came(libc::SIGINT),
+            child: take(libc::SIGCHLD),
+            hangup: take(libc::SIGHUP),
+            terminate: take(libc::SIGTERM),
+            interrupt: take(libc::SIGINT),
         }
     }
 }

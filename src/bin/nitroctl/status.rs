@@ -4,12 +4,13 @@
 //! working directory (`/proc/PID/cwd`); when that cannot be read (another
 //! user's nitro, no /proc) those two columns are left out.
 
-use std::io::{IsTerminal, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nitro::client::Status;
 use nitro::proto::{self, State};
+use nitro::sys;
 
 use crate::exit::say;
 use crate::{Ctl, formats, words};
@@ -68,17 +69,19 @@ fn readiness(dir: &Path, fd_limit: u64) -> String {
     if !dir.join("run").exists() {
         return "one-shot".to_string();
     }
-    // Non-blocking, as nitro reads it: a FIFO there must not hold us.
-    let mut text = Vec::new();
-    let read = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(dir.join("notification-fd"))
-        .and_then(|file| file.take(32).read_to_end(&mut text));
-    if read.is_err() || text.is_empty() {
-        return "after 2s".to_string();
-    }
-    let digits: String = text
+    // Read as nitro reads it: non-blocking (a FIFO there must not hold
+    // us), the same 32 bytes.
+    let mut text = [0u8; 32];
+    let n = match sys::read_at(
+        libc::AT_FDCWD,
+        dir.as_os_str().as_bytes(),
+        b"notification-fd",
+        &mut text,
+    ) {
+        Some(n) if n > 0 => n,
+        _ => return "after 2s".to_string(),
+    };
+    let digits: String = text[..n]
         .iter()
         .filter(|b| b.is_ascii_digit())
         .map(|&b| b as char)
@@ -87,6 +90,12 @@ fn readiness(dir: &Path, fd_limit: u64) -> String {
         Ok(fd) if (3..fd_limit).contains(&fd) => format!("fd {fd}"),
         _ => "nitroctl ready".to_string(),
     }
+}
+
+/// The directory of service `name`: its own, or its template's.
+fn dir_of(name: &str) -> &str {
+    proto::split_instance(name.as_bytes())
+        .map_or(name, |(t, _)| std::str::from_utf8(t).unwrap_or(""))
 }
 
 /// Completes a logger name ending in `@` as nitro does: with the instance
@@ -105,11 +114,9 @@ fn complete(logger: &str, service: &str) -> String {
 /// where nitro takes it: a directory with a `run` or a `setup`.
 fn log_target(base: &Path, dir: &Path, name: &str, all: &[Status]) -> String {
     let is_service = |logger: &str| {
-        let dir = proto::split_instance(logger.as_bytes())
-            .map_or(logger, |(t, _)| std::str::from_utf8(t).unwrap_or(""));
         ["run", "setup"]
             .iter()
-            .any(|f| base.join(dir).join(f).exists())
+            .any(|f| base.join(dir_of(logger)).join(f).exists())
     };
     if let Ok(target) = std::fs::read_link(dir.join("log"))
         && let Some(last) = target.file_name()
@@ -141,12 +148,9 @@ fn service_base(ctl: &Ctl, all: &[Status]) -> Option<(PathBuf, u64)> {
         .find(|(k, _)| k == "nitro_pid")
         .and_then(|(_, v)| v)?;
     let base = PathBuf::from(format!("/proc/{pid}/cwd"));
-    let found = all.iter().filter(|s| s.name != "SYS").any(|s| {
-        let dir = proto::split_instance(s.name.as_bytes()).map_or(s.name.as_str(), |(t, _)| {
-            std::str::from_utf8(t).unwrap_or("")
-        });
-        base.join(dir).is_dir()
-    });
+    let found = all
+        .iter()
+        .any(|s| s.name != "SYS" && base.join(dir_of(&s.name)).is_dir());
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
     let fd_limit = limits
         .lines()
@@ -206,11 +210,7 @@ pub fn render(
             s.restarts.map_or("-".to_string(), |n| n.to_string()),
         ];
         if let Some((base, fd_limit)) = base {
-            let dir_name = proto::split_instance(s.name.as_bytes())
-                .map_or(s.name.as_str(), |(t, _)| {
-                    std::str::from_utf8(t).unwrap_or("")
-                });
-            let dir = base.join(dir_name);
+            let dir = base.join(dir_of(&s.name));
             row.push(readiness(&dir, fd_limit));
             row.push(log_target(base, &dir, &s.name, all));
         }
