@@ -407,13 +407,11 @@ impl Supervisor {
         if let Some(pipe) = self.table[l].log_pipe {
             return Some(pipe);
         }
-        if self.table[l].name.as_bytes() == GLOBAL_LOGGER
-            && let Some(pipe) = self.global_pipe.take()
-        {
-            self.tracking(l, |sup| sup.table[l].log_pipe = Some(pipe));
-            return Some(pipe);
-        }
-        match os.pipe() {
+        // `LOG` takes the global pipe kept since an earlier `LOG` went.
+        let kept = (self.table[l].name.as_bytes() == GLOBAL_LOGGER)
+            .then(|| self.global_pipe.take())
+            .flatten();
+        match kept.map_or_else(|| os.pipe(), Ok) {
             Ok(pipe) => {
                 self.tracking(l, |sup| sup.table[l].log_pipe = Some(pipe));
                 Some(pipe)
