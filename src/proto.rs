@@ -251,7 +251,11 @@ pub fn parse_request(datagram: &[u8]) -> Option<Request<'_>> {
         // as the C nitro drops it.
         Item::Open(_) | Item::Close(_) => return None,
     };
-    let name = request_name(payload);
+    // A payload of NAME_MAX bytes or more names nothing, whatever NUL is
+    // in it (the C nitro reads it as the empty name): ESRCH, not a
+    // service named by its first bytes.
+    let long = payload.len() >= NAME_MAX;
+    let name = if long { &[][..] } else { request_name(payload) };
     Some(match tag {
         TAG_UP => Request::Up(name),
         TAG_DOWN => Request::Down(name),
@@ -267,7 +271,7 @@ pub fn parse_request(datagram: &[u8]) -> Option<Request<'_>> {
         TAG_SIGNAL => match payload.split_first() {
             Some((&signal, rest)) => Request::Signal {
                 signal,
-                name: request_name(rest),
+                name: if long { &[] } else { request_name(rest) },
             },
             None => Request::Signal {
                 signal: 0,
@@ -345,6 +349,30 @@ mod tests {
             parse_request(&[0x04, 0x00, 0x7c, 3, 0, 0, 0]),
             Some(Request::List { start: 3 })
         );
+    }
+
+    /// A name payload of 64 bytes or more names nothing, even with a NUL
+    /// early in it, as the C nitro reads it (vectors of a review against it).
+    #[test]
+    fn a_name_payload_of_name_max_bytes_or_more_is_the_empty_name() {
+        let mut query = vec![0x42, 0x00, TAG_QUERY];
+        query.extend_from_slice(b"alpha\0");
+        query.resize(3 + 0x42, b'z');
+        assert_eq!(parse_request(&query), Some(Request::Query(b"")));
+        let mut signal = vec![0x42, 0x00, TAG_SIGNAL, 0x12];
+        signal.extend_from_slice(b"alpha");
+        signal.resize(3 + 0x42, 0);
+        assert_eq!(
+            parse_request(&signal),
+            Some(Request::Signal {
+                signal: 0x12,
+                name: b""
+            })
+        );
+        let mut fits = vec![0x3f, 0x00, TAG_DOWN];
+        fits.extend_from_slice(b"alpha\0");
+        fits.resize(3 + 0x3f, b'z');
+        assert_eq!(parse_request(&fits), Some(Request::Down(b"alpha")));
     }
 
     #[test]

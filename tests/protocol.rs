@@ -172,6 +172,8 @@ fn names_outside_the_directory_get_esrch() {
         ".hidden",
         "SYS",
         "beta@",
+        "beta@x@",
+        "beta@@",
         "x,y",
         &long,
     ] {

@@ -149,8 +149,9 @@ impl Supervisor {
     fn sys_service(&self) -> Option<Service> {
         let sys = self.sys?;
         let mut service = Service::new(Name::new(SYS)?, sys.started);
-        service.state = match sys.script {
-            Script::Setup => State::Setup,
+        // A shutdown cuts SYS/setup short: SHUTDOWN from then on.
+        service.state = match (sys.script, self.phase) {
+            (Script::Setup, Phase::Boot) => State::Setup,
             _ => State::Shutdown,
         };
         Some(service)

@@ -140,14 +140,14 @@ impl Supervisor {
     }
 
     /// Whether a service name refers to something startable on disk.
+    /// A name ending in `@` is a template, never a service, also when
+    /// its parameter would end in `@` (`t@x@`).
     fn startable(&self, os: &mut dyn Os, name: &[u8]) -> bool {
-        if !proto::valid_name(name) {
+        if !proto::valid_name(name) || name.ends_with(b"@") {
             return false;
         }
-        match proto::split_instance(name) {
-            Some((template, _)) => is_service_dir(os, template),
-            None => !name.ends_with(b"@") && is_service_dir(os, name),
-        }
+        let dir = proto::split_instance(name).map_or(name, |(template, _)| template);
+        is_service_dir(os, dir)
     }
 
     /// Looks a name up, adding it when it is startable on disk and

@@ -2715,6 +2715,55 @@ fn sys_is_listed_and_queried_while_its_scripts_run() {
     assert_eq!(count(&mut sim), Some(2));
 }
 
+/// A shutdown during `SYS/setup` cuts it short: from then on SYS is
+/// SHUTDOWN to QUERY and LIST as to its event (the C nitro's state 6).
+#[test]
+fn sys_setup_cut_short_is_queried_as_shutdown() {
+    use crate::client::{decode_list, decode_query};
+    let mut os = simple(&[("run", "")]);
+    os.service("SYS", &[("setup", "")]);
+    let mut sim = Sim::new(os);
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    assert_eq!(
+        sim.os.events.last(),
+        Some(&(b"SYS".to_vec(), State::Shutdown))
+    );
+    let reply = sim.command(proto::TAG_QUERY, "SYS");
+    assert_eq!(
+        decode_query("SYS", &reply).and_then(|s| s.state),
+        Some(State::Shutdown)
+    );
+    let (services, _) = decode_list(&sim.request(&[0, 0, proto::TAG_LIST]));
+    assert_eq!(services[0].state, Some(State::Shutdown));
+}
+
+/// A name ending in `@` is a template, also when what follows the first
+/// `@` ends in one: no request makes it a service (the C nitro refuses
+/// it as a name).
+#[test]
+fn an_instance_whose_parameter_ends_in_at_is_no_service() {
+    let mut os = FakeOs::default();
+    os.service("t@", &[("run", "")]);
+    os.service("SYS", &[("setup", "")]);
+    let mut sim = Sim::new(os);
+    for name in ["t@x@", "t@@", "t@a@"] {
+        for tag in [proto::TAG_DOWN, proto::TAG_UP, proto::TAG_RESTART] {
+            assert_eq!(sim.command(tag, name), [0, 0, proto::TAG_ESRCH], "{name}");
+        }
+    }
+    sim.exit(sim.os.pid_of("SYS", Script::Setup), EXITED_0);
+    for name in ["t@x@", "t@@"] {
+        assert_eq!(
+            sim.command(proto::TAG_UP, name),
+            [0, 0, proto::TAG_ESRCH],
+            "{name}"
+        );
+    }
+    assert_eq!(sim.command(proto::TAG_UP, "t@x"), [0, 0, proto::TAG_OK]);
+    assert!(sim.os.last_spawn("t@x@", Script::Run).is_none());
+    assert_eq!(sim.sup.services().count(), 1);
+}
+
 /// A chain of loggers that runs into a loop it does not start from
 /// (`a -> L -> M -> L`) is walked once, not once per slot of the table:
 /// a scan reads each link a few times, and a start tries each logger that
