@@ -121,7 +121,7 @@ impl Supervisor {
         // (a FATAL one stays while its template does, as in the C nitro).
         for i in 0..self.table.capacity() {
             if self.table.get(i).is_some_and(|s| {
-                s.is_instance()
+                s.name.param().is_some()
                     && s.seen != generation
                     && s.state == proto::State::Down
                     && s.is_stopped()

@@ -218,10 +218,6 @@ impl Service {
         }
     }
 
-    pub fn is_instance(&self) -> bool {
-        self.name.param().is_some()
-    }
-
     /// A script runs, or what one left in the cgroup is being stopped.
     pub fn busy(&self) -> bool {
         self.running.is_some() || self.leftovers.is_some()

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::core::{Bytes, CgroupStats, Fd};
 
-use super::{DirReader, Errno, close, errno, join_path, read_at, warn};
+use super::{DirReader, Errno, close, errno, join_path, open_dir, read_at, warn};
 
 /// `statfs` magic of a cgroup v2 file system.
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -170,13 +170,7 @@ impl Cgroups {
             }
         }
         let enabled = controllers(&root.join("cgroup.subtree_control"));
-        // SAFETY: valid C string and flags.
-        let root_fd = unsafe {
-            libc::open(
-                root_c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
+        let root_fd = open_dir(libc::AT_FDCWD, &root_c).unwrap_or(-1);
         // SAFETY: flags only.
         let inotify = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
         if root_fd < 0 || inotify < 0 {
@@ -377,23 +371,16 @@ impl Cgroups {
             return 0;
         }
         let mut buf = [0u8; 256];
-        read_at(self.root_fd, name, b"memory.events", &mut buf).map_or(0, |n| {
-            buf[..n]
-                .split(|&b| b == b'\n')
-                .find_map(|line| line.strip_prefix(b"oom_kill "))
-                .and_then(number)
-                .unwrap_or(0)
-        })
+        read_at(self.root_fd, name, b"memory.events", &mut buf)
+            .and_then(|n| keyed(&buf[..n], b"oom_kill "))
+            .unwrap_or(0)
     }
 
     /// What the cgroup of `name` used; `None` when it has none.
     pub fn stats(&self, name: &[u8]) -> Option<CgroupStats> {
         let mut buf = [0u8; 512];
         let n = read_at(self.root_fd, name, b"cpu.stat", &mut buf)?;
-        let cpu_usec = buf[..n]
-            .split(|&b| b == b'\n')
-            .find_map(|line| line.strip_prefix(b"usage_usec "))
-            .and_then(number);
+        let cpu_usec = keyed(&buf[..n], b"usage_usec ");
         let value = |file: &[u8]| {
             let mut buf = [0u8; 32];
             read_at(self.root_fd, name, file, &mut buf).and_then(|n| number(&buf[..n]))
@@ -415,19 +402,6 @@ impl Cgroups {
 /// How deep below a service's cgroup nitro goes into cgroups its
 /// programs made.
 const DEPTH: usize = 8;
-
-/// Opens the cgroup `name` below the directory `at`.
-fn open_dir(at: Fd, name: &CStr) -> Option<Fd> {
-    // SAFETY: name is a valid C string relative to `at`.
-    let fd = unsafe {
-        libc::openat(
-            at,
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    (fd >= 0).then_some(fd)
-}
 
 /// Removes the directory `name` below `at`: whether it is gone (or was
 /// not there).
@@ -509,6 +483,13 @@ fn open_file(dir: Fd, file: &CStr) -> Option<Fd> {
 /// The decimal number in `bytes` (surrounding white space allowed).
 fn number(bytes: &[u8]) -> Option<u64> {
     core::str::from_utf8(bytes.trim_ascii()).ok()?.parse().ok()
+}
+
+/// The number on the line of `text` that starts with `key`.
+fn keyed(text: &[u8], key: &[u8]) -> Option<u64> {
+    text.split(|&b| b == b'\n')
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(number)
 }
 
 /// Writes `value` into `dir/file` relative to `at`, or errno.

@@ -110,6 +110,19 @@ pub fn join_path<'b>(buf: &'b mut [u8], dir: &[u8], file: &[u8]) -> Option<&'b C
     CStr::from_bytes_with_nul(&buf[..=len]).ok()
 }
 
+/// Opens the directory `path` (relative to `at`), close-on-exec.
+pub fn open_dir(at: i32, path: &CStr) -> Option<i32> {
+    // SAFETY: path is a valid C string relative to `at`.
+    let fd = unsafe {
+        libc::openat(
+            at,
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    (fd >= 0).then_some(fd)
+}
+
 /// `/dev/null` open for reading and writing, or where there is none (a
 /// bare `/dev`, a kernel without devtmpfs) a drained pipe: the read end
 /// of a pipe whose write end is closed, which reads as empty. With

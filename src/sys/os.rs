@@ -52,18 +52,7 @@ impl RealOs {
     /// No cgroups until `set_up_cgroups`.
     pub fn new(notify_dir: &CStr, control: Fd) -> std::io::Result<RealOs> {
         let open_dir = |path: &CStr| {
-            // SAFETY: path is a valid C string.
-            let fd = unsafe {
-                libc::open(
-                    path.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(fd)
-            }
+            super::open_dir(libc::AT_FDCWD, path).ok_or_else(std::io::Error::last_os_error)
         };
         Ok(RealOs {
             spawner: Spawner::new()?,
@@ -177,16 +166,16 @@ impl RealOs {
         if unread(self.control) > self.events_room {
             return true;
         }
+        let mut name = [0u8; SUN_PATH];
+        let Some(name) = join_path(&mut name, entry, b"") else {
+            return true;
+        };
         let mut path = [0u8; SUN_PATH];
         let refused = match join_path(&mut path, self.notify_path.to_bytes(), entry) {
             Some(path) => self.send_to(path, event),
             None => {
                 // The full path does not fit in an address: the entry's
                 // name does, seen from inside `notify/` (docs/choices.md).
-                let mut name = [0u8; SUN_PATH];
-                let Some(name) = join_path(&mut name, entry, b"") else {
-                    return true;
-                };
                 // SAFETY: fchdir on directory fds we own; the service
                 // directory is nitro's working directory again right after.
                 unsafe { libc::fchdir(self.notify_dir) };
@@ -197,11 +186,8 @@ impl RealOs {
             }
         };
         if refused {
-            let mut name = [0u8; 260];
-            if let Some(name) = join_path(&mut name, entry, b"") {
-                // SAFETY: name is a valid C string relative to notify_dir.
-                unsafe { libc::unlinkat(self.notify_dir, name.as_ptr(), 0) };
-            }
+            // SAFETY: name is a valid C string relative to notify_dir.
+            unsafe { libc::unlinkat(self.notify_dir, name.as_ptr(), 0) };
         }
         !refused
     }

@@ -76,13 +76,13 @@ pub fn sync() {
 /// fail.
 pub fn exec_if_present(path: &CStr) -> i32 {
     let ignored = signals::ignored();
-    signals::set_default(ignored);
+    signals::set_all(ignored, libc::SIG_DFL);
     signals::unblock_all();
     let argv = [path.as_ptr(), std::ptr::null()];
     // SAFETY: argv is a NUL-terminated array of valid C strings.
     unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
     let errno = super::errno();
-    signals::set_ignored(ignored);
+    signals::set_all(ignored, libc::SIG_IGN);
     errno
 }
 

@@ -237,11 +237,13 @@ pub fn ignored() -> u64 {
     signals_whose(|handler| handler == Some(libc::SIG_IGN))
 }
 
-/// Gives the signals of `mask` the disposition `handler` (SIG_DFL or
-/// SIG_IGN). Async-signal-safe, for the child of a spawn. The raw system
+/// Gives the signals of `mask` the disposition `handler`: SIG_DFL before
+/// an exec, so that nothing nitro ignores stays ignored in the program,
+/// SIG_IGN again after an exec that failed. Async-signal-safe, for the
+/// child of a spawn. The raw system
 /// call: the C library's sigaction refuses the real-time signals it keeps
 /// for itself (32-34 in musl, 32-33 in glibc).
-fn set_all(mask: u64, handler: libc::sighandler_t) {
+pub fn set_all(mask: u64, handler: libc::sighandler_t) {
     let action = KernelSigaction {
         handler,
         ..KernelSigaction::default()
@@ -258,17 +260,6 @@ fn set_all(mask: u64, handler: libc::sighandler_t) {
             )
         };
     }
-}
-
-/// The default disposition for the signals of `mask`: before an exec, so
-/// that nothing nitro ignores stays ignored in the program.
-pub fn set_default(mask: u64) {
-    set_all(mask, libc::SIG_DFL);
-}
-
-/// Ignores the signals of `mask` again (an exec that failed).
-pub fn set_ignored(mask: u64) {
-    set_all(mask, libc::SIG_IGN);
 }
 
 /// Blocks every signal, returning the previous mask (around fork, so no

@@ -189,7 +189,7 @@ impl Spawner {
             );
             // Handlers must not run here, and ignored signals stay ignored
             // through exec.
-            signals::set_default(self.not_default);
+            signals::set_all(self.not_default, libc::SIG_DFL);
             signals::unblock_all();
             libc::setsid();
             // Steal the terminal (argument 1), as the C nitro does: as
@@ -263,6 +263,7 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
 
 /// `struct clone_args` of clone3 (Linux 5.7 layout, with `cgroup`).
 #[repr(C)]
+#[derive(Default)]
 struct CloneArgs {
     flags: u64,
     pidfd: u64,
@@ -293,16 +294,11 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 unsafe fn clone3_in_cgroup(stack: usize, top: usize, dir: Fd, child: &mut Child) -> isize {
     let args = CloneArgs {
         flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
-        pidfd: 0,
-        child_tid: 0,
-        parent_tid: 0,
         exit_signal: libc::SIGCHLD as u64,
         stack: stack as u64,
         stack_size: (top - stack) as u64,
-        tls: 0,
-        set_tid: 0,
-        set_tid_size: 0,
         cgroup: dir as u64,
+        ..CloneArgs::default()
     };
     let ret: isize;
     // SAFETY: the parent only gets rax (and the clobbered rcx, r11) back.

@@ -2,7 +2,6 @@
 //! JSON and Prometheus metrics that show them and INFO.
 
 use nitro::client::Status;
-use nitro::core::CgroupStats;
 use nitro::proto::State;
 
 use crate::words;
@@ -137,10 +136,11 @@ pub fn metrics(services: &[Status], info: &[(String, Option<u32>)]) -> String {
             out.push_str(&format!("{name}{labels} {value}\n"));
         }
     };
-    let per = |f: &dyn Fn(&Status) -> String| -> Vec<(String, String)> {
+    // One sample per service that has a value.
+    let per = |f: &dyn Fn(&Status) -> Option<String>| -> Vec<(String, String)> {
         services
             .iter()
-            .map(|s| (format!("{{service=\"{}\"}}", label(&s.name)), f(s)))
+            .filter_map(|s| Some((format!("{{service=\"{}\"}}", label(&s.name)), f(s)?)))
             .collect()
     };
     let mut states = Vec::new();
@@ -167,46 +167,32 @@ pub fn metrics(services: &[Status], info: &[(String, Option<u32>)]) -> String {
         "nitro_service_up",
         "gauge",
         "1 when the service is UP or ONESHOT.",
-        per(&|s| u8::from(matches!(s.state, Some(State::Up | State::Oneshot))).to_string()),
+        per(&|s| Some(u8::from(matches!(s.state, Some(State::Up | State::Oneshot))).to_string())),
     );
     family(
         "nitro_service_uptime_seconds",
         "gauge",
         "Seconds since the service last started or stopped.",
-        per(&|s| s.uptime.to_string()),
+        per(&|s| Some(s.uptime.to_string())),
     );
     family(
         "nitro_service_pid",
         "gauge",
         "Process id of run, 0 when none.",
-        per(&|s| s.pid.to_string()),
+        per(&|s| Some(s.pid.to_string())),
     );
     family(
         "nitro_service_last_exit_status",
         "gauge",
         "Exit code of the last run, 128+signal if it was killed, -1 if it could not be executed.",
-        per(&|s| match (s.exit_code(), s.signal()) {
-            (Some(code), _) => code.to_string(),
-            (None, Some(signal)) => (128 + signal).to_string(),
-            _ => "-1".to_string(),
+        per(&|s| {
+            Some(match (s.exit_code(), s.signal()) {
+                (Some(code), _) => code.to_string(),
+                (None, Some(signal)) => (128 + signal).to_string(),
+                _ => "-1".to_string(),
+            })
         }),
     );
-    // Only what nitro sent: the C nitro has no RESTARTS (tag 181).
-    let restarts: Vec<(String, String)> = services
-        .iter()
-        .filter_map(|s| {
-            let n = s.restarts?;
-            Some((format!("{{service=\"{}\"}}", label(&s.name)), n.to_string()))
-        })
-        .collect();
-    if !restarts.is_empty() {
-        family(
-            "nitro_service_restarts_total",
-            "counter",
-            "Automatic restarts since the service was added.",
-            restarts,
-        );
-    }
     let failures: Vec<(String, String)> = services
         .iter()
         .filter_map(|s| {
@@ -221,55 +207,52 @@ pub fn metrics(services: &[Status], info: &[(String, Option<u32>)]) -> String {
             Some((labels, r.value.to_string()))
         })
         .collect();
-    if !failures.is_empty() {
-        family(
+    let cpu_seconds = |usec: u64| format!("{}.{:06}", usec / 1_000_000, usec % 1_000_000);
+    let text = |v: Option<u64>| v.map(|v| v.to_string());
+    // Only what nitro sent: the C nitro has no RESTARTS (tag 181), and
+    // cgroup usage comes only for services in cgroups.
+    for (name, kind, help, samples) in [
+        (
+            "nitro_service_restarts_total",
+            "counter",
+            "Automatic restarts since the service was added.",
+            per(&|s| s.restarts.map(|n| n.to_string())),
+        ),
+        (
             "nitro_service_start_failure",
             "gauge",
             "Why the last start failed (REASON): errno, or the raw wait status for failure=\"status\".",
             failures,
-        );
-    }
-    // What the services' cgroups used: only for those nitro sent it for.
-    let usage = |field: &dyn Fn(&CgroupStats) -> Option<String>| -> Vec<(String, String)> {
-        services
-            .iter()
-            .filter_map(|s| {
-                let value = field(&s.cgroup)?;
-                Some((format!("{{service=\"{}\"}}", label(&s.name)), value))
-            })
-            .collect()
-    };
-    let cpu_seconds = |usec: u64| format!("{}.{:06}", usec / 1_000_000, usec % 1_000_000);
-    for (name, kind, help, samples) in [
+        ),
         (
             "nitro_service_cpu_seconds_total",
             "counter",
             "CPU time used in the service's cgroup since its last start.",
-            usage(&|c| c.cpu_usec.map(cpu_seconds)),
+            per(&|s| s.cgroup.cpu_usec.map(cpu_seconds)),
         ),
         (
             "nitro_service_memory_bytes",
             "gauge",
             "Memory in use in the service's cgroup.",
-            usage(&|c| c.memory_current.map(|v| v.to_string())),
+            per(&|s| text(s.cgroup.memory_current)),
         ),
         (
             "nitro_service_memory_peak_bytes",
             "gauge",
             "The most memory the service's cgroup used since its last start.",
-            usage(&|c| c.memory_peak.map(|v| v.to_string())),
+            per(&|s| text(s.cgroup.memory_peak)),
         ),
         (
             "nitro_service_processes",
             "gauge",
             "Processes in the service's cgroup.",
-            usage(&|c| c.pids_current.map(|v| v.to_string())),
+            per(&|s| text(s.cgroup.pids_current)),
         ),
         (
             "nitro_service_oom_kills_total",
             "counter",
             "Processes of the service the OOM killer killed since nitro added it.",
-            usage(&|c| c.oom_kills.map(|v| v.to_string())),
+            per(&|s| text(s.cgroup.oom_kills)),
         ),
     ] {
         if !samples.is_empty() {
@@ -312,6 +295,7 @@ pub fn metrics(services: &[Status], info: &[(String, Option<u32>)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use nitro::core::CgroupStats;
     use nitro::proto::{Failure, Program, Reason};
 
     use super::*;

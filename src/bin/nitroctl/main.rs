@@ -226,13 +226,7 @@ impl Ctl {
 
     /// A request about the whole system (rescan, shutdown, reboot).
     pub fn system(&self, tag: u8) -> i32 {
-        let client = self.client();
-        let reply = self.call(&client, &client::request(tag, &[]));
-        if reply.get(2) == Some(&proto::TAG_OK) {
-            return 0;
-        }
-        tell(&format!("nitroctl: {}", refusal("nitro", &reply)));
-        EXIT_OTHER
+        self.each(&["nitro".to_string()], |_| client::request(tag, &[]))
     }
 }
 

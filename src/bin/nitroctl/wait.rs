@@ -232,12 +232,8 @@ impl Tracker {
                 self.answered = true;
                 effects.query = true;
             }
-            Some(&proto::TAG_ESRCH) => {
-                let message = format!("{}: no such service", self.name);
-                self.result.get_or_insert((EXIT_OTHER, Some(message)));
-            }
-            Some(&proto::TAG_ENOSYS) => {
-                let message = format!("{}: not implemented by this nitro", self.name);
+            Some(&(proto::TAG_ESRCH | proto::TAG_ENOSYS)) => {
+                let message = crate::refusal(&self.name, datagram);
                 self.result.get_or_insert((EXIT_OTHER, Some(message)));
             }
             Some(&proto::TAG_STATE) => {
