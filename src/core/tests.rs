@@ -46,6 +46,8 @@ struct FakeOs {
     scan: Vec<Vec<u8>>,
     /// List the directory in reverse name order (readdir follows no order).
     scan_reversed: bool,
+    /// Or in an order of its own, by this seed (0: by name).
+    scan_seed: u64,
     /// Cgroups with processes left in them by a script that ended (a
     /// helper in the background, a daemon), by service name, with the
     /// script that left them.
@@ -78,7 +80,26 @@ struct FakeOs {
     removed_cgroups: Vec<Vec<u8>>,
     /// OOM kills in each service's current cgroup (`memory.events`).
     oom_kills: HashMap<Vec<u8>, u64>,
+    /// The stdin and stdout each live script got.
+    stdio: BTreeMap<Pid, (Option<Fd>, Option<Fd>)>,
+    /// Pipes made: write end by read end.
+    pipe_pairs: BTreeMap<Fd, Fd>,
+    /// The last state announced for each name.
+    last_event: HashMap<Vec<u8>, State>,
+    /// The shutdown was asked for (by the simulation): a logger's `run`
+    /// signalled now must have no writer left alive.
+    shutting_down: std::cell::Cell<bool>,
+    /// Ended, not reaped yet.
+    zombies: BTreeSet<Pid>,
+    /// A request of the user is being handled (its stops are its own).
+    user_request: bool,
+    /// Signals to a logger's `run` during the shutdown: (logger pid,
+    /// the live scripts then writing into its pipe).
+    logger_signals: std::cell::RefCell<Vec<(Pid, Writers)>>,
 }
+
+/// Live scripts writing into a pipe: pid, service, script.
+type Writers = Vec<(Pid, Vec<u8>, Script)>;
 
 fn path(dir: &[u8], file: &[u8]) -> Vec<u8> {
     let mut p = dir.to_vec();
@@ -206,6 +227,7 @@ impl Os for FakeOs {
         // SYS scripts are in nitro's cgroup, named "" here.
         let cgroup = spawn.cgroup.unwrap_or_default();
         self.live.insert(pid, (cgroup.to_vec(), spawn.script));
+        self.stdio.insert(pid, (spawn.stdin, spawn.stdout));
         self.spawns.push((
             spawn.dir.to_vec(),
             spawn.script,
@@ -218,6 +240,24 @@ impl Os for FakeOs {
         Ok(pid)
     }
     fn kill(&mut self, pid: Pid, signal: i32) {
+        if self.shutting_down.get()
+            && !self.user_request
+            && signal != libc::SIGCONT
+            && signal != libc::SIGKILL
+            && let Some(&(Some(stdin), _)) = self.stdio.get(&pid)
+            && let Some(&write) = self.pipe_pairs.get(&stdin)
+            && self.live.contains_key(&pid)
+        {
+            let writers: Writers = self
+                .live
+                .iter()
+                .filter(|&(&p, _)| {
+                    p != pid && self.stdio.get(&p).is_some_and(|io| io.1 == Some(write))
+                })
+                .map(|(&p, (cg, sc))| (p, cg.clone(), *sc))
+                .collect();
+            self.logger_signals.borrow_mut().push((pid, writers));
+        }
         self.kills.push((pid, signal));
         if signal == libc::SIGKILL {
             self.killed.insert(pid);
@@ -233,6 +273,7 @@ impl Os for FakeOs {
         let (r, w) = (free.next().unwrap(), free.next().unwrap());
         self.open_fds.insert(r);
         self.open_fds.insert(w);
+        self.pipe_pairs.insert(r, w);
         Ok((r, w))
     }
     fn close(&mut self, fd: Fd) {
@@ -276,6 +317,16 @@ impl Os for FakeOs {
         }
     }
     fn notify(&mut self, name: &[u8], state: State) {
+        let before = self.last_event.insert(name.to_vec(), state);
+        // Only a STARTING `run` becomes UP.
+        if state == State::Up {
+            assert!(
+                matches!(before, Some(State::Starting | State::Up)),
+                "{} announced UP after {:?}",
+                String::from_utf8_lossy(name),
+                before
+            );
+        }
         self.events.push((name.to_vec(), state));
     }
     fn warn(&mut self, _message: core::fmt::Arguments) {
@@ -306,6 +357,15 @@ impl Os for FakeOs {
         self.scan = names.into_iter().rev().collect();
         if self.scan_reversed {
             self.scan.reverse();
+        }
+        if self.scan_seed != 0 {
+            use std::hash::{Hash, Hasher};
+            let seed = self.scan_seed;
+            self.scan.sort_by_key(|n| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (seed, n).hash(&mut h);
+                h.finish()
+            });
         }
     }
     fn scan_next(&mut self, buf: &mut [u8; 256]) -> Option<usize> {
@@ -396,6 +456,13 @@ struct Sim {
     now: Millis,
     /// Within one wake-up of the loop: its end (the timers) comes later.
     waking: bool,
+    /// Services the user asked down (and not up since): none may start
+    /// unless a writer needs it as its logger.
+    held_down: std::cell::RefCell<BTreeSet<Vec<u8>>>,
+    /// Services the user asked up (and not down since).
+    held_up: std::cell::RefCell<BTreeSet<Vec<u8>>>,
+    /// Check the stronger invariants (the random sequences).
+    strict: bool,
 }
 
 impl Sim {
@@ -413,6 +480,9 @@ impl Sim {
             }),
             now: 10_000,
             waking: false,
+            held_down: Default::default(),
+            held_up: Default::default(),
+            strict: false,
         };
         sim.sup.boot(&mut sim.os, sim.now);
         sim.check();
@@ -481,9 +551,11 @@ impl Sim {
     /// parent learns of the end: the loop may hear of the cgroup first.
     fn exit_news_first(&mut self, pid: Pid, wstatus: i32, news_first: bool) {
         let cgroup = self.os.live.remove(&pid).map(|(cgroup, _)| cgroup);
+        self.os.zombies.insert(pid);
         if let Some(cgroup) = cgroup.as_deref().filter(|_| news_first) {
             self.cgroup_news(cgroup);
         }
+        self.os.zombies.remove(&pid);
         self.sup.on_exit(&mut self.os, pid, wstatus, self.now);
         self.wake_up_over();
         if let Some(cgroup) = cgroup.as_deref().filter(|_| !news_first) {
@@ -493,10 +565,26 @@ impl Sim {
 
     fn request(&mut self, datagram: &[u8]) -> Vec<u8> {
         let mut reply = [0u8; 4096];
+        self.os.user_request = true;
         let n = self
             .sup
             .handle_request(&mut self.os, datagram, &mut reply, self.now)
             .expect("well-formed request");
+        self.os.user_request = false;
+        if datagram.len() > 3 && reply.get(2) == Some(&proto::TAG_OK) {
+            let name = datagram[3..].to_vec();
+            match datagram[2] {
+                proto::TAG_DOWN => {
+                    self.held_up.borrow_mut().remove(&name);
+                    self.held_down.borrow_mut().insert(name);
+                }
+                proto::TAG_UP | proto::TAG_RESTART => {
+                    self.held_down.borrow_mut().remove(&name);
+                    self.held_up.borrow_mut().insert(name);
+                }
+                _ => {}
+            }
+        }
         let pending = self.sup.take_pending();
         if pending.rescan {
             self.sup.rescan(&mut self.os, self.now);
@@ -602,6 +690,132 @@ impl Sim {
             );
         }
         assert_eq!(watched, self.os.watched, "readiness pipes are watched");
+        if self.strict {
+            self.check_strict(&pids);
+        }
+    }
+
+    /// Invariants the random sequences check besides.
+    fn check_strict(&self, pids: &BTreeSet<Pid>) {
+        if matches!(self.sup.phase(), Phase::SysFinish | Phase::Stopping) {
+            self.os.shutting_down.set(true);
+        }
+        for (i, s) in self.sup.services() {
+            // Whatever runs or is left has a deadline that ends it.
+            if s.leftovers.is_some() {
+                assert_eq!(
+                    s.timer,
+                    Timer::Kill,
+                    "{} waits for its leftovers without a deadline",
+                    s.name
+                );
+            }
+            match s.running {
+                // SIGKILL was sent: the kernel ends it.
+                _ if self.os.killed.contains(&s.pid) => {}
+                Some(Script::Finish) => assert_eq!(
+                    s.timer,
+                    Timer::KillFinish,
+                    "{}: finish without a deadline",
+                    s.name
+                ),
+                Some(Script::Setup | Script::Run)
+                    if matches!(s.state, State::Shutdown | State::Restart) =>
+                {
+                    assert_eq!(
+                        s.timer,
+                        Timer::Kill,
+                        "{} is {:?} without a deadline",
+                        s.name,
+                        s.state
+                    )
+                }
+                _ => {}
+            }
+            // Every change of state was announced.
+            let told = self
+                .os
+                .last_event
+                .get(s.name.as_bytes())
+                .copied()
+                .unwrap_or(State::Down);
+            assert_eq!(
+                told, s.state,
+                "{} is {:?} but the last event said {:?}",
+                s.name, s.state, told
+            );
+            // Asked down, it stays down, unless a writer needs it.
+            if self.held_down.borrow().contains(s.name.as_bytes())
+                && matches!(
+                    s.state,
+                    State::Setup
+                        | State::Starting
+                        | State::Up
+                        | State::Oneshot
+                        | State::Restart
+                        | State::Delay
+                )
+            {
+                // Brought back for a writer: that is allowed, and ends
+                // the hold.
+                assert!(
+                    self.sup.is_logger(i),
+                    "{} was asked down and is {:?}",
+                    s.name,
+                    s.state
+                );
+                self.held_down.borrow_mut().remove(s.name.as_bytes());
+            }
+        }
+        // Asked up, it does not end DOWN by itself while the system runs
+        // and its directory is there.
+        for (_, s) in self.sup.services() {
+            // A scan found it gone and stops it: that is a down too.
+            if s.forget {
+                self.held_up.borrow_mut().remove(s.name.as_bytes());
+            }
+        }
+        if self.sup.phase() == Phase::Running {
+            for (_, s) in self.sup.services() {
+                if s.state == State::Down
+                    && !s.forget
+                    && self.held_up.borrow().contains(s.name.as_bytes())
+                    && (self.os.files.contains_key(&path(s.name.dir(), b"run"))
+                        || self.os.files.contains_key(&path(s.name.dir(), b"setup")))
+                {
+                    panic!("{} was asked up and is DOWN", s.name);
+                }
+            }
+        }
+        // Forgotten: its request history goes with it.
+        self.held_down
+            .borrow_mut()
+            .retain(|n| self.sup.find(n).is_some());
+        self.held_up
+            .borrow_mut()
+            .retain(|n| self.sup.find(n).is_some());
+        // Every pid nitro waits for is alive.
+        for pid in pids {
+            assert!(
+                self.os.live.contains_key(pid) || self.os.zombies.contains(pid),
+                "pid {pid} waited for but gone"
+            );
+        }
+        // A logger is stopped by the shutdown only once no writer lives.
+        for (logger, writers) in self.os.logger_signals.borrow_mut().drain(..) {
+            let writers: Vec<String> = writers
+                .iter()
+                .filter(|(_, cg, _)| {
+                    // Loggers go together; their own writers are loggers too.
+                    self.sup.find(cg).is_none_or(|j| !self.sup.reads_log(j))
+                })
+                .map(|(p, cg, sc)| format!("{}/{} ({p})", String::from_utf8_lossy(cg), sc.file()))
+                .collect();
+            assert!(
+                writers.is_empty(),
+                "logger {logger} signalled while {writers:?} still write into it"
+            );
+        }
     }
 }
 
@@ -1482,6 +1696,63 @@ mod random {
         Advance(Millis),
         Rescan,
         Toggle(usize),
+        /// A file of the n-th service's directory appears or goes.
+        FileToggle(usize, usize),
+        /// `setup` (0), `run` (1) or `finish` (2) of the n-th service
+        /// cannot be executed (errno), or again can (0).
+        ScriptError(usize, usize, i32),
+        /// The loop wakes late: every deadline passed meanwhile fires in
+        /// one call.
+        Late(Millis),
+        /// `cgroup.events` changed without a cgroup becoming empty.
+        CgroupNoise,
+        /// One wake-up in the loop's order, after `late` ms without one:
+        /// exits (maybe leaving something behind), SIGHUP, SIGTERM,
+        /// requests, cgroup news, readiness pipes, then the timers.
+        WakeAll {
+            late: Millis,
+            exits: Vec<(usize, i32, bool)>,
+            hup: bool,
+            term: bool,
+            requests: Vec<(u8, usize)>,
+            cgroup: bool,
+            pipes: Vec<(usize, u8)>,
+        },
+    }
+
+    const FILES: [&str; 6] = ["down", "setup", "finish", "main", "notification-fd", "run"];
+    const DIRS: [&str; 9] = ["a", "b", "c", "t@", "log", "one", "LOG", "LOG@", "t@x"];
+
+    fn exec_errno() -> impl Strategy<Value = i32> {
+        prop_oneof![
+            Just(0),
+            Just(libc::EACCES),
+            Just(libc::EAGAIN),
+            Just(libc::ENOENT)
+        ]
+    }
+
+    fn wait_status() -> impl Strategy<Value = i32> {
+        prop_oneof![Just(0), Just(256), Just(111 << 8), Just(9)]
+    }
+
+    fn request_tag() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            3 => Just(proto::TAG_UP),
+            3 => Just(proto::TAG_DOWN),
+            3 => Just(proto::TAG_RESTART),
+            2 => Just(proto::TAG_READY),
+            2 => Just(proto::TAG_RESCAN),
+            1 => Just(proto::TAG_SHUTDOWN),
+        ]
+    }
+
+    /// Steps per random sequence: 80, or `SIM_STEPS` for longer runs.
+    fn sim_steps() -> usize {
+        std::env::var("SIM_STEPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(80)
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -1493,7 +1764,7 @@ mod random {
             (0..16usize, 0..3u8).prop_map(|(n, k)| Step::PipeEvent(n, k)),
             (
                 0..8usize,
-                prop_oneof![Just(0), Just(256), Just(111 << 8), Just(9)],
+                prop_oneof![Just(0), Just(256), Just(111 << 8), Just(9), Just(15)],
                 proptest::bool::weighted(0.2),
                 any::<bool>(),
             )
@@ -1527,7 +1798,35 @@ mod random {
             (0..NAMES.len(), 0..4usize).prop_map(|(n, m)| Step::Link(n, m)),
             (0..9000u64).prop_map(Step::Advance),
             Just(Step::Rescan),
-            (0..NAMES.len()).prop_map(Step::Toggle),
+            (0..DIRS.len()).prop_map(Step::Toggle),
+            (0..DIRS.len(), 0..FILES.len()).prop_map(|(n, f)| Step::FileToggle(n, f)),
+            (0..NAMES.len(), 0..3usize, exec_errno())
+                .prop_map(|(n, k, e)| Step::ScriptError(n, k, e)),
+            (0..12000u64).prop_map(Step::Late),
+            Just(Step::CgroupNoise),
+            (
+                prop_oneof![Just(0u64), 0..3000u64],
+                proptest::collection::vec(
+                    (0..8usize, wait_status(), proptest::bool::weighted(0.2)),
+                    0..4
+                ),
+                proptest::bool::weighted(0.3),
+                proptest::bool::weighted(0.1),
+                proptest::collection::vec((request_tag(), 0..NAMES.len()), 0..3,),
+                any::<bool>(),
+                proptest::collection::vec((0..16usize, 0..3u8), 0..3),
+            )
+                .prop_map(|(late, exits, hup, term, requests, cgroup, pipes)| {
+                    Step::WakeAll {
+                        late,
+                        exits,
+                        hup,
+                        term,
+                        requests,
+                        cgroup,
+                        pipes,
+                    }
+                }),
         ]
     }
 
@@ -1588,14 +1887,19 @@ mod random {
         fn invariants_hold_and_shutdown_terminates(
             sys_setup in proptest::bool::weighted(0.2),
             scan_reversed in any::<bool>(),
+            scan_seed in prop_oneof![Just(0u64), any::<u64>()],
             unwatched in proptest::bool::weighted(0.2),
-            steps in proptest::collection::vec(step(), 1..80),
+            max in prop_oneof![4 => Just(50usize), 1 => 5..10usize],
+            steps in proptest::collection::vec(step(), 1..sim_steps()),
         ) {
             let mut os = world(sys_setup);
             // readdir follows no order.
             os.scan_reversed = scan_reversed;
+            os.scan_seed = scan_seed;
             os.cgroups_unwatched = unwatched;
-            let mut sim = Sim::new(os);
+            // A small table: loggers and instances may find no room.
+            let mut sim = Sim::with_max(os, max);
+            sim.strict = true;
             // Spawns before the shutdown was asked for.
             let mut before_shutdown = None;
             for step in steps {
@@ -1645,7 +1949,8 @@ mod random {
                             .chain(sim.sup.sys.map(|sys| sys.pid)).collect();
                         if !pids.is_empty() {
                             let pid = pids[n % pids.len()];
-                            if leave && sim.os.live.get(&pid).is_some_and(|(cg, _)| !cg.is_empty()) {
+                            let in_cgroup = sim.os.live.get(&pid).is_some_and(|(c, _)| !c.is_empty());
+                            if leave && in_cgroup {
                                 sim.os.leave(pid);
                             }
                             sim.exit_news_first(pid, status, news_first);
@@ -1673,13 +1978,109 @@ mod random {
                     Step::Advance(ms) => sim.advance(ms),
                     Step::Rescan => { sim.command(proto::TAG_RESCAN, ""); }
                     Step::Toggle(n) => {
-                        let name = NAMES[n];
-                        if name.contains('@') { continue; }
+                        let name = DIRS[n];
                         if sim.os.exists(name.as_bytes(), b"") {
                             sim.os.remove_service(name);
                         } else {
                             sim.os.service(name, &[("run", "")]);
                         }
+                    }
+                    Step::FileToggle(n, f) => {
+                        let dir = DIRS[n];
+                        if !sim.os.exists(dir.as_bytes(), b"") { continue; }
+                        let key = path(dir.as_bytes(), FILES[f].as_bytes());
+                        if sim.os.files.remove(&key).is_none() {
+                            let content: &[u8] =
+                                if FILES[f] == "notification-fd" { b"3" } else { b"" };
+                            sim.os.files.insert(key, content.to_vec());
+                        }
+                    }
+                    Step::ScriptError(n, k, errno) => {
+                        let script = [Script::Setup, Script::Run, Script::Finish][k];
+                        // The last name stands for SYS, whose scripts may fail too.
+                        let dir = if n == NAMES.len() - 1 && k != 1 {
+                            "SYS"
+                        } else {
+                            NAMES[n].split('@').next().unwrap()
+                        };
+                        let key = path(dir.as_bytes(), script.file().as_bytes());
+                        if errno == 0 {
+                            sim.os.exec_errors.remove(&key);
+                        } else {
+                            sim.os.exec_errors.insert(key, errno);
+                        }
+                    }
+                    Step::Late(ms) => {
+                        sim.now += ms;
+                        sim.sup.on_timers(&mut sim.os, sim.now);
+                        sim.check();
+                    }
+                    Step::CgroupNoise => {
+                        sim.sup.on_cgroup_change(&mut sim.os, sim.now);
+                        sim.wake_up_over();
+                    }
+                    Step::WakeAll { late, exits, hup, term, requests, cgroup, pipes } => {
+                        sim.now += late;
+                        sim.waking = true;
+                        let pids: Vec<Pid> = sim.os.live.keys().copied().collect();
+                        let mut news = false;
+                        let mut done: Vec<Pid> = Vec::new();
+                        for (n, status, leave) in exits {
+                            let Some(&pid) = pids.get(n % pids.len().max(1)) else { continue };
+                            if done.contains(&pid) { continue; }
+                            done.push(pid);
+                            let in_cgroup = sim.os.live.get(&pid).is_some_and(|(c, _)| !c.is_empty());
+                            if leave && in_cgroup {
+                                sim.os.leave(pid);
+                            }
+                            let cg = sim.os.live.remove(&pid).map(|(cg, _)| cg);
+                            if let Some(cg) = cg
+                                && sim.os.cgroup_watches.contains(&cg)
+                                && !sim.os.in_cgroup(&cg)
+                            {
+                                news = true;
+                            }
+                            sim.sup.on_exit(&mut sim.os, pid, status, sim.now);
+                            sim.check();
+                        }
+                        if hup {
+                            sim.sup.rescan(&mut sim.os, sim.now);
+                            sim.check();
+                        }
+                        if term {
+                            before_shutdown.get_or_insert(sim.os.spawns.len());
+                            sim.sup.shutdown(&mut sim.os, End::Shutdown, sim.now);
+                            sim.check();
+                        }
+                        for (tag, n) in requests {
+                            if tag == proto::TAG_RESCAN || tag == proto::TAG_SHUTDOWN {
+                                if tag == proto::TAG_SHUTDOWN {
+                                    before_shutdown.get_or_insert(sim.os.spawns.len());
+                                }
+                                sim.request(&[0, 0, tag]);
+                            } else {
+                                sim.request(&datagram(tag, NAMES[n]));
+                            }
+                        }
+                        if news || cgroup {
+                            sim.sup.on_cgroup_change(&mut sim.os, sim.now);
+                            sim.check();
+                        }
+                        for (n, kind) in pipes {
+                            let tokens = sim.os.tokens.len().max(1);
+                            let Some(&(token, fd)) = sim.os.tokens.get(n % tokens) else {
+                                continue;
+                            };
+                            if sim.os.watched.get(&fd) == Some(&token) {
+                                let result = [ReadResult::Data(1), ReadResult::Eof, ReadResult::Nothing]
+                                    [kind as usize];
+                                sim.os.readiness.entry(fd).or_default().push(result);
+                            }
+                            sim.sup.on_ready_fd(&mut sim.os, token, sim.now);
+                            sim.check();
+                        }
+                        sim.waking = false;
+                        sim.wake_up_over();
                     }
                 }
             }
@@ -1702,6 +2103,8 @@ mod random {
                 .map(|(_, s)| (s.name.to_string(), s.state, s.running, s.timer, s.leftovers)).collect();
             prop_assert!(sim.sup.stopped(), "shutdown terminates; left: {:?}", left);
             prop_assert!(sim.os.populated.is_empty(), "left behind: {:?}", sim.os.populated);
+            let alive: Vec<_> = sim.os.live.iter().collect();
+            prop_assert!(alive.is_empty(), "alive after the shutdown: {:?}", alive);
         }
     }
 }
