@@ -736,3 +736,41 @@ fn receivers_that_never_read_leave_room_for_the_replies() {
     assert_eq!(n.ctl(&["-t", "5", "start", "a"]).0, 0);
     drop(stuck);
 }
+
+/// A service directory that became unsearchable while its service ran:
+/// its `run` cannot be looked at, which is not the same as no `run`. The
+/// start fails (FATAL, exec failed), as in the C nitro, and the service is
+/// not taken for a one-shot that came up.
+#[test]
+fn a_service_directory_that_cannot_be_searched_is_no_one_shot() {
+    if !can_switch_users() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sv = tmp.path().join("sv");
+    script(&sv.join("d/run"), "exec sleep 1000");
+    give_to_nitrotest(tmp.path());
+    let sock = tmp.path().join("s/nitro.sock");
+    let mut nitro = as_nitrotest()
+        .arg(nitro_bin())
+        .arg(&sv)
+        .env("NITRO_SOCK", &sock)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    until("d runs", || list_at(&sock).contains("UP d "));
+    std::fs::set_permissions(
+        sv.join("d"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let restart = as_other_user(&[nitroctl_bin(), "-t", "10", "restart", "d"], &sock).unwrap();
+    let listed = list_at(&sock);
+    // SAFETY: signalling the nitro we started.
+    unsafe { libc::kill(nitro.id() as i32, libc::SIGTERM) };
+    assert_eq!(nitro.wait().unwrap().code(), Some(0));
+    let stderr = String::from_utf8_lossy(&restart.stderr);
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(listed.contains("FATAL d "), "{listed}");
+}

@@ -477,7 +477,7 @@ impl Supervisor {
             // without a logger writes into while it runs.
             self.ensure_log_pipe(os, i);
         }
-        if !os.exists(self.table[i].name.dir(), b"setup") {
+        if os.missing(self.table[i].name.dir(), b"setup") {
             self.launch(os, i, now);
             return;
         }
@@ -494,7 +494,7 @@ impl Supervisor {
     fn launch(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
         self.table[i].reason = None;
         let dir = self.table[i].name.dir();
-        if !os.exists(dir, b"") {
+        if os.missing(dir, b"") {
             os.warn(format_args!(
                 "{}: service directory is gone",
                 self.table[i].name
@@ -504,7 +504,7 @@ impl Supervisor {
             self.failed(os, i, None, now);
             return;
         }
-        if !os.exists(dir, b"run") {
+        if os.missing(dir, b"run") {
             self.set_state(os, i, State::Oneshot, now);
             return;
         }
@@ -698,7 +698,7 @@ impl Supervisor {
             return;
         }
         self.table.set_timer(i, Timer::None, 0);
-        if os.exists(self.table[i].name.dir(), b"finish") {
+        if !os.missing(self.table[i].name.dir(), b"finish") {
             let mut status_buf = [0u8; 12];
             let mut signal_buf = [0u8; 12];
             let args = [

@@ -162,6 +162,12 @@ pub trait Os {
     fn warn(&mut self, message: core::fmt::Arguments);
     /// Whether `dir/file` exists (following symlinks); `file` may be empty.
     fn exists(&mut self, dir: &[u8], file: &[u8]) -> bool;
+    /// Whether `dir/file` is known not to exist (ENOENT): a script that
+    /// cannot even be looked at (a directory nitro may not search, a
+    /// symlink loop) is tried, and its exec says why, as the C nitro does.
+    fn missing(&mut self, dir: &[u8], file: &[u8]) -> bool {
+        !self.exists(dir, file)
+    }
     /// Whether `dir` is a directory nitro may not look into.
     fn unreadable_dir(&mut self, _dir: &[u8]) -> bool {
         false

@@ -119,15 +119,22 @@ impl Supervisor {
         }
         // An instance that is DOWN and neither listed nor used as a logger
         // (a FATAL one stays while its template does, as in the C nitro).
-        for i in 0..self.table.capacity() {
-            if self.table.get(i).is_some_and(|s| {
-                s.name.param().is_some()
-                    && s.seen != generation
-                    && s.state == proto::State::Down
-                    && s.is_stopped()
-            }) && !self.is_logger(i)
-            {
-                self.forget(os, i);
+        // Again until none goes: forgetting a writer may leave its logger
+        // instance unused, in whatever slot it is.
+        let mut forgot = true;
+        while forgot {
+            forgot = false;
+            for i in 0..self.table.capacity() {
+                if self.table.get(i).is_some_and(|s| {
+                    s.name.param().is_some()
+                        && s.seen != generation
+                        && s.state == proto::State::Down
+                        && s.is_stopped()
+                }) && !self.is_logger(i)
+                {
+                    self.forget(os, i);
+                    forgot = true;
+                }
             }
         }
     }

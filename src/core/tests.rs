@@ -1747,6 +1747,14 @@ mod random {
         ]
     }
 
+    /// Random sequences per run: 1000, or `PROPTEST_CASES`.
+    fn sim_cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000)
+    }
+
     /// Steps per random sequence: 80, or `SIM_STEPS` for longer runs.
     fn sim_steps() -> usize {
         std::env::var("SIM_STEPS")
@@ -1881,8 +1889,9 @@ mod random {
     }
 
     proptest! {
-        // Each run tries new sequences; a thousand take a few seconds.
-        #![proptest_config(ProptestConfig::with_cases(1000))]
+        // Each run tries new sequences; a thousand take a few seconds,
+        // PROPTEST_CASES asks for more.
+        #![proptest_config(ProptestConfig::with_cases(sim_cases()))]
         #[test]
         fn invariants_hold_and_shutdown_terminates(
             sys_setup in proptest::bool::weighted(0.2),
@@ -3165,6 +3174,30 @@ fn an_instance_whose_parameter_ends_in_at_is_no_service() {
     assert_eq!(sim.command(proto::TAG_UP, "t@x"), [0, 0, proto::TAG_OK]);
     assert!(sim.os.last_spawn("t@x@", Script::Run).is_none());
     assert_eq!(sim.sup.services().count(), 1);
+}
+
+/// A logger instance is forgotten in the scan that forgets its last
+/// writer, whatever their slots: here the logger has the lower one, and
+/// was looked at while its writer still used it (differential seed 14303).
+#[test]
+fn a_logger_instance_goes_with_its_last_writer_in_one_scan() {
+    let mut os = FakeOs::default();
+    os.service("t@", &[("run", ""), ("down", "")]);
+    os.service("LOG@", &[("run", "")]);
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.command(proto::TAG_UP, "LOG@x"), [0, 0, proto::TAG_OK]);
+    sim.command(proto::TAG_DOWN, "LOG@x");
+    sim.exit(
+        sim.os.last_spawn("LOG@", Script::Run).unwrap().5,
+        killed(libc::SIGTERM),
+    );
+    sim.os.service("t@x", &[]);
+    sim.command(proto::TAG_RESCAN, "");
+    assert!(sim.sup.find(b"LOG@x") < sim.sup.find(b"t@x"));
+    sim.os.remove_service("t@x");
+    sim.command(proto::TAG_RESCAN, "");
+    assert_eq!(sim.sup.find(b"t@x"), None);
+    assert_eq!(sim.sup.find(b"LOG@x"), None, "forgotten with its writer");
 }
 
 /// A chain of loggers that runs into a loop it does not start from

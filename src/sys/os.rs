@@ -354,6 +354,18 @@ impl core::Os for RealOs {
         }
     }
 
+    fn missing(&mut self, dir: &[u8], file: &[u8]) -> bool {
+        let mut buf = [0u8; 256];
+        match join_path(&mut buf, dir, file) {
+            // SAFETY: path is a valid C string.
+            Some(path) => unsafe {
+                libc::faccessat(self.service_dir, path.as_ptr(), libc::F_OK, 0) != 0
+                    && super::errno() == libc::ENOENT
+            },
+            None => false,
+        }
+    }
+
     fn unreadable_dir(&mut self, dir: &[u8]) -> bool {
         let mut buf = [0u8; 256];
         let Some(path) = join_path(&mut buf, dir, b"") else {
