@@ -878,6 +878,26 @@ fn a_stray_ignoring_sigterm_is_killed_after_sys_timeout_kill() {
     assert!(took < Duration::from_secs(6), "{took:?}: the grace is 1 s");
 }
 
+/// `SYS/timeout-kill` is the grace before SIGKILL; after it the dying
+/// get up to 7 s whatever it says: with 0, the stray killed at once was
+/// still there when nitro handed over (found by a review of pid 1's end).
+#[test]
+fn after_sigkill_processes_get_their_time_whatever_sys_timeout_kill() {
+    require_unshare!();
+    // nitro's lines go to the console: a file here.
+    let mut c = Container::start_after(
+        |sv| {
+            stubborn_system(sv);
+            file(&sv.join("SYS/timeout-kill"), "0\n");
+        },
+        &[r#"touch "$T/console" && mount --bind "$T/console" /dev/console"#],
+    );
+    stubborn_shutdown(&mut c);
+    let said = read(&c.path("console"));
+    assert!(said.contains("sending SIGKILL"), "{said}");
+    assert!(!said.contains("did not die"), "{said}");
+}
+
 #[test]
 fn a_stray_ignoring_sigterm_is_killed_after_7_s_by_default() {
     require_unshare!();

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nitro::core::{Config, DEFAULT_MAX_SERVICES, End, Os, Supervisor};
+use nitro::core::{Config, DEFAULT_MAX_SERVICES, End, Os, Phase, Supervisor};
 use nitro::proto::DATAGRAM_MAX;
 use nitro::sys::control::{ControlSocket, Sender, SetupError};
 use nitro::sys::os::{CGROUP_KEY, RealOs};
@@ -225,6 +225,7 @@ fn run(nitro: &mut Nitro) {
         os,
         signals,
         control,
+        is_pid1,
         real_pid1,
         ..
     } = nitro;
@@ -238,6 +239,7 @@ fn run(nitro: &mut Nitro) {
     // From here on nothing is allocated; INFO shows the count.
     nitro::alloc_count::arm();
     process::shed_startup_pages();
+    let mut ending = false;
 
     while !sup.stopped() {
         let timeout = match sup.next_deadline() {
@@ -300,6 +302,10 @@ fn run(nitro: &mut Nitro) {
             sup.on_ready_fd(os, token, now);
         }
         sup.on_timers(os, now);
+        if *is_pid1 && !ending && matches!(sup.phase(), Phase::SysFinish | Phase::Stopping) {
+            ending = true;
+            pid1::shutdown_begins(*real_pid1);
+        }
     }
     os.flush_events();
 }

@@ -51,6 +51,12 @@ impl Supervisor {
         if matches!(self.phase, Phase::SysFinish | Phase::Stopping) {
             return;
         }
+        // A main service whose `run` ended on its own, its `finish` still
+        // running, ended the system first: its status stays nitro's.
+        if self.exit_status.is_none() {
+            let ended = self.services().find_map(|(_, s)| s.main_status);
+            self.exit_status = ended;
+        }
         os.warn(format_args!("{}: stopping all services", end.word()));
         if let Some(sys) = &mut self.sys {
             // SYS/setup is cut short and stopped like a service; the

@@ -2315,6 +2315,25 @@ fn requests_during_a_main_services_finish_never_end_the_system_later() {
     assert_eq!(sim.state("a"), State::Starting);
 }
 
+/// A main service's `run` ended on its own, and a shutdown comes (docker
+/// stop, SIGTERM) while its `finish` runs: the service ended first, so
+/// its status is nitro's, not the 0 of an orderly shutdown (found by a
+/// review of pid 1's end).
+#[test]
+fn a_shutdown_during_a_main_services_finish_keeps_its_status() {
+    let mut os = simple(&[("run", ""), ("main", ""), ("finish", "")]);
+    os.service("other", &[("run", "")]);
+    let mut sim = Sim::new(os);
+    sim.advance(3000);
+    sim.exit(sim.os.pid_of("a", Script::Run), exited(3));
+    let finish = sim.os.pid_of("a", Script::Finish);
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    sim.exit(finish, EXITED_0);
+    sim.exit(sim.os.pid_of("other", Script::Run), killed(libc::SIGTERM));
+    assert!(sim.sup.stopped());
+    assert_eq!(sim.sup.exit_status(), 3);
+}
+
 #[test]
 fn requested_restarts_start_at_once_and_do_not_count_as_restarts() {
     let mut sim = Sim::new(simple(&[("run", "")]));

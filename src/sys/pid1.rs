@@ -78,44 +78,67 @@ pub fn setup() {
                 c"mode=0755".as_ptr().cast(),
             );
         }
+    }
+    own_console(true);
+}
+
+/// Takes `/dev/console` as fds 0, 1 and 2 and as controlling terminal (in
+/// a session of nitro's own at startup), if it can be opened.
+fn own_console(new_session: bool) {
+    // SAFETY: valid C string and flags; the descriptors are nitro's own.
+    unsafe {
         let console = libc::open(c"/dev/console".as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
-        if console >= 0 {
-            for fd in 0..3 {
-                libc::dup2(console, fd);
-            }
-            if console > 2 {
-                libc::close(console);
-            }
+        if console < 0 {
+            return;
+        }
+        for fd in 0..3 {
+            libc::dup2(console, fd);
+        }
+        if console > 2 {
+            libc::close(console);
+        }
+        if new_session {
             libc::setsid();
-            libc::ioctl(0, libc::TIOCSCTTY, 1);
         }
+        libc::ioctl(0, libc::TIOCSCTTY, 1);
     }
 }
 
-/// Reaps every child that has exited; returns whether any child is left.
-fn reap_all() -> bool {
-    loop {
-        // SAFETY: waitpid with a null status pointer.
-        let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
-        if pid > 0 {
-            continue;
-        }
-        return pid == 0;
+/// The shutdown begins: nitro takes the console back from the SYS scripts
+/// that took it, and the real pid 1 gives Ctrl-Alt-Delete back to the
+/// kernel, so that pressing it again reboots at once a shutdown that
+/// hangs (as the C nitro does).
+pub fn shutdown_begins(real_pid1: bool) {
+    own_console(false);
+    if real_pid1 {
+        // SAFETY: reboot with CAD_ON only changes how Ctrl-Alt-Delete is delivered.
+        unsafe { libc::reboot(libc::RB_ENABLE_CAD) };
     }
 }
 
-/// Waits up to `ms` until no child is left, reaping as they go. A huge
-/// `ms` (from `SYS/timeout-kill`) means waiting for ever, never wrapping
-/// around to no wait at all.
-fn wait_children(signals: &SignalPipe, ms: Millis) -> bool {
+/// Reaps children for up to `ms` (a huge `ms`, from `SYS/timeout-kill`,
+/// means for ever, never wrapping around to no wait at all): until the
+/// child `pid` is reaped, its wait status, or, for `pid` -1, until no
+/// child is left (0). `None` when the time ran out first.
+fn reap_until(signals: &SignalPipe, pid: libc::pid_t, ms: Millis) -> Option<i32> {
     let deadline = now_ms().saturating_add(ms);
     loop {
-        if !reap_all() {
-            return true;
+        let mut wstatus = 0;
+        // SAFETY: waitpid writes one int.
+        let reaped = unsafe { libc::waitpid(-1, &mut wstatus, libc::WNOHANG) };
+        if reaped > 0 {
+            if reaped == pid {
+                return Some(wstatus);
+            }
+            continue;
+        }
+        if reaped < 0 {
+            // No child is left.
+            return (pid == -1).then_some(0);
         }
         let now = now_ms();
         if now >= deadline {
-            return false;
+            return None;
         }
         let mut pfd = libc::pollfd {
             fd: signals.read_fd,
@@ -128,9 +151,16 @@ fn wait_children(signals: &SignalPipe, ms: Millis) -> bool {
     }
 }
 
+/// Waits up to `ms` until no child is left, reaping as they go.
+fn wait_children(signals: &SignalPipe, ms: Millis) -> bool {
+    reap_until(signals, -1, ms).is_some()
+}
+
 /// SIGTERM and SIGCONT to every process, SIGKILL after `grace_ms` (sent
 /// from a forked child: kill(-1) can block on a process stuck in the
-/// kernel), then another wait.
+/// kernel; by nitro itself when it cannot fork), then up to
+/// `KILL_ALL_TIMEOUT_MS` more, whatever `grace_ms` is: the dying need
+/// that time before `/` is remounted read-only.
 pub fn kill_all(signals: &SignalPipe, grace_ms: Millis) {
     warn(format_args!("sending SIGTERM to all processes"));
     // SAFETY: signalling every process is what pid 1 does at the end.
@@ -144,12 +174,18 @@ pub fn kill_all(signals: &SignalPipe, grace_ms: Millis) {
     warn(format_args!("sending SIGKILL to all processes"));
     // SAFETY: the child only calls kill and _exit.
     unsafe {
-        if libc::fork() == 0 {
-            libc::kill(-1, libc::SIGKILL);
-            libc::_exit(0);
+        match libc::fork() {
+            0 => {
+                libc::kill(-1, libc::SIGKILL);
+                libc::_exit(0);
+            }
+            -1 => {
+                libc::kill(-1, libc::SIGKILL);
+            }
+            _ => {}
         }
     }
-    if !wait_children(signals, grace_ms) {
+    if !wait_children(signals, KILL_ALL_TIMEOUT_MS) {
         warn(format_args!("some processes did not die"));
     }
 }
@@ -167,13 +203,19 @@ pub fn run_final(spawner: &Spawner, signals: &SignalPipe, reboot: bool) {
         ..Spawn::sys(Script::Final, &args)
     };
     match spawner.spawn(&spawn, None) {
-        Ok(pid) => {
-            if !wait_children(signals, crate::core::SYS_TIMEOUT_MS) {
-                // SAFETY: pid is our child.
+        // What it leaves in the background does not hold the end.
+        Ok(pid) => match reap_until(signals, pid, crate::core::SYS_TIMEOUT_MS) {
+            Some(wstatus) => warn(format_args!(
+                "SYS/final finished with wait status {}",
+                wstatus
+            )),
+            None => {
+                warn(format_args!("SYS/final takes too long, killing it"));
+                // SAFETY: pid is our child, not reaped yet.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
-                wait_children(signals, 1000);
+                reap_until(signals, pid, 1000);
             }
-        }
+        },
         Err(error) => warn(format_args!("SYS/final: {}", error)),
     }
 }

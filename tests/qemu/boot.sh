@@ -54,8 +54,11 @@ script() { # script PATH BODY: an executable shell script
 sys_mounts='mount -t proc proc /proc'
 [ "$scenario" = cgroups ] && sys_mounts="$sys_mounts; mount -t sysfs sysfs /sys"
 script "$sv"/SYS/setup "$sys_mounts"'; echo "@@ SYS/setup ran in $(dirname "$PWD")"'
-script "$sv"/SYS/finish 'echo "@@ SYS/finish $*"'
-script "$sv"/SYS/final 'echo "@@ SYS/final $* in $PWD"'
+# Once the shutdown began, Ctrl-Alt-Delete is the kernel's again (1): a
+# second press reboots a shutdown that hangs.
+script "$sv"/SYS/finish 'echo "@@ SYS/finish $* cad $(cat /proc/sys/kernel/ctrl-alt-del)"'
+# What SYS/final leaves in the background does not hold the end.
+script "$sv"/SYS/final 'sleep 1000 </dev/null >/dev/null 2>&1 & echo "@@ SYS/final $* in $PWD"'
 echo 2000 >"$sv"/SYS/timeout-kill
 if [ "$scenario" = reincarnate ]; then
 	script "$sv"/SYS/reincarnate 'echo "@@ SYS/reincarnate as pid $$, socket $([ -e /run/nitro/nitro.sock ] && echo left || echo removed)"; exec poweroff -f'
@@ -127,7 +130,7 @@ case $scenario in
 shutdown | single | reincarnate | cgroups) end=shutdown ;;
 esac
 [ "$scenario" = single ] && dir=/etc/nitro.single
-expected=("@@ SYS/setup ran in $dir" "@@ all up" "@@ SYS/finish 0 0 $end" "@@ ready stopped" "@@ SYS/final $end in $dir")
+expected=("@@ SYS/setup ran in $dir" "@@ all up" "@@ SYS/finish 0 0 $end cad 1" "@@ ready stopped" "@@ SYS/final $end in $dir" "nitro: SYS/final finished with wait status 0")
 [ "$scenario" = shutdown ] && expected=("${expected[@]:0:2}" "@@ survived SIGTERM" "${expected[@]:2}")
 # A system handed over is not finalized.
 [ "$scenario" = reincarnate ] && expected=("${expected[@]:0:4}" "@@ SYS/reincarnate as pid 1, socket removed")

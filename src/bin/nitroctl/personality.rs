@@ -30,10 +30,11 @@ pub fn halt_personality(name: &str, args: &[String]) -> i32 {
     }
     let reboot = name == "reboot";
     if force {
-        let refused = pid1::sync_and_reboot(match name {
-            "reboot" => libc::RB_AUTOBOOT,
-            "halt" => libc::RB_HALT_SYSTEM,
-            _ => libc::RB_POWER_OFF,
+        // `halt -f` powers off as `halt` does (and the C nitroctl).
+        let refused = pid1::sync_and_reboot(if reboot {
+            libc::RB_AUTOBOOT
+        } else {
+            libc::RB_POWER_OFF
         });
         fail(EXIT_OTHER, format_args!("reboot: {refused}"));
     }
