@@ -51,12 +51,17 @@ enum Readiness {
     Pipe(i32),
 }
 
-/// exec errors that may go away by themselves: DELAY, not FATAL.
-fn temporary_exec_error(errno: i32) -> bool {
-    matches!(
-        errno,
-        libc::EAGAIN | libc::EIO | libc::EMFILE | libc::ENOMEM | libc::ETXTBSY
-    )
+/// Failures that may go away by themselves: the process could not be
+/// made, or exec failed for a lack of resources (SPEC section 3): DELAY
+/// and try again, not FATAL.
+pub(super) fn temporary(error: SpawnError) -> bool {
+    match error {
+        SpawnError::Fork(_) => true,
+        SpawnError::Exec(errno) => matches!(
+            errno,
+            libc::EAGAIN | libc::EIO | libc::EMFILE | libc::ENOMEM | libc::ETXTBSY
+        ),
+    }
 }
 
 /// REASON for a script of a service (only `setup` and `run` are started
@@ -606,7 +611,7 @@ impl Supervisor {
             // WSTATUS -1: `run` could not be executed (as the C nitro).
             self.table[i].wstatus = -1;
         }
-        if failure == Failure::Spawn || temporary_exec_error(errno) {
+        if temporary(error) {
             self.failed(os, i, Some(SPAWN_RETRY_MS), now);
             return;
         }

@@ -269,6 +269,7 @@ pub struct Pending {
 /// The running `SYS/setup` or `SYS/finish`.
 #[derive(Debug, Clone, Copy)]
 struct SysScript {
+    /// 0 while `SYS/setup` waits to be tried again (DELAY).
     pid: Pid,
     script: Script,
     /// When it is killed: `SYS/finish` after its time, `SYS/setup` after

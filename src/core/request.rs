@@ -151,6 +151,7 @@ impl Supervisor {
         let mut service = Service::new(Name::new(SYS)?, sys.started);
         // A shutdown cuts SYS/setup short: SHUTDOWN from then on.
         service.state = match (sys.script, self.phase) {
+            (Script::Setup, Phase::Boot) if sys.pid == 0 => State::Delay,
             (Script::Setup, Phase::Boot) => State::Setup,
             _ => State::Shutdown,
         };

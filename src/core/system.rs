@@ -5,29 +5,39 @@
 
 use crate::proto::State;
 
-use super::machine::Event;
+use super::machine::{Event, temporary};
 use super::{
-    End, Millis, Os, Phase, STOP_TIMEOUT_MS, SYS, SYS_TIMEOUT_MS, Script, Spawn, Supervisor,
-    SysScript, scan,
+    End, Millis, Os, Phase, SPAWN_RETRY_MS, STOP_TIMEOUT_MS, SYS, SYS_TIMEOUT_MS, Script, Spawn,
+    Supervisor, SysScript, scan,
 };
 
 impl Supervisor {
     /// First start: `SYS/setup` if there is one, else straight to the scan.
+    /// A `SYS/setup` that could not be started for now (no process, no
+    /// memory) is tried again after `SPAWN_RETRY_MS` (DELAY), as the C
+    /// nitro does: nothing starts before it ran.
     pub fn boot(&mut self, os: &mut dyn Os, now: Millis) {
         if os.exists(SYS, b"setup") {
-            match os.spawn(&Spawn::sys(Script::Setup, &[])) {
-                Ok(pid) => {
-                    self.sys = Some(SysScript {
-                        pid,
-                        script: Script::Setup,
-                        deadline: None,
-                        started: now,
-                    });
-                    os.notify(SYS, State::Setup);
+            let (pid, state, deadline) = match os.spawn(&Spawn::sys(Script::Setup, &[])) {
+                Ok(pid) => (pid, State::Setup, None),
+                Err(error) if temporary(error) => {
+                    os.warn(format_args!("SYS/setup: {}, trying again", error));
+                    (0, State::Delay, Some(now.saturating_add(SPAWN_RETRY_MS)))
+                }
+                Err(error) => {
+                    os.warn(format_args!("SYS/setup: {}", error));
+                    self.start_all(os, true, now);
                     return;
                 }
-                Err(error) => os.warn(format_args!("SYS/setup: {}", error)),
-            }
+            };
+            self.sys = Some(SysScript {
+                pid,
+                script: Script::Setup,
+                deadline,
+                started: now,
+            });
+            os.notify(SYS, state);
+            return;
         }
         self.start_all(os, true, now);
     }
@@ -58,6 +68,11 @@ impl Supervisor {
             self.exit_status = ended;
         }
         os.warn(format_args!("{}: stopping all services", end.word()));
+        if self.sys.is_some_and(|sys| sys.pid == 0) {
+            // SYS/setup waited to be tried again: it never runs.
+            self.sys = None;
+            os.notify(SYS, State::Down);
+        }
         if let Some(sys) = &mut self.sys {
             // SYS/setup is cut short and stopped like a service; the
             // shutdown goes on once it is gone.
@@ -127,11 +142,16 @@ impl Supervisor {
         }
     }
 
-    /// Kills a SYS script whose time is up.
+    /// Kills a SYS script whose time is up, or tries `SYS/setup` again.
     pub(super) fn sys_timer(&mut self, os: &mut dyn Os, now: Millis) {
         let Some(sys) = &mut self.sys else {
             return;
         };
+        if sys.pid == 0 && sys.deadline.is_some_and(|d| d <= now) {
+            self.sys = None;
+            self.boot(os, now);
+            return;
+        }
         if sys.deadline.is_some_and(|d| d <= now) {
             sys.deadline = None;
             os.warn(format_args!(

@@ -3146,6 +3146,49 @@ fn sys_is_listed_and_queried_while_its_scripts_run() {
     assert_eq!(count(&mut sim), Some(2));
 }
 
+/// `SYS/setup` that cannot be started for now (no process can be made)
+/// is tried again, as SYS in DELAY, and nothing starts before it ran (the
+/// C nitro's way; before, the services started without it). One that can
+/// never run (not executable) is told and passed over.
+#[test]
+fn sys_setup_that_cannot_start_yet_is_tried_again_before_anything() {
+    use crate::client::decode_query;
+    let mut os = simple(&[("run", "")]);
+    os.service("SYS", &[("setup", "")]);
+    os.fork_error = Some(libc::EAGAIN);
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.os.events, [(b"SYS".to_vec(), State::Delay)]);
+    let reply = sim.command(proto::TAG_QUERY, "SYS");
+    assert_eq!(decode_query("SYS", &reply).and_then(|s| s.state), Some(State::Delay));
+    sim.advance(SPAWN_RETRY_MS);
+    assert!(sim.os.last_spawn("SYS", Script::Setup).is_none());
+    assert!(sim.os.last_spawn("a", Script::Run).is_none(), "a started before SYS/setup");
+    sim.os.fork_error = None;
+    sim.advance(SPAWN_RETRY_MS);
+    let setup = sim.os.pid_of("SYS", Script::Setup);
+    assert!(sim.os.last_spawn("a", Script::Run).is_none());
+    sim.exit(setup, EXITED_0);
+    assert_eq!(sim.state("a"), State::Starting);
+
+    // A shutdown while it waits: it never runs.
+    let mut os = simple(&[("run", "")]);
+    os.service("SYS", &[("setup", "")]);
+    os.fork_error = Some(libc::EAGAIN);
+    let mut sim = Sim::new(os);
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    sim.os.fork_error = None;
+    sim.advance(SPAWN_RETRY_MS);
+    assert!(sim.os.last_spawn("SYS", Script::Setup).is_none());
+    assert!(sim.sup.stopped());
+
+    // Not executable: passed over.
+    let mut os = simple(&[("run", "")]);
+    os.service("SYS", &[("setup", "")]);
+    os.exec_errors.insert(b"SYS/setup".to_vec(), libc::EACCES);
+    let sim = Sim::new(os);
+    assert_eq!(sim.state("a"), State::Starting);
+}
+
 /// A shutdown during `SYS/setup` cuts it short: from then on SYS is
 /// SHUTDOWN to QUERY and LIST as to its event (the C nitro's state 6).
 #[test]
