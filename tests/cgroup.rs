@@ -184,6 +184,48 @@ fn a_cgroup_that_cannot_be_watched_is_looked_at_instead() {
     );
 }
 
+/// Sets nitro's soft limit of descriptors.
+fn limit_fds(n: &Nitro, soft: usize) {
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", n.pid()))
+        .arg(format!("--nofile={soft}:1024"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Out of descriptors, nitro cannot look into a service's cgroup: the
+/// stop must not end while it cannot tell what is left (it ended at once,
+/// everything left running, and the next start ran outside the cgroup).
+/// Once descriptors are back, what is left is killed and the stop ends
+/// (found by a review of exhausted resources).
+#[test]
+fn out_of_descriptors_a_stop_waits_until_it_sees_the_cgroup_empty() {
+    let Some(cgroup) = TestCgroup::new("nofile") else {
+        return;
+    };
+    let mut n = start(&cgroup, leaving_things);
+    n.wait_for("a", State::Up);
+    let left = pids(&n.path("left"));
+    // No descriptor below the limit is free: every open fails.
+    let open: Vec<usize> = std::fs::read_dir(format!("/proc/{}/fd", n.pid()))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let lowest_free = (0..).find(|fd| !open.contains(fd)).unwrap();
+    limit_fds(&n, lowest_free);
+    // Not DOWN while nitro cannot look: `timeout-kill` (300 ms) passes
+    // many times over.
+    let (status, _, _) = n.ctl(&["-t", "3", "stop", "a"]);
+    let still: Vec<_> = left.iter().filter(|&&p| alive(p)).collect();
+    limit_fds(&n, 1024);
+    assert_ne!(status, 0, "DOWN with {still:?} left");
+    n.wait_for("a", State::Down);
+    for pid in left {
+        assert_ended(pid);
+    }
+}
+
 #[test]
 fn what_run_leaves_is_gone_before_finish_and_before_the_next_run() {
     let Some(cgroup) = TestCgroup::new("restart") else {

@@ -94,7 +94,7 @@ fn max_services() -> usize {
 /// stop pid 1) and into a buffer on the stack.
 fn kill_all_timeout() -> u64 {
     let mut buf = [0u8; 24];
-    let Some(n) = sys::read_at(libc::AT_FDCWD, b"SYS", b"timeout-kill", &mut buf) else {
+    let Ok(n) = sys::read_at(libc::AT_FDCWD, b"SYS", b"timeout-kill", &mut buf) else {
         return pid1::KILL_ALL_TIMEOUT_MS;
     };
     core::str::from_utf8(buf[..n].trim_ascii())

@@ -3159,10 +3159,16 @@ fn sys_setup_that_cannot_start_yet_is_tried_again_before_anything() {
     let mut sim = Sim::new(os);
     assert_eq!(sim.os.events, [(b"SYS".to_vec(), State::Delay)]);
     let reply = sim.command(proto::TAG_QUERY, "SYS");
-    assert_eq!(decode_query("SYS", &reply).and_then(|s| s.state), Some(State::Delay));
+    assert_eq!(
+        decode_query("SYS", &reply).and_then(|s| s.state),
+        Some(State::Delay)
+    );
     sim.advance(SPAWN_RETRY_MS);
     assert!(sim.os.last_spawn("SYS", Script::Setup).is_none());
-    assert!(sim.os.last_spawn("a", Script::Run).is_none(), "a started before SYS/setup");
+    assert!(
+        sim.os.last_spawn("a", Script::Run).is_none(),
+        "a started before SYS/setup"
+    );
     sim.os.fork_error = None;
     sim.advance(SPAWN_RETRY_MS);
     let setup = sim.os.pid_of("SYS", Script::Setup);

@@ -243,7 +243,7 @@ impl Cgroups {
         } in LIMITS
         {
             let mut value = [0u8; 64];
-            let len = read_at(libc::AT_FDCWD, dir, file, &mut value);
+            let len = read_at(libc::AT_FDCWD, dir, file, &mut value).ok();
             if self.enabled & controller == 0 {
                 if len.is_some() && self.warned & controller == 0 {
                     self.warned |= controller;
@@ -309,14 +309,17 @@ impl Cgroups {
         self.read_populated(name)
     }
 
+    /// A cgroup whose `cgroup.events` cannot be read for now (no
+    /// descriptor, no memory left) counts as populated: a stop ends only
+    /// once it was seen empty. One that is not there is empty.
     fn read_populated(&self, name: &[u8]) -> bool {
         let mut buf = [0u8; 128];
-        let Some(n) = read_at(self.root_fd, name, b"cgroup.events", &mut buf) else {
-            return false;
-        };
-        buf[..n]
-            .split(|&b| b == b'\n')
-            .any(|line| line == b"populated 1")
+        match read_at(self.root_fd, name, b"cgroup.events", &mut buf) {
+            Ok(n) => buf[..n]
+                .split(|&b| b == b'\n')
+                .any(|line| line == b"populated 1"),
+            Err(errno) => matches!(errno, libc::EMFILE | libc::ENFILE | libc::ENOMEM),
+        }
     }
 
     /// Sends `signal` to every member of the cgroup of `name`, and of the
@@ -372,6 +375,7 @@ impl Cgroups {
         }
         let mut buf = [0u8; 256];
         read_at(self.root_fd, name, b"memory.events", &mut buf)
+            .ok()
             .and_then(|n| keyed(&buf[..n], b"oom_kill "))
             .unwrap_or(0)
     }
@@ -379,11 +383,13 @@ impl Cgroups {
     /// What the cgroup of `name` used; `None` when it has none.
     pub fn stats(&self, name: &[u8]) -> Option<CgroupStats> {
         let mut buf = [0u8; 512];
-        let n = read_at(self.root_fd, name, b"cpu.stat", &mut buf)?;
+        let n = read_at(self.root_fd, name, b"cpu.stat", &mut buf).ok()?;
         let cpu_usec = keyed(&buf[..n], b"usage_usec ");
         let value = |file: &[u8]| {
             let mut buf = [0u8; 32];
-            read_at(self.root_fd, name, file, &mut buf).and_then(|n| number(&buf[..n]))
+            read_at(self.root_fd, name, file, &mut buf)
+                .ok()
+                .and_then(|n| number(&buf[..n]))
         };
         let memory_current = value(b"memory.current");
         let memory_peak = value(b"memory.peak");

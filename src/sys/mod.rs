@@ -249,11 +249,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> DirReader<B> {
 }
 
 /// Reads `dir/file` relative to the directory `at` into `buf`: bytes
-/// read. Non-blocking, so that a FIFO where a file should be cannot stall
-/// nitro.
-pub fn read_at(at: crate::core::Fd, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
+/// read, or errno. Non-blocking, so that a FIFO where a file should be
+/// cannot stall nitro.
+pub fn read_at(at: crate::core::Fd, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Result<usize, i32> {
     let mut path = [0u8; 256];
-    let path = join_path(&mut path, dir, file)?;
+    let path = join_path(&mut path, dir, file).ok_or(libc::ENAMETOOLONG)?;
     // SAFETY: path is a valid C string.
     let fd = unsafe {
         libc::openat(
@@ -263,12 +263,13 @@ pub fn read_at(at: crate::core::Fd, dir: &[u8], file: &[u8], buf: &mut [u8]) -> 
         )
     };
     if fd < 0 {
-        return None;
+        return Err(errno());
     }
     // SAFETY: buf is valid for its length.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    let read_errno = errno();
     close(fd);
-    usize::try_from(n).ok()
+    usize::try_from(n).map_err(|_| read_errno)
 }
 
 /// How long a line may take to reach stderr before it is given up.

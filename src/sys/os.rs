@@ -262,6 +262,11 @@ impl core::Os for RealOs {
         };
         let (dir, made) = match cgroups.open(name, spawn.fresh_cgroup) {
             Ok(opened) => opened,
+            // Out of descriptors or memory for now: a failed start, tried
+            // again, not a program let out of its cgroup.
+            Err(errno @ (libc::EMFILE | libc::ENFILE | libc::ENOMEM)) => {
+                return Err(SpawnError::Fork(errno));
+            }
             Err(errno) => {
                 super::warn(format_args!(
                     "{}: no cgroup, {} runs in nitro's: {}",
@@ -381,7 +386,7 @@ impl core::Os for RealOs {
     }
 
     fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
-        super::read_at(self.service_dir, dir, file, buf)
+        super::read_at(self.service_dir, dir, file, buf).ok()
     }
 
     fn read_link(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {

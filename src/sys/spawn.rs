@@ -112,6 +112,7 @@ impl Spawner {
         // only async-signal-safe functions; nitro is single-threaded and
         // all signals are blocked until the child has reset them.
         let mut pid = -1;
+        let mut clone_errno = 0;
         if let Some(dir) = cgroup.filter(|_| self.clone3.get()) {
             // SAFETY: as above; `top` is the 16-byte aligned end of the stack.
             let ret = unsafe { clone3_in_cgroup(stack as usize, top, dir, &mut child) };
@@ -128,10 +129,14 @@ impl Spawner {
             } else if matches!(-ret as i32, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
                 // Older than 5.7 (or no clone3 at all): the child joins.
                 self.clone3.set(false);
+            } else if matches!(-ret as i32, libc::EAGAIN | libc::ENOMEM) {
+                // No process for now, in the service's cgroup (its
+                // `pids-max`) or at all: a failed fork, not a child made
+                // outside the cgroup, beyond its limits.
+                clone_errno = -ret as i32;
             }
         }
-        let mut clone_errno = 0;
-        if pid < 0 {
+        if pid < 0 && clone_errno == 0 {
             child.join_cgroup = cgroup.unwrap_or(-1);
             // SAFETY: as above.
             pid = unsafe {

@@ -78,7 +78,7 @@ fn readiness(dir: &Path, fd_limit: u64) -> String {
         b"notification-fd",
         &mut text,
     ) {
-        Some(n) if n > 0 => n,
+        Ok(n) if n > 0 => n,
         _ => return "after 2s".to_string(),
     };
     let digits: String = text[..n]
