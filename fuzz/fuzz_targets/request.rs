@@ -33,8 +33,8 @@ impl Os for FakeOs {
     fn exists(&mut self, dir: &[u8], file: &[u8]) -> bool {
         (dir == b"a" || dir == b"t@") && (file.is_empty() || file == b"run")
     }
-    fn read_file(&mut self, _: &[u8], _: &[u8], _: &mut [u8]) -> Option<usize> {
-        None
+    fn read_file(&mut self, _: &[u8], _: &[u8], _: &mut [u8]) -> Result<usize, i32> {
+        Err(2) // ENOENT
     }
     fn read_link(&mut self, _: &[u8], _: &[u8], _: &mut [u8]) -> Option<usize> {
         None

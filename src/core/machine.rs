@@ -407,22 +407,43 @@ impl Supervisor {
     fn down_signal(&self, os: &mut dyn Os, i: usize) -> i32 {
         let mut buf = [0u8; 1];
         match os.read_file(self.table[i].name.dir(), b"down-signal", &mut buf) {
-            Some(1) => proto::signal_for_letter(buf[0]).unwrap_or_else(|| {
+            Ok(1) => proto::signal_for_letter(buf[0]).unwrap_or_else(|| {
                 os.warn(format_args!(
                     "{}: unknown down-signal {:?}, using SIGTERM",
                     self.table[i].name, buf[0] as char
                 ));
                 libc::SIGTERM
             }),
+            Err(errno) if errno != libc::ENOENT => {
+                self.unreadable(os, i, b"down-signal", errno, "SIGTERM");
+                libc::SIGTERM
+            }
             _ => libc::SIGTERM,
         }
+    }
+
+    /// One line for a file of service `i` that is there but cannot be
+    /// read (no descriptor left, no permission): what is used instead.
+    fn unreadable(&self, os: &mut dyn Os, i: usize, file: &[u8], errno: i32, instead: &str) {
+        os.warn(format_args!(
+            "{}: cannot read {}: {}, using {}",
+            self.table[i].name,
+            super::Bytes(file),
+            super::Errno(errno),
+            instead
+        ));
     }
 
     /// A per-service timeout file in milliseconds, or `default`.
     fn timeout(&self, os: &mut dyn Os, i: usize, file: &[u8], default: Millis) -> Millis {
         let mut buf = [0u8; 24];
-        let Some(n) = os.read_file(self.table[i].name.dir(), file, &mut buf) else {
-            return default;
+        let n = match os.read_file(self.table[i].name.dir(), file, &mut buf) {
+            Ok(n) => n,
+            Err(libc::ENOENT) => return default,
+            Err(errno) => {
+                self.unreadable(os, i, file, errno, "the default");
+                return default;
+            }
         };
         let text = buf[..n].trim_ascii();
         match core::str::from_utf8(text)
@@ -513,7 +534,13 @@ impl Supervisor {
             self.set_state(os, i, State::Oneshot, now);
             return;
         }
-        let readiness = self.readiness(os, i);
+        let readiness = match self.readiness(os, i) {
+            Ok(readiness) => readiness,
+            Err(errno) => {
+                self.spawn_failed(os, i, Script::Run, SpawnError::Fork(errno), now);
+                return;
+            }
+        };
         let pipe = match readiness {
             Readiness::Pipe(fd) => match os.pipe() {
                 Ok((read, write)) => Some((fd, read, write)),
@@ -559,30 +586,34 @@ impl Supervisor {
 
     /// How `run` tells it is ready, from `notification-fd`: a file that is
     /// absent, empty or unreadable means the timer (as in the C nitro).
-    fn readiness(&self, os: &mut dyn Os, i: usize) -> Readiness {
+    /// One that cannot be read for now (no descriptor, no memory) is a
+    /// failed start (errno): a service waiting for its newline must not
+    /// be taken for up after 2 s.
+    fn readiness(&self, os: &mut dyn Os, i: usize) -> Result<Readiness, i32> {
         let mut buf = [0u8; 32];
         let n = match os.read_file(self.table[i].name.dir(), b"notification-fd", &mut buf) {
-            Some(n) if n > 0 => n,
-            _ => return Readiness::Timer,
+            Ok(n) if n > 0 => n,
+            Err(errno @ (libc::EMFILE | libc::ENFILE | libc::ENOMEM)) => return Err(errno),
+            _ => return Ok(Readiness::Timer),
         };
         let Some(fd) = digits(&buf[..n]) else {
             os.warn(format_args!(
                 "{}: no number in notification-fd, waiting for nitroctl ready",
                 self.table[i].name
             ));
-            return Readiness::Request;
+            return Ok(Readiness::Request);
         };
         if fd == 0 {
-            return Readiness::Request;
+            return Ok(Readiness::Request);
         }
         if fd < 3 || fd >= self.config.fd_limit.max(0) as u64 {
             os.warn(format_args!(
                 "{}: unusable notification-fd {}, waiting for nitroctl ready",
                 self.table[i].name, fd
             ));
-            return Readiness::Request;
+            return Ok(Readiness::Request);
         }
-        Readiness::Pipe(fd as i32)
+        Ok(Readiness::Pipe(fd as i32))
     }
 
     /// A script could not be started: DELAY for what may pass, FATAL (and

@@ -172,8 +172,9 @@ pub trait Os {
     fn unreadable_dir(&mut self, _dir: &[u8]) -> bool {
         false
     }
-    /// Reads `dir/file` into `buf`: bytes read, `None` if it cannot be read.
-    fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize>;
+    /// Reads `dir/file` into `buf`: bytes read, or errno (ENOENT: there is
+    /// no such file).
+    fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Result<usize, i32>;
     /// Target of the symlink `dir/file`, `None` if it is not a symlink.
     fn read_link(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize>;
     /// Starts listing the service directory.

@@ -68,6 +68,8 @@ struct FakeOs {
     killed_cgroups: BTreeSet<Vec<u8>>,
     /// Make every fork fail with this errno.
     fork_error: Option<i32>,
+    /// Every file read fails with this errno (no descriptor left).
+    read_error: Option<i32>,
     /// Make every pipe fail with this errno.
     pipe_error: Option<i32>,
     /// How often a cgroup was looked at (`cgroup_populated`).
@@ -335,11 +337,14 @@ impl Os for FakeOs {
     fn exists(&mut self, dir: &[u8], file: &[u8]) -> bool {
         self.files.contains_key(&path(dir, file)) || self.links.contains_key(&path(dir, file))
     }
-    fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
-        let content = self.files.get(&path(dir, file))?;
+    fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Result<usize, i32> {
+        if let Some(errno) = self.read_error {
+            return Err(errno);
+        }
+        let content = self.files.get(&path(dir, file)).ok_or(libc::ENOENT)?;
         let n = content.len().min(buf.len());
         buf[..n].copy_from_slice(&content[..n]);
-        Some(n)
+        Ok(n)
     }
     fn read_link(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
         self.link_reads += 1;
@@ -3193,6 +3198,25 @@ fn sys_setup_that_cannot_start_yet_is_tried_again_before_anything() {
     os.exec_errors.insert(b"SYS/setup".to_vec(), libc::EACCES);
     let sim = Sim::new(os);
     assert_eq!(sim.state("a"), State::Starting);
+}
+
+/// Out of descriptors, `notification-fd` cannot be read: the start fails
+/// for now (DELAY, tried again), where `run` was started with the timer
+/// instead of its pipe and taken for UP after 2 s, never having said it
+/// was ready (found by a review of exhausted resources).
+#[test]
+fn a_notification_fd_that_cannot_be_read_for_now_delays_the_start() {
+    let mut os = FakeOs::default();
+    os.read_error = Some(libc::EMFILE);
+    os.service("r", &[("run", ""), ("notification-fd", "3")]);
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.state("r"), State::Delay);
+    assert!(sim.os.last_spawn("r", Script::Run).is_none());
+    sim.os.read_error = None;
+    sim.advance(SPAWN_RETRY_MS);
+    assert_eq!(sim.state("r"), State::Starting);
+    sim.advance(READY_TIMEOUT_MS);
+    assert_eq!(sim.state("r"), State::Starting, "waits for its newline");
 }
 
 /// A shutdown during `SYS/setup` cuts it short: from then on SYS is

@@ -385,8 +385,8 @@ impl core::Os for RealOs {
         }
     }
 
-    fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
-        super::read_at(self.service_dir, dir, file, buf).ok()
+    fn read_file(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Result<usize, i32> {
+        super::read_at(self.service_dir, dir, file, buf)
     }
 
     fn read_link(&mut self, dir: &[u8], file: &[u8], buf: &mut [u8]) -> Option<usize> {
