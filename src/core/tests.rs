@@ -3206,8 +3206,10 @@ fn sys_setup_that_cannot_start_yet_is_tried_again_before_anything() {
 /// was ready (found by a review of exhausted resources).
 #[test]
 fn a_notification_fd_that_cannot_be_read_for_now_delays_the_start() {
-    let mut os = FakeOs::default();
-    os.read_error = Some(libc::EMFILE);
+    let mut os = FakeOs {
+        read_error: Some(libc::EMFILE),
+        ..FakeOs::default()
+    };
     os.service("r", &[("run", ""), ("notification-fd", "3")]);
     let mut sim = Sim::new(os);
     assert_eq!(sim.state("r"), State::Delay);
