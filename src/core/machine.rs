@@ -518,7 +518,6 @@ impl Supervisor {
 
     /// launch: `run`, or ONESHOT without one.
     fn launch(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
-        self.table[i].reason = None;
         let dir = self.table[i].name.dir();
         if os.missing(dir, b"") {
             os.warn(format_args!(
@@ -531,6 +530,7 @@ impl Supervisor {
             return;
         }
         if os.missing(dir, b"run") {
+            self.table[i].reason = None;
             self.set_state(os, i, State::Oneshot, now);
             return;
         }
@@ -545,12 +545,13 @@ impl Supervisor {
             Readiness::Pipe(fd) => match os.pipe() {
                 Ok((read, write)) => Some((fd, read, write)),
                 Err(errno) => {
-                    os.warn(format_args!(
-                        "{}: cannot create readiness pipe: {}",
-                        self.table[i].name,
-                        super::Errno(errno)
-                    ));
-                    self.table[i].reason = Some(reason(Script::Run, Failure::Spawn, errno));
+                    if self.tell_failure(i, reason(Script::Run, Failure::Spawn, errno)) {
+                        os.warn(format_args!(
+                            "{}: cannot create readiness pipe: {}",
+                            self.table[i].name,
+                            super::Errno(errno)
+                        ));
+                    }
                     self.failed(os, i, Some(SPAWN_RETRY_MS), now);
                     return;
                 }
@@ -567,6 +568,7 @@ impl Supervisor {
         }
         match result {
             Ok(pid) => {
+                self.table[i].reason = None;
                 self.set_running(i, Some(Script::Run), pid);
                 self.table[i].run_started = now;
                 if let Some((_, read, _)) = pipe {
@@ -630,14 +632,15 @@ impl Supervisor {
             SpawnError::Fork(errno) => (Failure::Spawn, "start", errno),
             SpawnError::Exec(errno) => (Failure::Exec, "exec", errno),
         };
-        os.warn(format_args!(
-            "{}: cannot {} {}: {}",
-            self.table[i].name,
-            verb,
-            script.file(),
-            super::Errno(errno)
-        ));
-        self.table[i].reason = Some(reason(script, failure, errno));
+        if self.tell_failure(i, reason(script, failure, errno)) {
+            os.warn(format_args!(
+                "{}: cannot {} {}: {}",
+                self.table[i].name,
+                verb,
+                script.file(),
+                super::Errno(errno)
+            ));
+        }
         if script == Script::Run {
             // WSTATUS -1: `run` could not be executed (as the C nitro).
             self.table[i].wstatus = -1;
@@ -651,6 +654,14 @@ impl Supervisor {
             self.run_finish(os, i, 111, 0, now);
         }
         self.fatal(os, i, now);
+    }
+
+    /// Records why a start of service `i` failed (REASON, kept until
+    /// `run` is launched): whether to say so, only when it is not what
+    /// the try before failed of, so that a failure that lasts (no process,
+    /// no descriptor left) is told once per service, not at every try.
+    fn tell_failure(&mut self, i: usize, why: Reason) -> bool {
+        self.table[i].reason.replace(why) != Some(why)
     }
 
     /// A start failed (`setup` failed, or `run` could not be started):

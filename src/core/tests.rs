@@ -3221,6 +3221,30 @@ fn a_notification_fd_that_cannot_be_read_for_now_delays_the_start() {
     assert_eq!(sim.state("r"), State::Starting, "waits for its newline");
 }
 
+/// A failure that lasts (no process can be made) is told once per
+/// service, not at every try (a line per service every 2 s, without
+/// end); once `run` was launched, a new failure is told again (found by
+/// a review of exhausted resources).
+#[test]
+fn a_lasting_start_failure_is_told_once() {
+    let mut os = simple(&[("run", "")]);
+    os.fork_error = Some(libc::EAGAIN);
+    let mut sim = Sim::new(os);
+    let told = sim.os.warnings;
+    for _ in 0..5 {
+        sim.advance(SPAWN_RETRY_MS);
+    }
+    assert_eq!(sim.state("a"), State::Delay);
+    assert_eq!(sim.os.warnings, told, "told again at a retry");
+    sim.os.fork_error = None;
+    sim.advance(SPAWN_RETRY_MS);
+    assert_eq!(sim.state("a"), State::Starting);
+    sim.os.fork_error = Some(libc::EAGAIN);
+    sim.advance(3000);
+    sim.exit(sim.os.pid_of("a", Script::Run), exited(1));
+    assert_eq!(sim.os.warnings, told + 1, "a new failure after a launch");
+}
+
 /// A shutdown during `SYS/setup` cuts it short: from then on SYS is
 /// SHUTDOWN to QUERY and LIST as to its event (the C nitro's state 6).
 #[test]
