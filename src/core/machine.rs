@@ -498,12 +498,28 @@ impl Supervisor {
     /// `setup`, or straight to `run` without one.
     fn start_one(&mut self, os: &mut dyn Os, i: usize, now: Millis) {
         self.table.set_timer(i, Timer::None, 0);
-        if self.table[i].name.as_bytes() == super::scan::GLOBAL_LOGGER {
-            // The global logger reads its own pipe, which every service
-            // without a logger writes into while it runs.
-            self.ensure_log_pipe(os, i);
+        let first = if os.missing(self.table[i].name.dir(), b"setup") {
+            Script::Run
+        } else {
+            Script::Setup
+        };
+        // The pipe it reads (the global logger, which every service
+        // without a logger writes into, or a logger with writers) and the
+        // one it writes into: one that could not be made before (no
+        // descriptor left) is made now, or the start waits for it, so
+        // that no line goes to the console and no logger reads nothing.
+        let reads =
+            self.table[i].name.as_bytes() == super::scan::GLOBAL_LOGGER || self.is_logger(i);
+        for l in [reads.then_some(i), self.table[i].logger]
+            .into_iter()
+            .flatten()
+        {
+            if let Err(errno) = self.ensure_log_pipe(os, l) {
+                self.spawn_failed(os, i, first, SpawnError::Fork(errno), now);
+                return;
+            }
         }
-        if os.missing(self.table[i].name.dir(), b"setup") {
+        if first == Script::Run {
             self.launch(os, i, now);
             return;
         }

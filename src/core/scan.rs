@@ -306,7 +306,11 @@ impl Supervisor {
         } else {
             None
         };
-        let logger = logger.filter(|&l| self.ensure_log_pipe(os, l).is_some());
+        // Linked even when its pipe cannot be made now (no descriptor
+        // left): the writer's next start makes it, or waits for it.
+        if let Some(l) = logger {
+            let _ = self.ensure_log_pipe(os, l);
+        }
         let old = self.table[i].logger;
         if old == logger {
             return;
@@ -410,9 +414,9 @@ impl Supervisor {
     }
 
     /// The log pipe of service `l`, created on first use and kept.
-    pub(super) fn ensure_log_pipe(&mut self, os: &mut dyn Os, l: usize) -> Option<(Fd, Fd)> {
+    pub(super) fn ensure_log_pipe(&mut self, os: &mut dyn Os, l: usize) -> Result<(Fd, Fd), i32> {
         if let Some(pipe) = self.table[l].log_pipe {
-            return Some(pipe);
+            return Ok(pipe);
         }
         // `LOG` takes the global pipe kept since an earlier `LOG` went.
         let kept = (self.table[l].name.as_bytes() == GLOBAL_LOGGER)
@@ -421,7 +425,7 @@ impl Supervisor {
         match kept.map_or_else(|| os.pipe(), Ok) {
             Ok(pipe) => {
                 self.tracking(l, |sup| sup.table[l].log_pipe = Some(pipe));
-                Some(pipe)
+                Ok(pipe)
             }
             Err(errno) => {
                 os.warn(format_args!(
@@ -429,7 +433,7 @@ impl Supervisor {
                     self.table[l].name,
                     Errno(errno)
                 ));
-                None
+                Err(errno)
             }
         }
     }

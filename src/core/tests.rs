@@ -3245,6 +3245,34 @@ fn a_lasting_start_failure_is_told_once() {
     assert_eq!(sim.os.warnings, told + 1, "a new failure after a launch");
 }
 
+/// A log pipe that cannot be made (no descriptor left) does not send the
+/// writer to the console for good, nor start its logger on nothing: the
+/// link stays, the starts wait (DELAY), and once pipes can be made again
+/// the writer writes into its logger's pipe (found by a review of
+/// exhausted resources; the C nitro drops the link as we did).
+#[test]
+fn a_log_pipe_that_cannot_be_made_yet_is_made_at_the_next_start() {
+    let mut os = FakeOs {
+        pipe_error: Some(libc::EMFILE),
+        ..FakeOs::default()
+    };
+    os.service("L", &[("run", "")]);
+    os.service("a", &[("run", "")]);
+    os.link("a", "log", "../L");
+    let mut sim = Sim::new(os);
+    assert_eq!(sim.state("a"), State::Delay);
+    assert_eq!(sim.state("L"), State::Delay);
+    assert!(sim.os.last_spawn("a", Script::Run).is_none());
+    sim.os.pipe_error = None;
+    sim.advance(SPAWN_RETRY_MS);
+    assert_eq!(sim.state("a"), State::Starting);
+    assert_eq!(sim.state("L"), State::Starting);
+    let logger = sim.os.last_spawn("L", Script::Run).unwrap().clone();
+    let writer = sim.os.last_spawn("a", Script::Run).unwrap().clone();
+    let read = logger.3.expect("the logger reads its pipe");
+    assert_eq!(writer.4, sim.os.pipe_pairs.get(&read).copied());
+}
+
 /// A shutdown during `SYS/setup` cuts it short: from then on SYS is
 /// SHUTDOWN to QUERY and LIST as to its event (the C nitro's state 6).
 #[test]
