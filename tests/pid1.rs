@@ -952,6 +952,44 @@ fn a_huge_sys_timeout_kill_waits_instead_of_wrapping_around() {
     assert_eq!(read(&c.path("left")).trim(), "1", "only pid 1 is left");
 }
 
+/// While pid 1 waits for every process to go (the SIGTERM to all, before
+/// the SIGKILL), it still answers requests, as the C nitro does in its
+/// loop: everything is DOWN, and a reboot request still decides the end.
+#[test]
+fn requests_are_answered_while_every_process_is_given_its_time() {
+    require_unshare!();
+    let mut c = Container::start(|sv| {
+        stubborn_system(sv);
+        file(&sv.join("SYS/timeout-kill"), "60000\n");
+        helper(
+            sv,
+            "herald.sh",
+            r#"trap 'echo termed >> "$T/order"; exit 0' TERM; sleep 1000 & wait"#,
+        );
+        script(
+            &sv.join("herald/run"),
+            r#"( sh "$T/herald.sh" & ); exec sleep 1000"#,
+        );
+    });
+    let stray = stubborn_running(&c);
+    c.until("the herald, an orphan", || {
+        !c.children_marked("herald.sh").is_empty()
+    });
+    assert_eq!(
+        c.request(&[0, 0, proto::TAG_SHUTDOWN]),
+        [0, 0, proto::TAG_OK]
+    );
+    c.until("the SIGTERM to every process", || c.count("termed") == 1);
+    let answered = c.try_request(&nitro::client::request(proto::TAG_QUERY, b"herald"));
+    // SAFETY: killing the stray of this test's namespace.
+    unsafe { libc::kill(stray, libc::SIGKILL) };
+    let (status, _) = c.wait();
+    assert_eq!(status, 0, "SYS/reincarnate's status");
+    let reply = answered.expect("no answer while every process is given its time");
+    let herald = nitro::client::decode_query("herald", &reply).expect("herald is known");
+    assert_eq!(herald.state, Some(State::Down));
+}
+
 /// A FIFO where `SYS/timeout-kill` should be, with no writer: pid 1 reads
 /// it at the end as it reads the services' files, without waiting for a
 /// writer.

@@ -232,9 +232,6 @@ fn run(nitro: &mut Nitro) {
     // Everything the loop needs is reserved here.
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAKEUP];
     let mut keys = [0u64; EVENTS_PER_WAKEUP];
-    let mut datagram = [0u8; DATAGRAM_MAX];
-    let mut reply = [0u8; DATAGRAM_MAX];
-    let mut sender = Sender::default();
     sup.boot(os, now_ms());
     // From here on nothing is allocated; INFO shows the count.
     nitro::alloc_count::arm();
@@ -274,22 +271,7 @@ fn run(nitro: &mut Nitro) {
             }
         }
         if ready.contains(&CONTROL_KEY) {
-            for _ in 0..REQUESTS_PER_WAKEUP {
-                let Some(n) = control.recv(&mut datagram, &mut sender) else {
-                    break;
-                };
-                if let Some(len) = sup.handle_request(os, &datagram[..n], &mut reply, now) {
-                    os.flush_events();
-                    control.reply(&sender, &reply[..len]);
-                }
-                let pending = sup.take_pending();
-                if pending.rescan {
-                    sup.rescan(os, now);
-                }
-                if let Some(end) = pending.end {
-                    sup.shutdown(os, end, now);
-                }
-            }
+            serve_requests(sup, os, control, now);
         }
         if ready.contains(&CGROUP_KEY) {
             if let Some(cgroups) = os.cgroups() {
@@ -310,14 +292,50 @@ fn run(nitro: &mut Nitro) {
     os.flush_events();
 }
 
+/// Answers the requests waiting on the control socket (a flood cannot
+/// starve the rest: `REQUESTS_PER_WAKEUP` at most), and carries out what
+/// they ask for after their reply.
+fn serve_requests(sup: &mut Supervisor, os: &mut RealOs, control: &ControlSocket, now: u64) {
+    let mut datagram = [0u8; DATAGRAM_MAX];
+    let mut reply = [0u8; DATAGRAM_MAX];
+    let mut sender = Sender::default();
+    for _ in 0..REQUESTS_PER_WAKEUP {
+        let Some(n) = control.recv(&mut datagram, &mut sender) else {
+            break;
+        };
+        if let Some(len) = sup.handle_request(os, &datagram[..n], &mut reply, now) {
+            os.flush_events();
+            control.reply(&sender, &reply[..len]);
+        }
+        let pending = sup.take_pending();
+        if pending.rescan {
+            sup.rescan(os, now);
+        }
+        if let Some(end) = pending.end {
+            sup.shutdown(os, end, now);
+        }
+    }
+}
+
 /// Every service is down: as pid 1 every other process goes too, then
 /// nitro hands over (`SYS/reincarnate`), finalizes and powers off or
 /// reboots (the real pid 1), starts again (a reboot otherwise) or exits.
 fn end(mut nitro: Nitro) -> ! {
-    let reboot = nitro.sup.end() == End::Reboot;
     if nitro.is_pid1 {
-        pid1::kill_all(&nitro.signals, kill_all_timeout());
+        // Requests are still answered meanwhile (everything is DOWN; a
+        // shutdown or reboot request still decides how it ends).
+        let Nitro {
+            sup,
+            os,
+            control,
+            signals,
+            ..
+        } = &mut nitro;
+        let control_fd = control.fd;
+        let mut serve = || serve_requests(sup, os, control, now_ms());
+        pid1::kill_all(signals, kill_all_timeout(), (control_fd, &mut serve));
     }
+    let reboot = nitro.sup.end() == End::Reboot;
     for (_, service) in nitro.sup.services() {
         nitro.os.cgroup_remove(service.name.as_bytes());
     }

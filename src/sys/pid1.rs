@@ -120,7 +120,12 @@ pub fn shutdown_begins(real_pid1: bool) {
 /// means for ever, never wrapping around to no wait at all): until the
 /// child `pid` is reaped, its wait status, or, for `pid` -1, until no
 /// child is left (0). `None` when the time ran out first.
-fn reap_until(signals: &SignalPipe, pid: libc::pid_t, ms: Millis) -> Option<i32> {
+fn reap_until(
+    signals: &SignalPipe,
+    pid: libc::pid_t,
+    ms: Millis,
+    mut requests: Option<Requests>,
+) -> Option<i32> {
     let deadline = now_ms().saturating_add(ms);
     loop {
         let mut wstatus = 0;
@@ -140,35 +145,44 @@ fn reap_until(signals: &SignalPipe, pid: libc::pid_t, ms: Millis) -> Option<i32>
         if now >= deadline {
             return None;
         }
-        let mut pfd = libc::pollfd {
-            fd: signals.read_fd,
+        let control = requests.as_ref().map_or(-1, |(fd, _)| *fd);
+        let mut pfds = [signals.read_fd, control].map(|fd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
-        };
-        // SAFETY: pfd is one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, (deadline - now).min(1000) as i32) };
+        });
+        // SAFETY: pfds are valid pollfds (a negative fd is skipped).
+        unsafe { libc::poll(pfds.as_mut_ptr(), 2, (deadline - now).min(1000) as i32) };
         signals.drain();
+        if let Some((_, serve)) = requests.as_mut().filter(|_| pfds[1].revents != 0) {
+            serve();
+        }
     }
 }
 
-/// Waits up to `ms` until no child is left, reaping as they go.
-fn wait_children(signals: &SignalPipe, ms: Millis) -> bool {
-    reap_until(signals, -1, ms).is_some()
+/// The control socket, and what answers the requests waiting on it.
+pub type Requests<'a> = (libc::c_int, &'a mut dyn FnMut());
+
+/// Waits up to `ms` until no child is left, reaping as they go and
+/// answering requests.
+fn wait_children(signals: &SignalPipe, ms: Millis, requests: &mut Requests) -> bool {
+    reap_until(signals, -1, ms, Some((requests.0, &mut *requests.1))).is_some()
 }
 
 /// SIGTERM and SIGCONT to every process, SIGKILL after `grace_ms` (sent
 /// from a forked child: kill(-1) can block on a process stuck in the
 /// kernel; by nitro itself when it cannot fork), then up to
 /// `KILL_ALL_TIMEOUT_MS` more, whatever `grace_ms` is: the dying need
-/// that time before `/` is remounted read-only.
-pub fn kill_all(signals: &SignalPipe, grace_ms: Millis) {
+/// that time before `/` is remounted read-only. Requests are answered
+/// meanwhile, as the C nitro does in its loop.
+pub fn kill_all(signals: &SignalPipe, grace_ms: Millis, mut requests: Requests) {
     warn(format_args!("sending SIGTERM to all processes"));
     // SAFETY: signalling every process is what pid 1 does at the end.
     unsafe {
         libc::kill(-1, libc::SIGTERM);
         libc::kill(-1, libc::SIGCONT);
     }
-    if wait_children(signals, grace_ms) {
+    if wait_children(signals, grace_ms, &mut requests) {
         return;
     }
     warn(format_args!("sending SIGKILL to all processes"));
@@ -185,7 +199,7 @@ pub fn kill_all(signals: &SignalPipe, grace_ms: Millis) {
             _ => {}
         }
     }
-    if !wait_children(signals, KILL_ALL_TIMEOUT_MS) {
+    if !wait_children(signals, KILL_ALL_TIMEOUT_MS, &mut requests) {
         warn(format_args!("some processes did not die"));
     }
 }
@@ -204,7 +218,7 @@ pub fn run_final(spawner: &Spawner, signals: &SignalPipe, reboot: bool) {
     };
     match spawner.spawn(&spawn, None) {
         // What it leaves in the background does not hold the end.
-        Ok(pid) => match reap_until(signals, pid, crate::core::SYS_TIMEOUT_MS) {
+        Ok(pid) => match reap_until(signals, pid, crate::core::SYS_TIMEOUT_MS, None) {
             Some(wstatus) => warn(format_args!(
                 "SYS/final finished with wait status {}",
                 wstatus
@@ -213,7 +227,7 @@ pub fn run_final(spawner: &Spawner, signals: &SignalPipe, reboot: bool) {
                 warn(format_args!("SYS/final takes too long, killing it"));
                 // SAFETY: pid is our child, not reaped yet.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
-                reap_until(signals, pid, 1000);
+                reap_until(signals, pid, 1000, None);
             }
         },
         Err(error) => warn(format_args!("SYS/final: {}", error)),
