@@ -648,7 +648,9 @@ impl Supervisor {
             SpawnError::Fork(errno) => (Failure::Spawn, "start", errno),
             SpawnError::Exec(errno) => (Failure::Exec, "exec", errno),
         };
-        if self.tell_failure(i, reason(script, failure, errno)) {
+        // What cannot pass by itself (FATAL) is told at every try: only a
+        // request tries it again.
+        if self.tell_failure(i, reason(script, failure, errno)) || !temporary(error) {
             os.warn(format_args!(
                 "{}: cannot {} {}: {}",
                 self.table[i].name,
@@ -673,9 +675,9 @@ impl Supervisor {
     }
 
     /// Records why a start of service `i` failed (REASON, kept until
-    /// `run` is launched): whether to say so, only when it is not what
-    /// the try before failed of, so that a failure that lasts (no process,
-    /// no descriptor left) is told once per service, not at every try.
+    /// `run` is launched): whether it is new, not what the try before
+    /// failed of, so that a failure that lasts and is tried again every
+    /// 2 s (no process, no descriptor left) is told once per service.
     fn tell_failure(&mut self, i: usize, why: Reason) -> bool {
         self.table[i].reason.replace(why) != Some(why)
     }
