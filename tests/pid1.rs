@@ -908,24 +908,26 @@ fn a_stray_ignoring_sigterm_is_killed_after_7_s_by_default() {
     assert!(took < Duration::from_secs(30), "{took:?}");
 }
 
-#[test]
-fn a_huge_sys_timeout_kill_waits_instead_of_wrapping_around() {
-    require_unshare!();
-    let mut c = Container::start(|sv| {
-        stubborn_system(sv);
-        file(&sv.join("SYS/timeout-kill"), "18446744073709551000\n");
-        // An orphan that tells when the SIGTERM to every process came.
-        helper(
-            sv,
-            "herald.sh",
-            r#"trap 'echo termed >> "$T/order"; exit 0' TERM; sleep 1000 & wait"#,
-        );
-        script(
-            &sv.join("herald/run"),
-            r#"( sh "$T/herald.sh" & ); exec sleep 1000"#,
-        );
-    });
-    let stray = stubborn_running(&c);
+/// The stubborn system with `SYS/timeout-kill` = `grace`, and a herald:
+/// an orphan that tells when the SIGTERM to every process came.
+fn heralded_system(sv: &Path, grace: &str) {
+    stubborn_system(sv);
+    file(&sv.join("SYS/timeout-kill"), &format!("{grace}\n"));
+    helper(
+        sv,
+        "herald.sh",
+        r#"trap 'echo termed >> "$T/order"; exit 0' TERM; sleep 1000 & wait"#,
+    );
+    script(
+        &sv.join("herald/run"),
+        r#"( sh "$T/herald.sh" & ); exec sleep 1000"#,
+    );
+}
+
+/// Shuts the heralded system down until every process got its SIGTERM:
+/// the stubborn stray, which ignores it.
+fn until_every_process_termed(c: &Container) -> i32 {
+    let stray = stubborn_running(c);
     c.until("the herald, an orphan", || {
         !c.children_marked("herald.sh").is_empty()
     });
@@ -934,6 +936,14 @@ fn a_huge_sys_timeout_kill_waits_instead_of_wrapping_around() {
         [0, 0, proto::TAG_OK]
     );
     c.until("the SIGTERM to every process", || c.count("termed") == 1);
+    stray
+}
+
+#[test]
+fn a_huge_sys_timeout_kill_waits_instead_of_wrapping_around() {
+    require_unshare!();
+    let mut c = Container::start(|sv| heralded_system(sv, "18446744073709551000"));
+    let stray = until_every_process_termed(&c);
     // The grace is practically endless: no SIGKILL, no end of nitro.
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_millis(1500) {
@@ -958,28 +968,8 @@ fn a_huge_sys_timeout_kill_waits_instead_of_wrapping_around() {
 #[test]
 fn requests_are_answered_while_every_process_is_given_its_time() {
     require_unshare!();
-    let mut c = Container::start(|sv| {
-        stubborn_system(sv);
-        file(&sv.join("SYS/timeout-kill"), "60000\n");
-        helper(
-            sv,
-            "herald.sh",
-            r#"trap 'echo termed >> "$T/order"; exit 0' TERM; sleep 1000 & wait"#,
-        );
-        script(
-            &sv.join("herald/run"),
-            r#"( sh "$T/herald.sh" & ); exec sleep 1000"#,
-        );
-    });
-    let stray = stubborn_running(&c);
-    c.until("the herald, an orphan", || {
-        !c.children_marked("herald.sh").is_empty()
-    });
-    assert_eq!(
-        c.request(&[0, 0, proto::TAG_SHUTDOWN]),
-        [0, 0, proto::TAG_OK]
-    );
-    c.until("the SIGTERM to every process", || c.count("termed") == 1);
+    let mut c = Container::start(|sv| heralded_system(sv, "60000"));
+    let stray = until_every_process_termed(&c);
     let answered = c.try_request(&nitro::client::request(proto::TAG_QUERY, b"herald"));
     // SAFETY: killing the stray of this test's namespace.
     unsafe { libc::kill(stray, libc::SIGKILL) };

@@ -2281,18 +2281,25 @@ fn main_service_fatal_is_111_and_requested_stops_do_not_count() {
     assert_eq!(sim.state("a"), State::Starting);
 }
 
-/// A main service's `run` ended on its own; while its `finish` runs the
-/// user takes over (down, start, restart). Only the run that just ended
-/// may end the system, and what the user asked for since wins: the old
-/// status must never shut the system down later.
-#[test]
-fn requests_during_a_main_services_finish_never_end_the_system_later() {
+/// Main service `a` beside `other`: its `run` exited 3 on its own, and
+/// its `finish` (the pid returned) runs.
+fn main_run_ended_with_3() -> (Sim, Pid) {
     let mut os = simple(&[("run", ""), ("main", ""), ("finish", "")]);
     os.service("other", &[("run", "")]);
     let mut sim = Sim::new(os);
     sim.advance(3000);
     sim.exit(sim.os.pid_of("a", Script::Run), exited(3));
     let finish = sim.os.pid_of("a", Script::Finish);
+    (sim, finish)
+}
+
+/// A main service's `run` ended on its own; while its `finish` runs the
+/// user takes over (down, start, restart). Only the run that just ended
+/// may end the system, and what the user asked for since wins: the old
+/// status must never shut the system down later.
+#[test]
+fn requests_during_a_main_services_finish_never_end_the_system_later() {
+    let (mut sim, finish) = main_run_ended_with_3();
     sim.command(proto::TAG_DOWN, "a");
     sim.command(proto::TAG_UP, "a");
     sim.command(proto::TAG_RESTART, "a");
@@ -2326,12 +2333,7 @@ fn requests_during_a_main_services_finish_never_end_the_system_later() {
 /// review of pid 1's end).
 #[test]
 fn a_shutdown_during_a_main_services_finish_keeps_its_status() {
-    let mut os = simple(&[("run", ""), ("main", ""), ("finish", "")]);
-    os.service("other", &[("run", "")]);
-    let mut sim = Sim::new(os);
-    sim.advance(3000);
-    sim.exit(sim.os.pid_of("a", Script::Run), exited(3));
-    let finish = sim.os.pid_of("a", Script::Finish);
+    let (mut sim, finish) = main_run_ended_with_3();
     sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
     sim.exit(finish, EXITED_0);
     sim.exit(sim.os.pid_of("other", Script::Run), killed(libc::SIGTERM));
