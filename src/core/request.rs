@@ -38,11 +38,13 @@ impl Supervisor {
             | Request::Down(name)
             | Request::Restart(name)
             | Request::Ready(name) => {
-                // DOWN creates services only while SYS/setup runs ("created
-                // down"); READY never does.
+                // DOWN creates services only while SYS/setup or SYS/finish
+                // runs (SYS is in the C nitro's table then): "created
+                // down", and a `stop` in SYS/finish of an instance never
+                // started succeeds; READY never does.
                 let create = match request {
                     Request::Up(_) | Request::Restart(_) => true,
-                    Request::Down(_) => self.phase == Phase::Boot,
+                    Request::Down(_) => self.sys.is_some(),
                     _ => false,
                 };
                 let Some(i) = self.lookup(os, name, create, now) else {

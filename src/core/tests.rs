@@ -3275,6 +3275,29 @@ fn a_log_pipe_that_cannot_be_made_yet_is_made_at_the_next_start() {
     assert_eq!(writer.4, sim.os.pipe_pairs.get(&read).copied());
 }
 
+/// While `SYS/finish` runs, DOWN of a startable service nitro does not
+/// know yet adds it, DOWN, as while `SYS/setup` runs (the C nitro has
+/// SYS in its table then): a `nitroctl stop` of an instance in
+/// `SYS/finish` succeeds instead of failing a `set -e` script.
+#[test]
+fn down_during_sys_finish_adds_a_startable_service_down() {
+    let mut os = FakeOs::default();
+    os.service("t@", &[("run", "")]);
+    os.service("SYS", &[("finish", "")]);
+    let mut sim = Sim::new(os);
+    sim.request(&[0, 0, proto::TAG_SHUTDOWN]);
+    assert_eq!(sim.sup.phase(), Phase::SysFinish);
+    assert_eq!(sim.command(proto::TAG_DOWN, "t@q"), [0, 0, proto::TAG_OK]);
+    assert_eq!(sim.state("t@q"), State::Down);
+    sim.exit(sim.os.pid_of("SYS", Script::Finish), EXITED_0);
+    assert!(sim.sup.stopped());
+    assert_eq!(
+        sim.command(proto::TAG_DOWN, "t@r"),
+        [0, 0, proto::TAG_ESRCH],
+        "SYS/finish is over"
+    );
+}
+
 /// A shutdown during `SYS/setup` cuts it short: from then on SYS is
 /// SHUTDOWN to QUERY and LIST as to its event (the C nitro's state 6).
 #[test]
