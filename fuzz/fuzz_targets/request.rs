@@ -30,6 +30,9 @@ impl Os for FakeOs {
     }
     fn notify(&mut self, _: &[u8], _: State) {}
     fn warn(&mut self, _: std::fmt::Arguments) {}
+    fn fd_limit(&mut self) -> i32 {
+        1024
+    }
     fn exists(&mut self, dir: &[u8], file: &[u8]) -> bool {
         (dir == b"a" || dir == b"t@") && (file.is_empty() || file == b"run")
     }

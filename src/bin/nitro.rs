@@ -191,7 +191,6 @@ fn set_up() -> Nitro {
     let sup = Supervisor::new(Config {
         max_services: max_services(),
         nitro_pid,
-        fd_limit: process::fd_limit(),
     });
     let role = match (is_pid1, real_pid1) {
         (true, true) => "as pid 1",

@@ -624,7 +624,7 @@ impl Supervisor {
         if fd == 0 {
             return Ok(Readiness::Request);
         }
-        if fd < 3 || fd >= self.config.fd_limit.max(0) as u64 {
+        if fd < 3 || fd >= os.fd_limit().max(0) as u64 {
             os.warn(format_args!(
                 "{}: unusable notification-fd {}, waiting for nitroctl ready",
                 self.table[i].name, fd

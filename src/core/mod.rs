@@ -168,6 +168,9 @@ pub trait Os {
     fn missing(&mut self, dir: &[u8], file: &[u8]) -> bool {
         !self.exists(dir, file)
     }
+    /// nitro's limit of descriptors now (it may be changed while nitro
+    /// runs): notification fds at or beyond it are refused.
+    fn fd_limit(&mut self) -> i32;
     /// Whether `dir` is a directory nitro may not look into.
     fn unreadable_dir(&mut self, _dir: &[u8]) -> bool {
         false
@@ -219,8 +222,6 @@ pub trait Os {
 pub struct Config {
     pub max_services: usize,
     pub nitro_pid: Pid,
-    /// Descriptor limit: notification fds at or beyond it are refused.
-    pub fd_limit: i32,
 }
 
 /// Time `SYS/finish` (and `SYS/final`) may run.

@@ -68,6 +68,8 @@ struct FakeOs {
     killed_cgroups: BTreeSet<Vec<u8>>,
     /// Make every fork fail with this errno.
     fork_error: Option<i32>,
+    /// The limit of descriptors, 1024 unless set.
+    fd_limit: Option<i32>,
     /// Every file read fails with this errno (no descriptor left).
     read_error: Option<i32>,
     /// Make every pipe fail with this errno.
@@ -331,6 +333,9 @@ impl Os for FakeOs {
         }
         self.events.push((name.to_vec(), state));
     }
+    fn fd_limit(&mut self) -> i32 {
+        self.fd_limit.unwrap_or(1024)
+    }
     fn warn(&mut self, _message: core::fmt::Arguments) {
         self.warnings += 1;
     }
@@ -481,7 +486,6 @@ impl Sim {
             sup: Supervisor::new(Config {
                 max_services,
                 nitro_pid: 42,
-                fd_limit: 1024,
             }),
             now: 10_000,
             waking: false,
@@ -3296,6 +3300,25 @@ fn down_during_sys_finish_adds_a_startable_service_down() {
         [0, 0, proto::TAG_ESRCH],
         "SYS/finish is over"
     );
+}
+
+/// The limit of descriptors is read when a start needs it, not once: a
+/// `notification-fd` beyond the limit nitro started with is usable once
+/// the limit was raised (`prlimit` on nitro), and refused again below it
+/// (found by a review of exhausted resources).
+#[test]
+fn the_descriptor_limit_is_read_when_a_start_needs_it() {
+    let mut os = FakeOs {
+        fd_limit: Some(64),
+        ..FakeOs::default()
+    };
+    os.service("r", &[("run", ""), ("notification-fd", "100")]);
+    let mut sim = Sim::new(os);
+    assert!(sim.os.watched.is_empty(), "refused: no readiness pipe");
+    sim.os.fd_limit = Some(1024);
+    sim.command(proto::TAG_RESTART, "r");
+    sim.exit(sim.os.pid_of("r", Script::Run), killed(libc::SIGTERM));
+    assert_eq!(sim.os.watched.len(), 1, "a readiness pipe for fd 100");
 }
 
 /// A shutdown during `SYS/setup` cuts it short: from then on SYS is

@@ -344,6 +344,10 @@ impl core::Os for RealOs {
         self.events_len += 3 + len;
     }
 
+    fn fd_limit(&mut self) -> i32 {
+        super::process::fd_limit()
+    }
+
     fn warn(&mut self, message: std::fmt::Arguments) {
         super::warn(message);
     }
