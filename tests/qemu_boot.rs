@@ -40,6 +40,7 @@ fn boots_and_goes_down_in_order() {
         "cad",
         "single",
         "reincarnate",
+        "halt",
         "cgroups",
     ] {
         let out = Command::new(&script)

@@ -9,7 +9,8 @@
 # kernel sends on Ctrl-Alt-Delete) or single (booted with `single` on the
 # kernel command line: /etc/nitro.single, then nitroctl Shutdown) or
 # reincarnate (nitroctl Shutdown with a SYS/reincarnate, which takes over
-# instead of SYS/final) or cgroups (SYS/setup mounts /sys, nitro mounts
+# instead of SYS/final), halt (`halt -f`: the kernel powers off at once,
+# nothing is stopped) or cgroups (SYS/setup mounts /sys, nitro mounts
 # cgroup2: a service over its memory-max is OOM-killed alone and says so, a
 # fork bomb stops at pids-max; then nitroctl Shutdown).
 # Needs qemu-system-x86_64, busybox (static), cpio and a kernel image: the
@@ -35,6 +36,7 @@ rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,etc/nitro,proc,sys,dev,run,tmp}
 cp "$nitro" "$root"/init
 cp "$nitroctl" "$root"/bin/nitroctl
+ln -s nitroctl "$root"/bin/halt
 cp "$(command -v busybox)" "$root"/bin/busybox
 for applet in sh echo cat sleep mount kill ls mkdir seq poweroff grep; do
 	ln -s busybox "$root"/bin/$applet
@@ -106,6 +108,8 @@ shutdown) action='kill -TERM 1; sleep 1; nitroctl list >/dev/null && echo "@@ su
 single | reincarnate) action='nitroctl Shutdown' ;;
 cgroups) action="$cgroup_checks nitroctl Shutdown" ;;
 reboot) action='nitroctl Reboot' ;;
+# By its path: busybox's sh may run its own halt applet for `halt`.
+halt) action='/bin/halt -f' ;;
 cad) action='kill -INT 1' ;;
 *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
@@ -132,6 +136,8 @@ esac
 [ "$scenario" = single ] && dir=/etc/nitro.single
 expected=("@@ SYS/setup ran in $dir" "@@ all up" "@@ SYS/finish 0 0 $end cad 1" "@@ ready stopped" "@@ SYS/final $end in $dir" "nitro: SYS/final finished with wait status 0")
 [ "$scenario" = shutdown ] && expected=("${expected[@]:0:2}" "@@ survived SIGTERM" "${expected[@]:2}")
+# Powered off by the kernel: no SYS/finish, no SYS/final.
+[ "$scenario" = halt ] && expected=("${expected[@]:0:2}")
 # A system handed over is not finalized.
 [ "$scenario" = reincarnate ] && expected=("${expected[@]:0:4}" "@@ SYS/reincarnate as pid 1, socket removed")
 at=0
