@@ -611,7 +611,7 @@ impl Supervisor {
         let mut buf = [0u8; 32];
         let n = match os.read_file(self.table[i].name.dir(), b"notification-fd", &mut buf) {
             Ok(n) if n > 0 => n,
-            Err(errno @ (libc::EMFILE | libc::ENFILE | libc::ENOMEM)) => return Err(errno),
+            Err(errno) if super::out_of_resources(errno) => return Err(errno),
             _ => return Ok(Readiness::Timer),
         };
         let Some(fd) = digits(&buf[..n]) else {

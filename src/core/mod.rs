@@ -122,6 +122,12 @@ pub enum SpawnError {
     Exec(i32),
 }
 
+/// Whether a call failed for a lack of descriptors or memory, which may
+/// pass: what it was for is tried again, not taken as absent or empty.
+pub fn out_of_resources(errno: i32) -> bool {
+    matches!(errno, libc::EMFILE | libc::ENFILE | libc::ENOMEM)
+}
+
 impl core::fmt::Display for SpawnError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {

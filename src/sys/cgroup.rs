@@ -318,7 +318,7 @@ impl Cgroups {
             Ok(n) => buf[..n]
                 .split(|&b| b == b'\n')
                 .any(|line| line == b"populated 1"),
-            Err(errno) => matches!(errno, libc::EMFILE | libc::ENFILE | libc::ENOMEM),
+            Err(errno) => crate::core::out_of_resources(errno),
         }
     }
 

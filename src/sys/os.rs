@@ -264,7 +264,7 @@ impl core::Os for RealOs {
             Ok(opened) => opened,
             // Out of descriptors or memory for now: a failed start, tried
             // again, not a program let out of its cgroup.
-            Err(errno @ (libc::EMFILE | libc::ENFILE | libc::ENOMEM)) => {
+            Err(errno) if core::out_of_resources(errno) => {
                 return Err(SpawnError::Fork(errno));
             }
             Err(errno) => {
